@@ -1,0 +1,44 @@
+# `make run` and `make test` bootstrap everything they need: a .venv, the package, and the dataset.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FMNIST := $(VENV)/bin/fmnist
+STAMP := $(VENV)/.installed
+OUT ?= runs/latest
+
+.PHONY: help run test lint format data bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and exactly: the CPU build on local disk, never a CUDA build from the index.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+data: $(STAMP)  ## find the dataset, or install / download it
+	@FMNIST=$(FMNIST) sh scripts/ensure-data.sh
+
+run: data  ## the main job: data summary and an example grid in $(OUT)
+	$(FMNIST) data info
+	$(FMNIST) data show --out $(OUT)/examples.png
+
+test: data lint  ## lint, then the whole test suite
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: $(STAMP)  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+bench: data  ## run every benchmark in bench/ (slow)
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:  ## remove the venv and caches (keeps runs/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,119 @@
+"""The `fmnist` command: argparse subcommands; user errors become one line on stderr and exit status 2."""
+
+import argparse
+import sys
+import time
+
+from fmnist import __version__
+from fmnist.errors import UserError
+
+
+def add_data_options(parser):
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder holding the four IDX files (default: $FMNIST_DATA_DIR, "
+        "/usr/share/datasets/fashion-mnist, then ~/.cache/fmnist)",
+    )
+    parser.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept well-formed files whose SHA-256 is not the official Fashion-MNIST (recorded in the run)",
+    )
+
+
+def cmd_data_info(args):
+    from fmnist import data
+
+    start = time.perf_counter()
+    ds = data.load(args.data_dir, args.allow_unverified)
+    seconds = time.perf_counter() - start
+    splits = data.split(ds, args.seed)
+    print(f"found in {ds.paths['train_images'].parent} (loaded and verified in {seconds:.2f} s)")
+    for role, path in ds.paths.items():
+        ok = "official" if ds.sha256[role] == data.SHA256[role] else "UNVERIFIED"
+        print(f"  {path}  sha256 {ds.sha256[role]}  {ok}")
+    rows = [("train", splits.y_train), ("validation", splits.y_val), ("test", splits.y_test)]
+    print(f"\nsplit (seed {args.seed}): " + ", ".join(f"{name} {len(y):,}" for name, y in rows))
+    width = max(len(n) for n in data.CLASS_NAMES)
+    print(f"  {'class':<{width + 4}}" + "".join(f"{name:>12}" for name, _ in rows))
+    counts = [data.class_counts(y) for _, y in rows]
+    for c, cname in enumerate(data.CLASS_NAMES):
+        print(f"  {c} {cname:<{width + 2}}" + "".join(f"{cnt[c]:>12,}" for cnt in counts))
+    print(f"train pixel mean {splits.mean:.4f}, std {splits.std:.4f} (pixels scaled to [0, 1])")
+
+
+def cmd_data_show(args):
+    from fmnist import data, plots
+
+    ds = data.load(args.data_dir, args.allow_unverified)
+    splits = data.split(ds, args.seed)
+    images, labels = {
+        "train": (splits.x_train, splits.y_train),
+        "val": (splits.x_val, splits.y_val),
+        "test": (splits.x_test, splits.y_test),
+    }[args.split]
+    plots.class_grid(images, labels, args.out, per_class=args.per_class, seed=args.seed)
+    print(f"wrote {args.out}")
+
+
+def cmd_data_download(args):
+    from fmnist import download
+
+    folder = download.download(args.dir or download.default_folder())
+    print(f"Fashion-MNIST verified in {folder}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fmnist",
+        description="Train, compare, explain and serve Fashion-MNIST classifiers on a CPU.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data_parser = commands.add_parser("data", help="find, verify, describe and download the dataset")
+    data_commands = data_parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    info = data_commands.add_parser("info", help="where the files are, checksums, split sizes", formatter_class=fmt)
+    add_data_options(info)
+    info.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    info.set_defaults(func=cmd_data_info)
+
+    show = data_commands.add_parser("show", help="a PNG grid of examples per class", formatter_class=fmt)
+    add_data_options(show)
+    show.add_argument("--out", required=True, metavar="FILE.png", help="where to write the image")
+    show.add_argument("--split", choices=("train", "val", "test"), default="train", help="which split to draw from")
+    show.add_argument("--per-class", type=int, default=8, help="examples per class")
+    show.add_argument("--seed", type=int, default=0, help="seed of the split and of the examples chosen")
+    show.set_defaults(func=cmd_data_show)
+
+    fetch = data_commands.add_parser("download", help="download and verify the four files", formatter_class=fmt)
+    fetch.add_argument("--dir", metavar="DIR", help="destination (default: ~/.cache/fmnist)")
+    fetch.set_defaults(func=cmd_data_download)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"fmnist: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fmnist: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fmnist: interrupted", file=sys.stderr)
+        return 130
+    return 0
