@@ -64,6 +64,76 @@ def cmd_data_download(args):
     print(f"Fashion-MNIST verified in {folder}")
 
 
+def add_run_options(parser):
+    parser.add_argument(
+        "--preset", choices=("fast", "best"), default="fast", help="hyper-parameter preset (default: fast)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="fixes the split, init, shuffling, augmentation (default: 0)"
+    )
+    parser.add_argument(
+        "--subset",
+        type=int,
+        metavar="N",
+        help="quick look: train on N images, validate and test on N/4 (figures are then not comparable)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_data_options(parser)
+
+
+def add_hparam_flags(parser, spec):
+    """One flag per hyper-parameter of a registry entry; None means 'not given', so presets can apply."""
+    for name, (default, text) in spec.hparams.items():
+        shown = " ".join(map(str, default)) if isinstance(default, tuple | list) else default
+        by_preset = "; ".join(f"{p} preset: {v[name]}" for p, v in spec.presets.items() if name in v)
+        kwargs = {
+            "dest": name,
+            "default": None,
+            "help": f"{text} (default: {shown}{'; ' + by_preset if by_preset else ''})",
+        }
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple | list):
+            kwargs.update(nargs="+", type=type(default[0]), metavar="N")
+        else:
+            kwargs["type"] = type(default)
+        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def hparam_overrides(args, spec):
+    values = {name: getattr(args, name) for name in spec.hparams}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def load_splits(args):
+    from fmnist import data
+
+    dataset = data.load(args.data_dir, args.allow_unverified)
+    splits = data.split(dataset, args.seed)
+    if args.subset:
+        if args.subset < 10:
+            raise UserError(f"--subset {args.subset}: need at least 10 images")
+        quarter = max(args.subset // 4, 10)
+        splits = splits.subset(args.subset, quarter, quarter)
+    return dataset, splits
+
+
+def cmd_train(args):
+    from fmnist import registry, runs
+
+    spec = registry.spec(args.model)
+    hparams = spec.resolve(args.preset, hparam_overrides(args, spec))
+    dataset, splits = load_splits(args)
+    out = args.out or f"runs/{args.model}-seed{args.seed}"
+    _, metrics = runs.train_run(
+        args.model, hparams, splits, dataset, out, preset=args.preset, seed=args.seed, progress=not args.no_progress
+    )
+    print(
+        f"{args.model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
+        f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s); run written to {out}"
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fmnist",
@@ -94,6 +164,17 @@ def build_parser():
     fetch = data_commands.add_parser("download", help="download and verify the four files", formatter_class=fmt)
     fetch.add_argument("--dir", metavar="DIR", help="destination (default: ~/.cache/fmnist)")
     fetch.set_defaults(func=cmd_data_download)
+
+    from fmnist.registry import REGISTRY
+
+    train = commands.add_parser("train", help="train one model and write its run directory")
+    models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
+    for name, spec in REGISTRY.items():
+        one = models.add_parser(name, help=spec.summary, description=spec.summary)
+        add_run_options(one)
+        one.add_argument("--out", metavar="DIR", help="run directory (default: runs/MODEL-seedSEED)")
+        add_hparam_flags(one, spec)
+        one.set_defaults(func=cmd_train)
     return parser
 
 

@@ -98,7 +98,9 @@ def find(data_dir=None, environ=None):
         if found:
             missing = [FILES[r][0] for r in FILES if r not in found]
             if missing:
-                raise UserError(f"{folder / (missing[0] + '.gz')}: file not found (the folder has only some of the four files)")
+                raise UserError(
+                    f"{folder / (missing[0] + '.gz')}: file not found (the folder has only some of the four files)"
+                )
             return found
     if data_dir or environ.get("FMNIST_DATA_DIR"):
         raise UserError(f"{folders[0] / (FILES['train_images'][0] + '.gz')}: file not found")
@@ -232,7 +234,7 @@ def stratified_split(labels, seed, val_fraction=0.2):
     val = []
     for c in range(NUM_CLASSES):
         members = np.flatnonzero(labels == c)
-        take = int(round(val_fraction * len(members)))
+        take = round(val_fraction * len(members))
         val.append(rng.permutation(members)[:take])
     val_idx = np.sort(np.concatenate(val))
     train_mask = np.ones(len(labels), dtype=bool)
@@ -304,4 +306,3 @@ def normalise_flat(images, mean, std):
 
 def class_counts(labels):
     return np.bincount(labels, minlength=NUM_CLASSES)
-

@@ -3,11 +3,11 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from fmnist.data import CLASS_NAMES, NUM_CLASSES  # noqa: E402
-from fmnist.files import atomic_path  # noqa: E402
+from fmnist.data import CLASS_NAMES, NUM_CLASSES
+from fmnist.files import atomic_path
 
 
 def save(fig, path):

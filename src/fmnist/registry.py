@@ -24,6 +24,7 @@ class Spec:
     summary: str
     hparams: dict  # name -> (default, help)
     presets: dict  # preset name -> {hparam: value}
+    reuses: tuple = ()  # names of trained models passed to the constructor as keyword arguments
 
     def load_class(self):
         module, cls = self.target.split(":")

@@ -1,0 +1,131 @@
+"""Train one model and write its run directory: config, history, metrics, weights, predictions.
+
+metrics.json is written last: its presence marks a complete run, so a killed run is seen as half-written.
+"""
+
+import csv
+import io
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from fmnist import __version__, registry
+from fmnist.files import atomic_path, write_json, write_text
+
+LAYOUT_VERSION = 1
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr")
+FEATURE_SAMPLE = 2_000
+
+
+def environment():
+    """Versions and machine facts recorded beside every result."""
+    versions = {"python": platform.python_version(), "fmnist": __version__}
+    for package in ("numpy", "torch", "scikit-learn", "matplotlib", "Pillow", "safetensors"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "versions": versions,
+        "machine": {"platform": platform.platform(), "processor": cpu_name(), "cpus": os.cpu_count()},
+    }
+
+
+def cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def config_record(model_name, hparams, preset, seed, dataset, subset=None):
+    return {
+        "layout_version": LAYOUT_VERSION,
+        "model": model_name,
+        "preset": preset,
+        "seed": seed,
+        "hparams": {k: list(v) if isinstance(v, tuple) else v for k, v in hparams.items()},
+        "subset": subset,
+        "data": dataset.provenance(),
+        "command": sys.argv,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **environment(),
+    }
+
+
+def write_history(path, rows):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def write_npz(path, **arrays):
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def timed_logits(model, images):
+    """(logits (N, 10), images per second) for batched inference over `images`."""
+    start = time.perf_counter()
+    logits = model.predict_logits(images)
+    return logits, len(images) / max(time.perf_counter() - start, 1e-9)
+
+
+def accuracy(logits, labels):
+    return float((np.argmax(logits, axis=1) == labels).mean())
+
+
+def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, progress=True, trained=None):
+    """Fit `model_name` on `splits`, evaluate on validation and test once, write the run directory.
+
+    `trained` maps model names to already trained models that this one may reuse (the hybrid reuses the CNN).
+    Returns (model, metrics).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = registry.spec(model_name)
+    subset = None if len(splits.y_train) == 48_000 else len(splits.y_train)
+    write_json(out_dir / "config.json", config_record(model_name, hparams, preset, seed, dataset, subset))
+    reused = {name: trained[name] for name in spec.reuses if trained and name in trained}
+    model = spec.load_class()(**hparams, **reused)
+
+    start = time.perf_counter()
+    history = model.fit(splits, seed=seed, progress=progress)
+    train_seconds = time.perf_counter() - start
+    write_history(out_dir / "history.csv", history)
+    model.save(out_dir / "model")
+
+    val_logits, _ = timed_logits(model, splits.x_val)
+    test_logits, images_per_s = timed_logits(model, splits.x_test)
+    write_npz(
+        out_dir / "predictions.npz",
+        val_logits=val_logits.astype(np.float32),
+        val_labels=splits.y_val,
+        test_logits=test_logits.astype(np.float32),
+        test_labels=splits.y_test,
+    )
+    if hasattr(model, "features"):
+        pick = np.random.default_rng(seed).permutation(len(splits.x_test))[:FEATURE_SAMPLE]
+        write_npz(out_dir / "features.npz", features=model.features(splits.x_test[pick]), labels=splits.y_test[pick])
+    metrics = {
+        "model": model_name,
+        "val_accuracy": accuracy(val_logits, splits.y_val),
+        "test_accuracy": accuracy(test_logits, splits.y_test),
+        "parameters": int(model.num_parameters()),
+        "train_seconds": round(train_seconds, 2),
+        "epochs": len(history),
+        "best_epoch": int(1 + np.argmax([row["val_accuracy"] for row in history])) if history else None,
+        "inference_images_per_s": round(images_per_s, 1),
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    return model, metrics
