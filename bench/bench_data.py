@@ -1,0 +1,48 @@
+"""How long loading and verifying the four Fashion-MNIST files takes (target: <= 1 s).
+
+Usage: python bench/bench_data.py [--repeats 5] [--data-dir DIR]
+Prints a JSON document and a readable table.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+from fmnist import data
+from fmnist.runs import environment
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    load_s, split_s = [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        dataset = data.load(args.data_dir)
+        load_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        data.split(dataset, seed=0)
+        split_s.append(time.perf_counter() - start)
+    result = {
+        "benchmark": "data_load",
+        "date": time.strftime("%Y-%m-%d"),
+        "source": str(dataset.paths["train_images"].parent),
+        "repeats": args.repeats,
+        "load_seconds_median": round(statistics.median(load_s), 3),
+        "load_seconds_max": round(max(load_s), 3),
+        "split_seconds_median": round(statistics.median(split_s), 3),
+        "target_load_seconds": 1.0,
+        **environment(),
+    }
+    print(json.dumps(result, indent=2))
+    print(f"\n{'step':<28}{'median s':>10}{'max s':>10}")
+    print(f"{'load + verify (4 files)':<28}{result['load_seconds_median']:>10.3f}{result['load_seconds_max']:>10.3f}")
+    print(f"{'stratified split + stats':<28}{result['split_seconds_median']:>10.3f}{max(split_s):>10.3f}")
+    print(f"machine: {result['machine']['processor']}, {result['machine']['cpus']} CPUs; {result['date']}")
+
+
+if __name__ == "__main__":
+    main()
