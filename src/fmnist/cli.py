@@ -134,11 +134,23 @@ def cmd_train(args):
     )
 
 
+def cmd_compare(args):
+    from fmnist import compare
+
+    names = compare.parse_models(args.models)
+    dataset, splits = load_splits(args)
+    results = compare.compare(
+        names, splits, dataset, args.out, preset=args.preset, seed=args.seed, progress=not args.no_progress
+    )
+    print()
+    print(compare.table(results))
+    print(f"\nrun written to {args.out}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fmnist",
         description="Train, compare, explain and serve Fashion-MNIST classifiers on a CPU.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -146,22 +158,23 @@ def build_parser():
 
     data_parser = commands.add_parser("data", help="find, verify, describe and download the dataset")
     data_commands = data_parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    info = data_commands.add_parser("info", help="where the files are, checksums, split sizes", formatter_class=fmt)
+    info = data_commands.add_parser("info", help="where the files are, checksums, split sizes")
     add_data_options(info)
-    info.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    info.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default: 0)")
     info.set_defaults(func=cmd_data_info)
 
-    show = data_commands.add_parser("show", help="a PNG grid of examples per class", formatter_class=fmt)
+    show = data_commands.add_parser("show", help="a PNG grid of examples per class")
     add_data_options(show)
     show.add_argument("--out", required=True, metavar="FILE.png", help="where to write the image")
-    show.add_argument("--split", choices=("train", "val", "test"), default="train", help="which split to draw from")
-    show.add_argument("--per-class", type=int, default=8, help="examples per class")
-    show.add_argument("--seed", type=int, default=0, help="seed of the split and of the examples chosen")
+    show.add_argument(
+        "--split", choices=("train", "val", "test"), default="train", help="which split to draw from (default: train)"
+    )
+    show.add_argument("--per-class", type=int, default=8, help="examples per class (default: 8)")
+    show.add_argument("--seed", type=int, default=0, help="seed of the split and of the examples chosen (default: 0)")
     show.set_defaults(func=cmd_data_show)
 
-    fetch = data_commands.add_parser("download", help="download and verify the four files", formatter_class=fmt)
+    fetch = data_commands.add_parser("download", help="download and verify the four files")
     fetch.add_argument("--dir", metavar="DIR", help="destination (default: ~/.cache/fmnist)")
     fetch.set_defaults(func=cmd_data_download)
 
@@ -175,6 +188,13 @@ def build_parser():
         one.add_argument("--out", metavar="DIR", help="run directory (default: runs/MODEL-seedSEED)")
         add_hparam_flags(one, spec)
         one.set_defaults(func=cmd_train)
+
+    every = ",".join(REGISTRY)
+    comp = commands.add_parser("compare", help="train all models on one split, evaluate, write a comparison report")
+    comp.add_argument("--models", default=every, help=f"comma-separated models (default: {every})")
+    comp.add_argument("--out", metavar="DIR", default="runs/compare", help="run directory (default: runs/compare)")
+    add_run_options(comp)
+    comp.set_defaults(func=cmd_compare)
     return parser
 
 

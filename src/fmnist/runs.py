@@ -61,6 +61,11 @@ def config_record(model_name, hparams, preset, seed, dataset, subset=None):
     }
 
 
+def subset_size(splits):
+    """None for the full split, else the number of training images used."""
+    return None if len(splits.y_train) == 48_000 else len(splits.y_train)
+
+
 def write_history(path, rows):
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
@@ -94,8 +99,8 @@ def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, pr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = registry.spec(model_name)
-    subset = None if len(splits.y_train) == 48_000 else len(splits.y_train)
-    write_json(out_dir / "config.json", config_record(model_name, hparams, preset, seed, dataset, subset))
+    record = config_record(model_name, hparams, preset, seed, dataset, subset_size(splits))
+    write_json(out_dir / "config.json", record)
     reused = {name: trained[name] for name in spec.reuses if trained and name in trained}
     model = spec.load_class()(**hparams, **reused)
 
