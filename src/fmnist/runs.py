@@ -1,4 +1,4 @@
-"""Train one model and write its run directory: config, history, metrics, weights, predictions.
+"""Train one model and write its run directory: config, history, checkpoint, predictions, metrics.
 
 metrics.json is written last: its presence marks a complete run, so a killed run is seen as half-written.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import __version__, registry
+from fmnist import __version__, checkpoint, registry
 from fmnist.files import atomic_path, write_json, write_text
 
 LAYOUT_VERSION = 1
@@ -108,7 +108,7 @@ def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, pr
     history = model.fit(splits, seed=seed, progress=progress)
     train_seconds = time.perf_counter() - start
     write_history(out_dir / "history.csv", history)
-    model.save(out_dir / "model")
+    checkpoint.save(out_dir, model_name, model, data=dataset.provenance())
 
     val_logits, _ = timed_logits(model, splits.x_val)
     test_logits, images_per_s = timed_logits(model, splits.x_test)
@@ -132,5 +132,6 @@ def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, pr
         "best_epoch": int(1 + np.argmax([row["val_accuracy"] for row in history])) if history else None,
         "inference_images_per_s": round(images_per_s, 1),
     }
+    checkpoint.update_metrics(out_dir, metrics)
     write_json(out_dir / "metrics.json", metrics)
     return model, metrics

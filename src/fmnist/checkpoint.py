@@ -1,0 +1,115 @@
+"""Checkpoints any registry model can be trusted with: safetensors weights, a JSON manifest, atomic swaps.
+
+Layout inside a run directory:
+    checkpoint.json     kind, class names, normalisation, versions, data checksums, metrics,
+                        the weights folder's name and the SHA-256 of every file in it
+    model.<id>/         what the model's own `save(folder)` writes (safetensors + JSON, never pickle)
+
+A save writes a fresh `model.<id>/` and only then replaces checkpoint.json (os.replace), so a kill at any
+moment leaves the previous checkpoint whole. Loading checks every file's checksum before reading it, so a
+truncated or edited file is named in a one-line error instead of half-loading.
+"""
+
+import hashlib
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+from fmnist import __version__, registry
+from fmnist.data import CLASS_NAMES
+from fmnist.errors import UserError
+from fmnist.files import write_json
+
+MANIFEST = "checkpoint.json"
+FORMAT = "fmnist-checkpoint/1"
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save(run_dir, kind, model, *, data=None, metrics=None):
+    """Write `model` (registry name `kind`) into run_dir as a new checkpoint; return the manifest."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    folder_name = f"model.{secrets.token_hex(4)}"
+    model.save(run_dir / folder_name)
+    files = sorted(p for p in (run_dir / folder_name).rglob("*") if p.is_file())
+    manifest = {
+        "format": FORMAT,
+        "kind": kind,
+        "weights": folder_name,
+        "files": {str(p.relative_to(run_dir)): sha256_of(p) for p in files},
+        "class_names": list(CLASS_NAMES),
+        "normalisation": {"mean": getattr(model, "mean", None), "std": getattr(model, "std", None)},
+        "fmnist_version": __version__,
+        "data": data,
+        "metrics": metrics,
+    }
+    previous = _read_manifest(run_dir) if (run_dir / MANIFEST).exists() else None
+    write_json(run_dir / MANIFEST, manifest)
+    if previous and previous.get("weights") != folder_name:
+        shutil.rmtree(run_dir / previous["weights"], ignore_errors=True)
+    return manifest
+
+
+def update_metrics(run_dir, metrics):
+    manifest = _read_manifest(Path(run_dir))
+    manifest["metrics"] = metrics
+    write_json(Path(run_dir) / MANIFEST, manifest)
+
+
+def _read_manifest(run_dir):
+    path = run_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"{run_dir}: not a model (no {MANIFEST}; give a run directory written by fmnist)") from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable checkpoint manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path}: not an {FORMAT} manifest")
+    return manifest
+
+
+def resolve(path):
+    """A run directory, its checkpoint.json, or a compare run holding exactly one model -> the run directory."""
+    path = Path(path)
+    if path.is_file() and path.name == MANIFEST:
+        return path.parent
+    if not path.exists():
+        raise UserError(f"{path}: no such model (give a run directory written by fmnist train or compare)")
+    if path.is_dir() and not (path / MANIFEST).exists():
+        inner = sorted(p.parent for p in path.glob(f"*/{MANIFEST}"))
+        if len(inner) == 1:
+            return inner[0]
+        if inner:
+            names = ", ".join(p.name for p in inner)
+            raise UserError(f"{path}: holds several models ({names}); name one, e.g. {inner[0]}")
+    return path
+
+
+def load(path):
+    """Verify and load the model in a run directory; return (model, manifest)."""
+    run_dir = resolve(path)
+    manifest = _read_manifest(run_dir)
+    kind = manifest.get("kind")
+    if kind not in registry.REGISTRY:
+        raise UserError(
+            f"{run_dir / MANIFEST}: unknown model kind {kind!r} (this version knows {', '.join(registry.REGISTRY)})"
+        )
+    for name, expected in (manifest.get("files") or {}).items():
+        file = run_dir / name
+        if not file.is_file():
+            raise UserError(f"{file}: missing from the checkpoint")
+        if sha256_of(file) != expected:
+            raise UserError(f"{file}: checksum differs from {MANIFEST} (truncated or edited)")
+    if not manifest.get("files"):
+        raise UserError(f"{run_dir / MANIFEST}: lists no weight files")
+    model = registry.spec(kind).load_class().load(run_dir / manifest["weights"])
+    return model, manifest
