@@ -119,7 +119,7 @@ def load_splits(args):
 
 
 def cmd_train(args):
-    from fmnist import registry, runs
+    from fmnist import registry, report, runs
 
     spec = registry.spec(args.model)
     hparams = spec.resolve(args.preset, hparam_overrides(args, spec))
@@ -128,23 +128,67 @@ def cmd_train(args):
     _, metrics = runs.train_run(
         args.model, hparams, splits, dataset, out, preset=args.preset, seed=args.seed, progress=not args.no_progress
     )
+    runs.write_test_images(out, splits)
+    report_paths = report.build(out)
     print(
         f"{args.model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
-        f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s); run written to {out}"
+        f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"
+        f"run written to {out}; report: {report_paths[1]}"
     )
 
 
 def cmd_compare(args):
-    from fmnist import compare
+    from fmnist import compare, report
 
     names = compare.parse_models(args.models)
     dataset, splits = load_splits(args)
     results = compare.compare(
-        names, splits, dataset, args.out, preset=args.preset, seed=args.seed, progress=not args.no_progress
+        names,
+        splits,
+        dataset,
+        args.out,
+        preset=args.preset,
+        seed=args.seed,
+        progress=not args.no_progress,
+        overrides={"epochs": args.epochs},
     )
+    report_paths = report.build(args.out)
     print()
     print(compare.table(results))
-    print(f"\nrun written to {args.out}")
+    print(f"\nrun written to {args.out}; report: {report_paths[1]}")
+
+
+def cmd_evaluate(args):
+    from fmnist import evaluate, report, runs
+
+    runs.reevaluate(args.run_dir, args.data_dir, args.allow_unverified)
+    results = evaluate.evaluate_run(args.run_dir)
+    print(evaluate.format_summary(results, args.split))
+    print(f"report: {report.build(args.run_dir)[1]}")
+
+
+def cmd_report(args):
+    from fmnist import report
+
+    md_path, html_path = report.build(args.run_dir)
+    print(f"wrote {md_path} and {html_path}")
+
+
+def cmd_predict(args):
+    from fmnist import checkpoint, predict
+
+    model, _ = checkpoint.load(args.model)
+    predictions, failures = predict.predict_files(model, args.inputs, args.top_k)
+    if args.json:
+        print(predict.format_json(predictions, failures))
+    elif predictions:
+        print(predict.format_text(predictions))
+    if not args.json:
+        for failure in failures:
+            print(f"fmnist: error: {failure}", file=sys.stderr)
+    if args.save_preprocessed:
+        predict.save_preprocessed(predictions, args.save_preprocessed)
+    return 2 if failures else 0
 
 
 def build_parser():
@@ -193,8 +237,27 @@ def build_parser():
     comp = commands.add_parser("compare", help="train all models on one split, evaluate, write a comparison report")
     comp.add_argument("--models", default=every, help=f"comma-separated models (default: {every})")
     comp.add_argument("--out", metavar="DIR", default="runs/compare", help="run directory (default: runs/compare)")
+    comp.add_argument("--epochs", type=int, help="cap every model at this many epochs (default: each preset's own)")
     add_run_options(comp)
     comp.set_defaults(func=cmd_compare)
+
+    ev = commands.add_parser("evaluate", help="re-evaluate a run's saved models and rebuild its report")
+    ev.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
+    ev.add_argument("--split", choices=("test", "val"), default="test", help="which split to print (default: test)")
+    add_data_options(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    rep = commands.add_parser("report", help="rebuild report.md and report.html from a run's saved results")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
+    rep.set_defaults(func=cmd_report)
+
+    pred = commands.add_parser("predict", help="classify your own images with a trained model")
+    pred.add_argument("model", metavar="MODEL", help="a run directory (or its checkpoint.json) of any model")
+    pred.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+", help="image files or folders of images")
+    pred.add_argument("--top-k", type=int, default=3, help="how many classes to list per image (default: 3)")
+    pred.add_argument("--json", action="store_true", help="print one JSON document (errors included)")
+    pred.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
+    pred.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -202,7 +265,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except UserError as exc:
         if args.debug:
             raise
@@ -217,4 +280,4 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fmnist: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

@@ -30,17 +30,17 @@ def parse_models(text):
     return [n for n in registry.REGISTRY if n in names]
 
 
-def compare(model_names, splits, dataset, out_dir, *, preset, seed, progress=True):
+def compare(model_names, splits, dataset, out_dir, *, preset, seed, progress=True, overrides=None):
     """Train `model_names` in order, each into out_dir/<name>/; return {name: metrics}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_npz(out_dir / "test_images.npz", images=splits.x_test, labels=splits.y_test)
+    runs.write_test_images(out_dir, splits)
     trained, results = {}, {}
     overall = tqdm(model_names, desc="compare", unit="model", disable=not progress, position=0)
     start = time.perf_counter()
     for name in overall:
         overall.set_postfix_str(name)
-        hparams = registry.spec(name).resolve(preset)
+        hparams = registry.spec(name).resolve(preset, overrides)
         trained[name], results[name] = runs.train_run(
             name, hparams, splits, dataset, out_dir / name, preset=preset, seed=seed, progress=progress, trained=trained
         )

@@ -1,22 +1,39 @@
-"""Matplotlib figures, written atomically as PNG. The Agg backend: no screen is needed."""
+"""Matplotlib figures, written atomically as PNG. The Agg backend: no screen is needed.
+
+Accuracies are fractions in [0, 1]; they are drawn as percentages. Class indices become class names on every axis.
+"""
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import ConfusionMatrixDisplay
 
 from fmnist.data import CLASS_NAMES, NUM_CLASSES
 from fmnist.files import atomic_path
 
+DPI = 110
+TSNE_SAMPLE = 2_000  # t-SNE costs ~4 s on 2,000 points on two cores; more buys little on the picture
 
-def save(fig, path):
+
+def save(fig, path, dpi=DPI):
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 
 
-def class_grid(images, labels, path, per_class=8, seed=0, title="Fashion-MNIST examples per class"):
+def _bare(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def class_grid(images, labels, path, per_class=8, seed=0, title="Fashion-MNIST examples per class", dpi=DPI):
     """A grid with one row per class: `per_class` random examples, the class name at the left."""
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.9 + 1.6, NUM_CLASSES * 0.95))
@@ -25,12 +42,162 @@ def class_grid(images, labels, path, per_class=8, seed=0, title="Fashion-MNIST e
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
         for j in range(per_class):
             ax = axes[c, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
+            _bare(ax)
             if j < len(chosen):
                 ax.imshow(images[chosen[j]], cmap="gray_r", vmin=0, vmax=255)
         axes[c, 0].set_ylabel(CLASS_NAMES[c], rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title)
-    save(fig, path)
+    save(fig, path, dpi)
+
+
+def learning_curves(history, path, title, dpi=DPI):
+    """Train vs validation loss and accuracy per epoch; `history` maps column name -> (epochs,) array."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in zip(axes, ("loss", "accuracy"), ("loss (cross-entropy)", "accuracy"), strict=True):
+        ax.plot(history["epoch"], history[key], marker="o", ms=3, label="train")
+        ax.plot(history["epoch"], history[f"val_{key}"], marker="o", ms=3, label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[1].yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    fig.suptitle(title)
+    save(fig, path, dpi)
+
+
+def convergence(histories, path, dpi=DPI):
+    """Validation accuracy of every model against epochs and against cumulative training seconds.
+
+    `histories` maps model name -> history (column -> (epochs,) array). Seconds use a log axis: the models'
+    costs differ by orders of magnitude.
+    """
+    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for name, history in histories.items():
+        by_epoch.plot(history["epoch"], history["val_accuracy"], marker="o", ms=3, label=name)
+        by_time.plot(history["seconds"], history["val_accuracy"], marker="o", ms=3, label=name)
+    by_epoch.set_xlabel("epoch")
+    by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_epoch.set_ylabel("validation accuracy")
+    by_epoch.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    if all((h["seconds"] > 0).all() for h in histories.values()):
+        by_time.set_xscale("log")
+    by_time.set_xlabel("training time (s)")
+    for ax in (by_epoch, by_time):
+        ax.grid(alpha=0.3, which="both")
+    by_time.legend(loc="lower right")
+    fig.suptitle("Convergence: validation accuracy")
+    save(fig, path, dpi)
+
+
+def confusion(matrix, path, title, class_names=CLASS_NAMES, dpi=DPI):
+    """The confusion matrix (C, C) as counts and row-normalised (each row: how one true class was predicted)."""
+    counts = np.asarray(matrix)
+    normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    for ax, values, fmt, kind in ((axes[0], counts, "d", "counts"), (axes[1], normalised, ".2f", "row-normalised")):
+        display = ConfusionMatrixDisplay(values, display_labels=list(class_names))
+        display.plot(ax=ax, cmap="Blues", values_format=fmt, colorbar=False, xticks_rotation=45)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(kind)
+        for text in display.text_.ravel():
+            text.set_fontsize(7)
+    fig.suptitle(title)
+    save(fig, path, dpi)
+
+
+def _titled_image(ax, image, title):
+    _bare(ax)
+    ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
+    ax.set_title(title, fontsize=7)
+
+
+def misclassified(images, labels, probs, path, title, count=24, columns=8, class_names=CLASS_NAMES, dpi=DPI):
+    """The most confident mistakes among images uint8 (N, 28, 28) with labels (N,) and probabilities (N, C).
+
+    Returns False (and writes nothing) when there is no mistake to show.
+    """
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    if not len(wrong):
+        return False
+    chosen = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
+    rows = -(-len(chosen) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.45, rows * 1.75), squeeze=False)
+    for ax in axes.ravel():
+        _bare(ax)
+    for ax, i in zip(axes.ravel(), chosen, strict=False):
+        p = predicted[i]
+        _titled_image(ax, images[i], f"true: {class_names[labels[i]]}\npred: {class_names[p]} {probs[i, p]:.0%}")
+    fig.suptitle(title)
+    save(fig, path, dpi)
+    return True
+
+
+def confused_pairs(images, labels, probs, pairs, path, title, per_pair=8, class_names=CLASS_NAMES, dpi=DPI):
+    """One row per confused pair (dicts with true, predicted, count as in evaluate.most_confused): examples of
+    the true class predicted as the other, most confident first. Returns False when there is no pair."""
+    if not pairs:
+        return False
+    predicted = probs.argmax(axis=1)
+    fig, axes = plt.subplots(len(pairs), per_pair, figsize=(per_pair * 1.2 + 2.2, len(pairs) * 1.4), squeeze=False)
+    for row, pair in zip(axes, pairs, strict=True):
+        members = np.flatnonzero((labels == pair["true"]) & (predicted == pair["predicted"]))
+        members = members[np.argsort(-probs[members, pair["predicted"]], kind="stable")][:per_pair]
+        for ax in row:
+            _bare(ax)
+        for ax, i in zip(row, members, strict=False):
+            _titled_image(ax, images[i], f"{probs[i, pair['predicted']]:.0%}")
+        label = f"{class_names[pair['true']]}\n→ {class_names[pair['predicted']]}\n({pair['count']} images)"
+        row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title)
+    save(fig, path, dpi)
+    return True
+
+
+def feature_space(features, labels, path, title, seed=0, class_names=CLASS_NAMES, dpi=DPI):
+    """Features (N, D) in two dimensions, coloured by class: PCA (distances kept linear) and t-SNE (neighbourhoods
+    kept) on a seeded sample of at most TSNE_SAMPLE points."""
+    rng = np.random.default_rng(seed)
+    if len(features) > TSNE_SAMPLE:
+        keep = np.sort(rng.choice(len(features), TSNE_SAMPLE, replace=False))
+        features, labels = features[keep], labels[keep]
+    features = np.asarray(features, dtype=np.float32)
+    pca = PCA(n_components=2, random_state=seed)
+    views = [("PCA", pca.fit_transform(features))]
+    if len(features) > 10:  # t-SNE needs more points than its perplexity
+        perplexity = min(30.0, (len(features) - 1) / 3)
+        tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed)
+        views.append(("t-SNE", tsne.fit_transform(features)))
+    fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views) + 2, 6), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (method, points) in zip(axes[0], views, strict=True):
+        for c, name in enumerate(class_names):
+            member = labels == c
+            ax.scatter(points[member, 0], points[member, 1], s=5, alpha=0.7, color=colours(c), label=name)
+        ax.set_title(f"{method} ({len(features):,} test images)")
+        _bare(ax)
+    explained = pca.explained_variance_ratio_
+    axes[0, 0].set_xlabel(f"component 1 ({explained[0]:.0%} of variance)")
+    axes[0, 0].set_ylabel(f"component 2 ({explained[1]:.0%} of variance)")
+    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, frameon=False)
+    fig.suptitle(title)
+    save(fig, path, dpi)
+
+
+def per_class_f1(f1_by_model, path, title, class_names=CLASS_NAMES, dpi=DPI):
+    """Grouped horizontal bars: `f1_by_model` maps model name -> F1 per class (C,)."""
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(class_names) * (0.75 + 0.25 * len(f1_by_model)) + 1.2))
+    height = 0.8 / len(f1_by_model)
+    positions = np.arange(len(class_names))
+    for k, (name, f1) in enumerate(f1_by_model.items()):
+        ax.barh(positions + k * height - 0.4 + height / 2, f1, height=height, label=name)
+    ax.set_yticks(positions, class_names)
+    ax.invert_yaxis()  # class 0 at the top, as in the tables
+    ax.set_xlabel("F1 score (test)")
+    ax.set_xlim(0, 1)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_title(title)
+    save(fig, path, dpi)

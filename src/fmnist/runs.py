@@ -5,6 +5,7 @@ metrics.json is written last: its presence marks a complete run, so a killed run
 
 import csv
 import io
+import json
 import os
 import platform
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import __version__, checkpoint, registry
+from fmnist import data as data_module
+from fmnist.errors import UserError
 from fmnist.files import atomic_path, write_json, write_text
 
 LAYOUT_VERSION = 1
@@ -76,7 +79,12 @@ def write_history(path, rows):
 
 def write_npz(path, **arrays):
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez_compressed(fh, **arrays)
+
+
+def write_test_images(out_dir, splits):
+    """The test images beside the results, so a report can show mistakes without re-reading the dataset."""
+    write_npz(Path(out_dir) / "test_images.npz", images=splits.x_test, labels=splits.y_test)
 
 
 def timed_logits(model, images):
@@ -88,6 +96,64 @@ def timed_logits(model, images):
 
 def accuracy(logits, labels):
     return float((np.argmax(logits, axis=1) == labels).mean())
+
+
+def write_predictions(out_dir, model, splits):
+    """Val and test logits of `model` into predictions.npz; return (val_logits, test_logits, images/s)."""
+    val_logits, _ = timed_logits(model, splits.x_val)
+    test_logits, images_per_s = timed_logits(model, splits.x_test)
+    write_npz(
+        Path(out_dir) / "predictions.npz",
+        val_logits=val_logits.astype(np.float32),
+        val_labels=splits.y_val,
+        test_logits=test_logits.astype(np.float32),
+        test_labels=splits.y_test,
+    )
+    return val_logits, test_logits, images_per_s
+
+
+def reevaluate(run_dir, data_dir=None, allow_unverified=False):
+    """Reload every saved model under run_dir, predict its recorded split again, refresh predictions and metrics.
+
+    The data must have the checksums the run recorded, so the figures are about the same images.
+    """
+    run_dir = Path(run_dir)
+    model_dirs = (
+        [run_dir]
+        if (run_dir / checkpoint.MANIFEST).exists()
+        else sorted(p.parent for p in run_dir.glob(f"*/{checkpoint.MANIFEST}"))
+    )
+    if not model_dirs:
+        raise UserError(f"{run_dir}: no saved models (no {checkpoint.MANIFEST} here or one level down)")
+    dataset = data_module.load(data_dir, allow_unverified)
+    for model_dir in model_dirs:
+        config = read_json(model_dir / "config.json")
+        if config.get("data", {}).get("sha256") != dataset.sha256:
+            found = dataset.paths["train_images"].parent
+            raise UserError(f"{model_dir / 'config.json'}: the run was made from other data files than {found}")
+        splits = data_module.split(dataset, config["seed"])
+        if config.get("subset"):
+            quarter = max(config["subset"] // 4, 10)
+            splits = splits.subset(config["subset"], quarter, quarter)
+        model, _ = checkpoint.load(model_dir)
+        val_logits, test_logits, images_per_s = write_predictions(model_dir, model, splits)
+        metrics = read_json(model_dir / "metrics.json")
+        metrics.update(
+            val_accuracy=accuracy(val_logits, splits.y_val),
+            test_accuracy=accuracy(test_logits, splits.y_test),
+            inference_images_per_s=round(images_per_s, 1),
+        )
+        write_json(model_dir / "metrics.json", metrics)
+    return model_dirs
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: missing (the run is incomplete)") from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({exc})") from exc
 
 
 def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, progress=True, trained=None):
@@ -110,15 +176,7 @@ def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, pr
     write_history(out_dir / "history.csv", history)
     checkpoint.save(out_dir, model_name, model, data=dataset.provenance())
 
-    val_logits, _ = timed_logits(model, splits.x_val)
-    test_logits, images_per_s = timed_logits(model, splits.x_test)
-    write_npz(
-        out_dir / "predictions.npz",
-        val_logits=val_logits.astype(np.float32),
-        val_labels=splits.y_val,
-        test_logits=test_logits.astype(np.float32),
-        test_labels=splits.y_test,
-    )
+    val_logits, test_logits, images_per_s = write_predictions(out_dir, model, splits)
     if hasattr(model, "features"):
         pick = np.random.default_rng(seed).permutation(len(splits.x_test))[:FEATURE_SAMPLE]
         write_npz(out_dir / "features.npz", features=model.features(splits.x_test[pick]), labels=splits.y_test[pick])

@@ -1,0 +1,276 @@
+"""People's own images -> 28x28 the way Fashion-MNIST was made -> top-k classes from any model.
+
+The dataset's README describes how each product photo became a 28x28 image: trim edges close to the corner
+colour, resize the longest edge to 28, sharpen, extend the short edge to 28 centred, negate, 8-bit grayscale.
+`to_fashion_mnist` repeats those steps; an image that is already light-on-dark is not negated, and a 28x28
+image is taken as it is (only negated if dark-on-light), so dataset images pass through bit-exact.
+
+Every bad input becomes an `ImageError` naming its file; `predict_files` collects them and goes on.
+"""
+
+import dataclasses
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from fmnist.data import CLASS_NAMES, NUM_CLASSES, SIDE
+from fmnist.errors import UserError
+from fmnist.files import atomic_path
+
+MAX_BYTES = 50_000_000  # checked with stat before reading
+MAX_PIXELS = 40_000_000  # checked on the header's size before decoding (a 40 MP RGBA image is 160 MB)
+WORK_SIDE = 1024  # larger images are reduced on loading: the result is 28 pixels anyway
+TRIM_TOLERANCE = 0.05  # of the largest RGB distance: the README's "close to the corner colour"
+SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)  # the README's Gaussian, radius 1
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class ImageError(UserError):
+    """One input that cannot be used. str() is the one-line message; `file` and `reason` are its parts."""
+
+    def __init__(self, file, reason):
+        self.file = shown(file)
+        self.reason = reason
+        super().__init__(f"{self.file}: {reason}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    path: Path
+    image: np.ndarray  # uint8 (28, 28): what the model saw
+    top: tuple  # ((class index, probability), ...), most probable first
+
+    @property
+    def file(self):
+        return shown(self.path)
+
+
+def shown(path):
+    """A path as one printable line: undecodable bytes and control characters are escaped."""
+    name = str(path)
+    return name if name.isprintable() else ascii(name)[1:-1]
+
+
+def image_extensions():
+    """The file name endings Pillow can open, lower case with the dot: {'.png', '.jpg', ...}."""
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def collect_inputs(paths):
+    """Expand the user's arguments into image files: (list of Path, list of ImageError).
+
+    A file is taken whatever its name; a folder gives its image files by extension (sorted, not recursive,
+    hidden files skipped). A missing path or a folder without images is an error. Duplicates are dropped.
+    """
+    extensions = image_extensions()
+    files, failures, seen = [], [], set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            try:
+                found = sorted(
+                    (p for p in path.iterdir() if p.suffix.lower() in extensions and not p.name.startswith(".")),
+                    key=lambda p: p.name,
+                )
+            except OSError as exc:
+                failures.append(ImageError(path, f"cannot list folder ({exc.strerror})"))
+                continue
+            found = [p for p in found if p.is_file()]
+            if not found:
+                failures.append(ImageError(path, "folder holds no image files"))
+        elif os.path.lexists(path):
+            found = [path]
+        else:
+            failures.append(ImageError(path, "file not found"))
+            continue
+        for p in found:
+            if p not in seen:
+                seen.add(p)
+                files.append(p)
+    return files, failures
+
+
+def _check_file(path, max_bytes):
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except OSError as exc:
+        raise ImageError(path, f"cannot read ({exc.strerror})") from None
+    if path.is_dir():
+        raise ImageError(path, "is a folder, expected an image file")
+    if size == 0:
+        raise ImageError(path, "empty file")
+    if size > max_bytes:
+        raise ImageError(path, f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit for an image")
+
+
+def _to_8bit(img):
+    """16-bit and 32-bit grayscale -> mode L, scaled by its range (never clipped)."""
+    if not img.mode.startswith("I;16") and img.mode not in ("I", "F"):
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    # 32-bit modes have no range of their own in practice (they hold 16-bit data or floats): use the data's.
+    low, high = (0.0, 65535.0) if img.mode.startswith("I;16") else (float(values.min()), float(values.max()))
+    scaled = (values - low) * (255.0 / max(high - low, 1e-12))
+    return Image.fromarray(np.rint(np.clip(scaled, 0, 255)).astype(np.uint8), "L")
+
+
+def load_image(path, *, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, work_side=WORK_SIDE):
+    """The first frame of any image Pillow reads, as 8-bit RGB, upright by its EXIF orientation, transparency
+    on white, reduced to at most `work_side` pixels on the longest edge. Raises ImageError naming `path`.
+
+    Memory stays bounded: the file size is checked before reading and the pixel count before decoding;
+    Pillow's own decompression-bomb warning counts as an error here (only inside this call).
+    """
+    path = Path(path)
+    _check_file(path, max_bytes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageError(path, f"{width}x{height} pixels is over the limit of {max_pixels:,}")
+                img.draft(None, (work_side, work_side))  # JPEG: decode at a reduced scale, much faster
+                img.load()
+                ImageOps.exif_transpose(img, in_place=True)
+                picture = _to_8bit(img)
+                # Palettes and bilevel images are converted first: resizing them would fall back to nearest.
+                mode = "RGBA" if picture.mode in ALPHA_MODES or "transparency" in picture.info else "RGB"
+                if picture.mode != mode:
+                    picture = picture.convert(mode)
+                picture.thumbnail((work_side, work_side), Image.Resampling.BOX)
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(path, f"refused as a possible decompression bomb ({exc})") from None
+        except UnidentifiedImageError:
+            raise ImageError(path, "not an image file Pillow can read") from None
+        except Exception as exc:  # Pillow's decoders raise many types on malformed data
+            raise ImageError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from None
+    if picture.mode == "RGB":
+        return picture
+    return Image.alpha_composite(Image.new("RGBA", picture.size, "white"), picture).convert("RGB")
+
+
+def _corners(array):
+    """The four corner pixels of an (H, W) or (H, W, C) array, as (4,) or (4, C)."""
+    return array[[0, 0, -1, -1], [0, -1, 0, -1]]
+
+
+def to_fashion_mnist(img):
+    """A Pillow image (any mode, e.g. from `load_image`) -> uint8 (28, 28), light object on black.
+
+    The background colour is the median of the four corners; if it is light the object is dark-on-light and
+    gets negated. Trimming removes rows and columns whose every pixel is within TRIM_TOLERANCE of it; after
+    negation the background level is mapped to 0 (a no-op for the white backgrounds of product photos).
+    """
+    rgb = np.asarray(img.convert("RGB"))
+    gray = np.asarray(img.convert("L"))
+    background_gray = int(np.median(_corners(gray)))
+    light_background = background_gray > 127
+    if img.size == (SIDE, SIDE):
+        return 255 - gray if light_background else gray.copy()
+    distance = np.sqrt(((rgb - np.median(_corners(rgb), axis=0)) ** 2).sum(axis=-1)) / (255 * np.sqrt(3))
+    rows = np.flatnonzero((distance > TRIM_TOLERANCE).any(axis=1))
+    cols = np.flatnonzero((distance > TRIM_TOLERANCE).any(axis=0))
+    if rows.size:
+        gray = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    height, width = gray.shape
+    scale = SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = Image.fromarray(gray).resize(size, Image.Resampling.BOX).filter(SHARPEN)
+    canvas = Image.new("L", (SIDE, SIDE), background_gray)
+    # An odd margin puts its extra pixel above / left, as measured on the dataset's own images.
+    canvas.paste(small, ((SIDE - size[0] + 1) // 2, (SIDE - size[1] + 1) // 2))
+    out = np.asarray(canvas, dtype=np.float64)
+    if light_background:
+        out, background_gray = 255 - out, 255 - background_gray
+    out = (out - background_gray) * (255 / (255 - background_gray))
+    return np.rint(np.clip(out, 0, 255)).astype(np.uint8)
+
+
+def probabilities(model, images, batch_size=256):
+    """Softmax of `model.predict_logits` over uint8 (N, 28, 28) images, in batches: float64 (N, 10)."""
+    out = np.empty((len(images), NUM_CLASSES))
+    for start in range(0, len(images), batch_size):
+        logits = np.asarray(model.predict_logits(images[start : start + batch_size]), dtype=np.float64)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        out[start : start + batch_size] = shifted / shifted.sum(axis=1, keepdims=True)
+    return out
+
+
+def predict_files(model, paths, top_k=3, *, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
+    """Files and folders -> (list of Prediction in input order, list of ImageError). Never stops at a bad file."""
+    if not 1 <= top_k <= NUM_CLASSES:
+        raise UserError(f"--top-k {top_k}: must be between 1 and {NUM_CLASSES}")
+    files, failures = collect_inputs(paths)
+    kept, images = [], []
+    for path in files:
+        try:
+            images.append(to_fashion_mnist(load_image(path, max_bytes=max_bytes, max_pixels=max_pixels)))
+        except ImageError as exc:
+            failures.append(exc)
+            continue
+        kept.append(path)
+    if not kept:
+        return [], failures
+    probs = probabilities(model, np.stack(images))
+    ranked = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    predictions = [
+        Prediction(path, image, tuple((int(c), float(p[c])) for c in order))
+        for path, image, p, order in zip(kept, images, probs, ranked, strict=True)
+    ]
+    return predictions, failures
+
+
+def format_text(predictions):
+    """One line per file: `FILE: CLASS 93.1%` and, for top-k > 1, the ranked alternatives."""
+    lines = []
+    for pred in predictions:
+        ranked = [f"{CLASS_NAMES[c]} {p:.1%}" for c, p in pred.top]
+        line = f"{pred.file}: {ranked[0]}"
+        lines.append(line + (f"  (top {len(ranked)}: {', '.join(ranked)})" if len(ranked) > 1 else ""))
+    return "\n".join(lines)
+
+
+def as_json(predictions, failures):
+    """The machine-readable document: {"predictions": [...], "errors": [...]} (JSON-ready dict)."""
+
+    def ranked(c, p):
+        return {"class": CLASS_NAMES[c], "class_index": c, "probability": round(p, 6)}
+
+    return {
+        "predictions": [
+            {"file": pred.file, **ranked(*pred.top[0]), "top_k": [ranked(c, p) for c, p in pred.top]}
+            for pred in predictions
+        ],
+        "errors": [{"file": exc.file, "error": exc.reason} for exc in failures],
+    }
+
+
+def format_json(predictions, failures):
+    return json.dumps(as_json(predictions, failures), indent=2, ensure_ascii=False)
+
+
+def save_preprocessed(predictions, folder):
+    """Write each 28x28 image the model saw as FOLDER/<input stem>.png (a suffix keeps names unique)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: exists and is not a folder")
+    written, used = [], set()
+    for pred in predictions:
+        stem, number = pred.path.stem, 1
+        while (name := stem + (f"-{number}" if number > 1 else "") + ".png") in used:
+            number += 1
+        used.add(name)
+        with atomic_path(folder / name) as tmp:
+            Image.fromarray(pred.image, "L").save(tmp, format="PNG")
+        written.append(folder / name)
+    return written

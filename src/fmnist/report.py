@@ -1,0 +1,275 @@
+"""report.md and a self-contained report.html for a run directory (single-model or compare).
+
+The report holds the comparison table, the plots, per-class tables, the seed, the configuration and the data
+checksums. Both files are rendered from one list of blocks, so they always say the same thing; the HTML embeds
+every image as a base64 data URI and opens offline with nothing beside it.
+"""
+
+import base64
+import html
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from fmnist import evaluate, plots
+from fmnist.data import CLASS_NAMES
+from fmnist.evaluate import probabilities
+from fmnist.files import write_text
+
+PLOTS_DIR = "plots"
+COMPARISON_HEADER = [
+    "model",
+    "parameters",
+    "training time",
+    "val accuracy",
+    "test accuracy",
+    "test macro F1",
+    "test log-loss",
+    "inference (images/s)",
+]
+NUMBER = re.compile(r"-?[\d,]+(\.\d+)?( %| s| min)?")  # cells right-aligned in HTML tables
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.92rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f0f0f0; }
+figure { margin: 1rem 0; }
+img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.9rem; color: #555; }
+pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+"""
+
+
+def _percent(x):
+    return f"{100 * x:.2f} %"
+
+
+def _seconds(s):
+    return f"{s:,.1f} s" if s < 120 else f"{s / 60:,.1f} min"
+
+
+def _model_plots(run, model, evaluation, folder, dpi):
+    """Draw one model's figures into `folder`; return [(path, caption)] for those written."""
+    name, test = model.name, evaluation["test"]
+    written = [(folder / f"{name}-curves.png", f"{name}: loss and accuracy per epoch, train vs validation")]
+    plots.learning_curves(model.history, written[-1][0], f"{name}: learning curves", dpi=dpi)
+    written.append((folder / f"{name}-confusion.png", f"{name}: confusion matrix on the test set"))
+    plots.confusion(test["confusion_matrix"], written[-1][0], f"{name}: test confusion matrix", dpi=dpi)
+    if run.test_images is not None:
+        images, labels = run.test_images["images"], run.test_images["labels"]
+        probs = probabilities(model.predictions["test_logits"])
+        path = folder / f"{name}-misclassified.png"
+        if plots.misclassified(images, labels, probs, path, f"{name}: most confident test mistakes", dpi=dpi):
+            written.append((path, f"{name}: the most confident mistakes (true class, predicted class, probability)"))
+        path = folder / f"{name}-confused-pairs.png"
+        pairs = test["most_confused"]
+        if plots.confused_pairs(images, labels, probs, pairs, path, f"{name}: most-confused class pairs", dpi=dpi):
+            written.append((path, f"{name}: test images of the most-confused pairs (predicted probability)"))
+    if model.features is not None:
+        path = folder / f"{name}-features.png"
+        f = model.features
+        plots.feature_space(f["features"], f["labels"], path, f"{name}: feature space by class", dpi=dpi)
+        written.append((path, f"{name}: learned features of test images in two dimensions, coloured by class"))
+    return written
+
+
+def _comparison_rows(run, results):
+    rows = []
+    for name, model in run.models.items():
+        m, val, test = model.metrics, results[name]["val"], results[name]["test"]
+        rows.append(
+            [
+                name,
+                f"{int(m['parameters']):,}",
+                _seconds(float(m["train_seconds"])),
+                _percent(val["accuracy"]),
+                _percent(test["accuracy"]),
+                f"{test['macro']['f1']:.4f}",
+                f"{test['log_loss']:.4f}",
+                f"{float(m['inference_images_per_s']):,.0f}",
+            ]
+        )
+    return rows
+
+
+MODEL_CONFIG_KEYS = ("model", "preset", "seed", "subset", "hparams")
+ENVIRONMENT_KEYS = ("versions", "machine")
+
+
+def _record(run):
+    """What the run as a whole recorded: compare.json, or the config of a single-model run."""
+    return run.compare if run.compare is not None else next(iter(run.models.values())).config
+
+
+def _summary_blocks(run, results, record):
+    best = max(run.models, key=lambda n: results[n]["val"]["accuracy"])
+    what = f"A comparison of {len(run.models)} models" if run.kind == "compare" else f"A {best} run"
+    text = (
+        f"{what}, seed {record['seed']}. Best on validation: {best} "
+        f"({_percent(results[best]['val']['accuracy'])} validation, {_percent(results[best]['test']['accuracy'])} "
+        "test). Models are chosen on validation; the test set gives the final figures only."
+    )
+    if record.get("subset"):
+        text += f" Quick run: trained on {record['subset']:,} training images, not the full 48,000."
+    if not record["data"].get("verified", False):
+        text += " The data did not match the official Fashion-MNIST checksums (--allow-unverified)."
+    return [
+        ("h1", f"Fashion-MNIST report: {run.folder.name}"),
+        ("p", text),
+        ("h2", "Comparison"),
+        ("table", COMPARISON_HEADER, _comparison_rows(run, results)),
+    ]
+
+
+def _model_blocks(name, model, test, plot_paths):
+    out = [("h2", f"Model: {name}"), *(("image", path, caption) for path, caption in plot_paths)]
+    out.append(("h3", f"{name}: precision, recall and F1 per class (test)"))
+    rows = [
+        [r["name"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{r['support']:,}"]
+        for r in test["per_class"]
+    ]
+    rows.append(["macro average", *(f"{test['macro'][k]:.3f}" for k in ("precision", "recall", "f1")), ""])
+    out.append(("table", ["class", "precision", "recall", "F1", "support"], rows))
+    out.append(("h3", f"{name}: most-confused pairs (test)"))
+    rows = [
+        [p["true_name"], p["predicted_name"], f"{p['count']:,}", _percent(p["rate"])] for p in test["most_confused"]
+    ]
+    if rows:
+        out.append(("table", ["true class", "predicted as", "images", "share of the true class"], rows))
+    else:
+        out.append(("p", "No test image was misclassified."))
+    out.append(("h3", f"{name}: configuration"))
+    out.append(("pre", json.dumps({k: model.config[k] for k in MODEL_CONFIG_KEYS if k in model.config}, indent=2)))
+    return out
+
+
+def _reproducibility_blocks(record):
+    data = record["data"]
+    verified = "yes" if data.get("verified") else "NO (--allow-unverified)"
+    out = [
+        ("h2", "Reproducibility"),
+        ("p", f"Seed {record['seed']}. Data verified against the official Fashion-MNIST checksums: {verified}."),
+    ]
+    paths = data.get("paths", {})
+    rows = [[role, str(paths.get(role, "")), digest] for role, digest in data.get("sha256", {}).items()]
+    out.append(("table", ["file", "path", "SHA-256 (decompressed)"], rows))
+    out.append(("h3", "Environment"))
+    if isinstance(record.get("command"), list):
+        out.append(
+            ("p", f"Written by `{shlex.join(record['command'])}` at {record.get('created', 'an unknown time')}.")
+        )
+    environment = {k: record[k] for k in ENVIRONMENT_KEYS if k in record}
+    return [*out, ("pre", json.dumps(environment, indent=2))]
+
+
+def blocks_for(run, results, run_plots, model_plots):
+    """The report as a list of blocks: ("h1"|"h2"|"h3"|"p"|"pre", text), ("table", header, rows),
+    ("image", path, caption). `run_plots` is [(png path, caption)], `model_plots` maps model -> such a list."""
+    record = _record(run)
+    out = _summary_blocks(run, results, record)
+    out += [("image", path, caption) for path, caption in run_plots]
+    if len(run.models) > 1:
+        rows = [
+            [name] + [f"{results[m]['test']['per_class'][c]['f1']:.3f}" for m in run.models]
+            for c, name in enumerate(CLASS_NAMES)
+        ]
+        out += [("h3", "Test F1 per class"), ("table", ["class", *run.models], rows)]
+    for name, model in run.models.items():
+        out += _model_blocks(name, model, results[name]["test"], model_plots[name])
+    return out + _reproducibility_blocks(record)
+
+
+def _is_number(cell):
+    return NUMBER.fullmatch(cell) is not None
+
+
+def to_markdown(blocks, root):
+    """Markdown with images linked relative to `root` (the folder report.md is written to)."""
+    lines = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(kind[1]) + " " + block[1], ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "pre":
+            lines += ["```", block[1], "```", ""]
+        elif kind == "table":
+            header, rows = block[1], block[2]
+
+            def cells(row):
+                return "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
+
+            numeric = [bool(rows) and all(_is_number(str(row[i])) for row in rows) for i in range(len(header))]
+            rule = "|" + "|".join("---:" if right else "---" for right in numeric) + "|"
+            lines += [cells(header), rule, *map(cells, rows), ""]
+        elif kind == "image":
+            lines += [f"![{block[2]}]({Path(block[1]).relative_to(root).as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def _html_cell(text):
+    numeric = ' class="num"' if _is_number(text) else ""
+    return f"<td{numeric}>{html.escape(text)}</td>"
+
+
+def to_html(blocks, title):
+    """A complete HTML page; every text is escaped and every image embedded as a data URI."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        f'<head><meta charset="utf-8"><title>{esc(title)}</title><style>{CSS}</style></head>',
+        "<body>",
+    ]
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3", "p"):
+            parts.append(f"<{kind}>{esc(block[1])}</{kind}>")
+        elif kind == "pre":
+            parts.append(f"<pre>{esc(block[1])}</pre>")
+        elif kind == "table":
+            head = "".join(f"<th>{esc(str(c))}</th>" for c in block[1])
+            body = "".join("<tr>" + "".join(_html_cell(str(c)) for c in row) + "</tr>" for row in block[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "image":
+            data = base64.b64encode(Path(block[1]).read_bytes()).decode("ascii")
+            caption = esc(block[2])
+            image = f'<img src="data:image/png;base64,{data}" alt="{caption}">'
+            parts.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def build(run_dir, dpi=plots.DPI):
+    """Evaluate, plot and write RUN/report.md and RUN/report.html; return their paths (md, html).
+
+    The PNGs go to RUN/plots/; evaluation.json files are refreshed beside each model's predictions.
+    """
+    run = evaluate.load_run(run_dir)
+    results = evaluate.evaluate_run(run)
+    folder = run.folder / PLOTS_DIR
+    run_plots = []
+    if len(run.models) > 1:
+        path = folder / "convergence.png"
+        plots.convergence({n: m.history for n, m in run.models.items()}, path, dpi=dpi)
+        run_plots.append((path, "Validation accuracy per epoch and per training second, all models"))
+        path = folder / "per-class-f1.png"
+        f1 = {n: np.array([r["f1"] for r in results[n]["test"]["per_class"]]) for n in run.models}
+        plots.per_class_f1(f1, path, "Test F1 per class and model", dpi=dpi)
+        run_plots.append((path, "Test F1 per class for every model"))
+    if run.test_images is not None:
+        path = folder / "examples.png"
+        images, seed = run.test_images, _record(run)["seed"]
+        plots.class_grid(images["images"], images["labels"], path, seed=seed, title="Test images per class", dpi=dpi)
+        run_plots.append((path, "Random test images of each class"))
+    model_plots = {name: _model_plots(run, model, results[name], folder, dpi) for name, model in run.models.items()}
+    blocks = blocks_for(run, results, run_plots, model_plots)
+    md_path, html_path = run.folder / "report.md", run.folder / "report.html"
+    write_text(md_path, to_markdown(blocks, run.folder))
+    write_text(html_path, to_html(blocks, f"Fashion-MNIST report: {run.folder.name}"))
+    return md_path, html_path
