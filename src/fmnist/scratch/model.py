@@ -100,24 +100,17 @@ class ScratchClassifier:
         steps_per_epoch = math.ceil(n / batch)
         total_steps, warmup_steps = hp["epochs"] * steps_per_epoch, hp["warmup_epochs"] * steps_per_epoch
         best = {"accuracy": -1.0, "loss": math.inf, "params": self.mlp.copy_params(), "epoch": 0}
-        history, seconds, step = [], 0.0, 0
+
+        def lr_at(step):
+            return learning_rate(hp["schedule"], step, total_steps, hp["lr"], warmup_steps)
+
+        history, seconds = [], 0.0
         bar = tqdm(total=hp["epochs"], desc=NAME, unit="epoch", disable=not progress, leave=False)
-        try:
+        # Overflow is reported once, by the non-finite loss guard, instead of as NumPy warnings along the way.
+        with bar, np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(1, hp["epochs"] + 1):
                 start_time = time.perf_counter()
-                order = shuffle_rng.permutation(n)
-                loss_sum, correct = 0.0, 0
-                for b, start in enumerate(range(0, n, batch)):
-                    idx = order[start : start + batch]
-                    xb, yb = x_train[idx], y_train[idx]
-                    optimizer.lr = learning_rate(hp["schedule"], step, total_steps, hp["lr"], warmup_steps)
-                    loss, data_loss, logits, grads = self.mlp.loss_and_grads(xb, yb, hp["weight_decay"])
-                    if not math.isfinite(loss):
-                        self._diverged(best, f"epoch {epoch}, batch {b + 1}", loss, optimizer.lr)
-                    optimizer.step(grads)
-                    loss_sum += data_loss * len(idx)
-                    correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-                    step += 1
+                loss, accuracy = self._train_epoch(x_train, y_train, shuffle_rng, optimizer, lr_at, epoch, best)
                 val_loss, val_accuracy = self._evaluate(x_val, y_val)
                 if not math.isfinite(val_loss):
                     self._diverged(best, f"validation after epoch {epoch}", val_loss, optimizer.lr)
@@ -125,8 +118,8 @@ class ScratchClassifier:
                 history.append(
                     {
                         "epoch": epoch,
-                        "loss": loss_sum / n,
-                        "accuracy": correct / n,
+                        "loss": loss,
+                        "accuracy": accuracy,
                         "val_loss": val_loss,
                         "val_accuracy": val_accuracy,
                         "seconds": seconds,
@@ -134,17 +127,37 @@ class ScratchClassifier:
                     }
                 )
                 bar.update()
-                bar.set_postfix(loss=f"{loss_sum / n:.4f}", val_acc=f"{val_accuracy:.4f}")
+                bar.set_postfix(loss=f"{loss:.4f}", val_acc=f"{val_accuracy:.4f}")
                 if (val_accuracy, -val_loss) > (best["accuracy"], -best["loss"]):
-                    best = {"accuracy": val_accuracy, "loss": val_loss, "params": self.mlp.copy_params()}
-                    best["epoch"] = epoch
+                    best = {
+                        "accuracy": val_accuracy,
+                        "loss": val_loss,
+                        "params": self.mlp.copy_params(),
+                        "epoch": epoch,
+                    }
                 elif epoch - best["epoch"] >= hp["patience"]:
                     break
-        finally:
-            bar.close()
         self.mlp.set_params(best["params"])
         self.best_epoch = best["epoch"]
         return history
+
+    def _train_epoch(self, x, y, shuffle_rng, optimizer, lr_at, epoch, best):
+        """One pass over x (N, D), y (N,) in a fresh seeded order; returns (mean data loss, accuracy)."""
+        n, batch = len(x), self.hparams["batch_size"]
+        first_step = (epoch - 1) * math.ceil(n / batch)
+        order = shuffle_rng.permutation(n)
+        loss_sum, correct = 0.0, 0
+        for b, start in enumerate(range(0, n, batch)):
+            idx = order[start : start + batch]
+            xb, yb = x[idx], y[idx]
+            optimizer.lr = lr_at(first_step + b)
+            loss, data_loss, logits, grads = self.mlp.loss_and_grads(xb, yb, self.hparams["weight_decay"])
+            if not math.isfinite(loss):
+                self._diverged(best, f"epoch {epoch}, batch {b + 1}", loss, optimizer.lr)
+            optimizer.step(grads)
+            loss_sum += data_loss * len(idx)
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+        return loss_sum / n, correct / n
 
     def _evaluate(self, x, y):
         logits = self.mlp.logits(x)
@@ -155,7 +168,7 @@ class ScratchClassifier:
         """Keep the best weights so far (the initial ones if no epoch finished), then stop with a clear error."""
         self.mlp.set_params(best["params"])
         self.best_epoch = best["epoch"]
-        kept = f"weights of epoch {best['epoch']} kept" if best["epoch"] else "no epoch finished"
+        kept = f"weights of epoch {best['epoch']} kept" if best["epoch"] else "no epoch finished, initial weights kept"
         raise UserError(f"{NAME} training: loss became {loss} at {where} with lr {lr:.3g}; try a lower --lr ({kept})")
 
     # -- inference -----------------------------------------------------------------------------------------

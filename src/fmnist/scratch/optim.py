@@ -11,20 +11,58 @@ import numpy as np
 
 OPTIMIZERS = ("adam", "sgd", "nesterov")
 SCHEDULES = ("cosine", "constant")
+FLUSH_EVERY = 32  # steps between flushes of subnormal numbers
 
 
-class SGD:
+def flush_subnormals(arrays, scratch):
+    """Set entries smaller in magnitude than the dtype's smallest normal number to zero, in place.
+
+    Weights of dead ReLU units under weight decay, and momenta fed zero gradients, decay geometrically into
+    the subnormal range, where x86 arithmetic (NumPy's loops and BLAS alike) runs up to 100x slower: a
+    30-epoch run slowed from 0.34 to 5 s per epoch. NumPy cannot set the CPU's flush-to-zero mode, so this
+    does it by hand; a value below ~1e-38 (float32) changes nothing else.
+    """
+    for a, tmp in zip(arrays, scratch, strict=True):
+        np.abs(a, out=tmp)
+        np.copyto(a, 0, where=tmp < np.finfo(a.dtype).tiny)
+
+
+class Optimizer:
+    """Shared step counting and the periodic flush; subclasses implement `_update` and list their state."""
+
+    def __init__(self, params, lr):
+        self.params = params
+        self.lr = lr
+        self.t = 0
+        # One scratch array per parameter, so a step allocates nothing.
+        self.scratch = [np.empty_like(p) for p in params]
+
+    def state(self):
+        """Lists of arrays shaped like `params`, one list per kind of state (momenta, ...)."""
+        return []
+
+    def step(self, grads):
+        """Update every parameter in place from `grads` (same shapes)."""
+        self.t += 1
+        self._update(grads)
+        if self.t % FLUSH_EVERY == 0:
+            for arrays in (self.params, *self.state()):
+                flush_subnormals(arrays, self.scratch)
+
+
+class SGD(Optimizer):
     """buf = momentum * buf + g; step along g + momentum * buf (Nesterov) or buf; p -= lr * step."""
 
     def __init__(self, params, lr, momentum=0.9, nesterov=False):
-        self.params = params
-        self.lr = lr
+        super().__init__(params, lr)
         self.momentum = momentum
         self.nesterov = nesterov
         self.buffers = [np.zeros_like(p) for p in params]
-        self.scratch = [np.empty_like(p) for p in params]
 
-    def step(self, grads):
+    def state(self):
+        return [self.buffers] if self.momentum else []
+
+    def _update(self, grads):
         for p, g, buf, tmp in zip(self.params, grads, self.buffers, self.scratch, strict=True):
             f = p.dtype.type
             step = g
@@ -41,22 +79,20 @@ class SGD:
             p -= tmp
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction, arranged as torch does: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)."""
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8):
-        self.params = params
-        self.lr = lr
+        super().__init__(params, lr)
         self.beta1, self.beta2 = betas
         self.eps = eps
-        self.t = 0
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
-        # One scratch array per parameter, so a step allocates nothing.
-        self.scratch = [np.empty_like(p) for p in params]
 
-    def step(self, grads):
-        self.t += 1
+    def state(self):
+        return [self.m, self.v]
+
+    def _update(self, grads):
         bc1 = 1 - self.beta1**self.t
         bc2 = 1 - self.beta2**self.t
         for p, g, m, v, tmp in zip(self.params, grads, self.m, self.v, self.scratch, strict=True):

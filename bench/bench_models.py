@@ -1,0 +1,176 @@
+"""Accuracy, training time and inference speed of the torch models and the hybrid on this machine.
+
+    flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_models.py [--skip-best] [--seeds 3] [--out FILE]
+
+Trains linear, mlp and the CNN (fast preset) with seed 0, the CNN again with seeds 1..N-1 for the spread,
+the hybrid on the seed-0 CNN, and (unless --skip-best) the CNN's best preset. Every model is chosen on
+validation; the test set gives only the final figures, plus, for the fast CNN only, a per-epoch test accuracy
+to time how long it takes to first reach 93 %. Prints a table, then JSON.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from fmnist import data, registry
+from fmnist.files import write_json
+from fmnist.hybrid import HybridClassifier
+
+TARGETS = {"linear": 0.845, "mlp": 0.900, "cnn": 0.930, "cnn-best": 0.945}  # test accuracy; hybrid: cnn - 0.3
+FIRST_REACH = 0.930
+IMAGES_PER_S_TARGET = 5_000
+
+
+def accuracy(model, images, labels, tta=False):
+    return float((model.predict_logits(images, tta=tta).argmax(1) == labels).mean())
+
+
+def images_per_second(model, images, repeats=3):
+    """Best of `repeats` batched passes over `images` (after one warm-up pass)."""
+    model.predict_logits(images[:1024])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_logits(images)
+        best = min(best, time.perf_counter() - start)
+    return len(images) / best
+
+
+def train(name, preset, splits, seed, on_epoch=None):
+    model = registry.build(name, registry.spec(name).resolve(preset))
+    kwargs = {"on_epoch": on_epoch} if on_epoch else {}
+    history = model.fit(splits, seed=seed, progress=sys.stderr.isatty(), **kwargs)
+    return model, history
+
+
+def result(model, history, splits, **extra):
+    return {
+        "val_accuracy": accuracy(model, splits.x_val, splits.y_val),
+        "test_accuracy": accuracy(model, splits.x_test, splits.y_test),
+        "train_seconds": round(history[-1]["seconds"], 1),
+        "epochs": len(history),
+        "parameters": model.num_parameters(),
+        **extra,
+    }
+
+
+def bench_fast_cnn(splits, seed):
+    """The fast CNN with a per-epoch test accuracy (outside the timed part) for the time to first reach 93 %."""
+    per_epoch = {}
+    model, history = train(
+        "cnn",
+        "fast",
+        splits,
+        seed,
+        on_epoch=lambda epoch, m: per_epoch.update({epoch: accuracy(m, splits.x_test, splits.y_test)}),
+    )
+    reached = [row["seconds"] for row in history if per_epoch[row["epoch"]] >= FIRST_REACH]
+    extra = {
+        "test_accuracy_tta": accuracy(model, splits.x_test, splits.y_test, tta=True),
+        "seconds_to_first_93": round(reached[0], 1) if reached else None,
+        "test_accuracy_per_epoch": [round(per_epoch[e], 4) for e in sorted(per_epoch)],
+        "inference_images_per_s": round(images_per_second(model, splits.x_test)),
+    }
+    return model, result(model, history, splits, **extra)
+
+
+def run(args):
+    dataset = data.load()
+    splits = data.split(dataset, seed=0)
+    results = {}
+    for name in ("linear", "mlp"):
+        model, history = train(name, "fast", splits, 0)
+        results[name] = result(model, history, splits)
+        print(f"{name}: {results[name]['test_accuracy']:.4f}", file=sys.stderr)
+    cnn, results["cnn"] = bench_fast_cnn(splits, 0)
+    print(f"cnn: {results['cnn']['test_accuracy']:.4f}", file=sys.stderr)
+
+    hybrid = HybridClassifier.from_cnn(cnn, **registry.spec("hybrid").resolve("fast"))
+    history = hybrid.fit(splits, seed=0, progress=sys.stderr.isatty())
+    results["hybrid"] = result(hybrid, history, splits)
+    results["hybrid"]["minus_cnn_points"] = round(
+        100 * (results["hybrid"]["test_accuracy"] - results["cnn"]["test_accuracy"]), 2
+    )
+
+    seeds = [0]
+    accuracies = [results["cnn"]["test_accuracy"]]
+    for seed in range(1, args.seeds):
+        seeded = data.split(dataset, seed=seed)
+        model, history = train("cnn", "fast", seeded, seed)
+        accuracies.append(accuracy(model, seeded.x_test, seeded.y_test))
+        seeds.append(seed)
+    results["cnn_fast_seeds"] = {
+        "seeds": seeds,
+        "test_accuracy": accuracies,
+        "mean": statistics.fmean(accuracies),
+        "stdev": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "min": min(accuracies),
+        "max": max(accuracies),
+    }
+    if not args.skip_best:
+        model, history = train("cnn", "best", splits, 0)
+        extra = {"test_accuracy_tta": accuracy(model, splits.x_test, splits.y_test, tta=True)}
+        results["cnn-best"] = result(model, history, splits, **extra)
+    return results
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__}
+
+
+def table(report):
+    r = report["results"]
+    lines = [
+        f"fmnist model benchmark — {report['date']} — {report['machine']['cpu']}, {report['machine']['cores']} cores",
+        f"{'model':<10}{'params':>10}{'epochs':>8}{'train s':>9}{'val acc':>9}{'test acc':>10}{'target':>9}",
+    ]
+    targets = TARGETS | {"hybrid": r["cnn"]["test_accuracy"] - 0.003}
+    for name in ("linear", "mlp", "cnn", "hybrid", "cnn-best"):
+        if name not in r:
+            continue
+        m, target = r[name], targets[name]
+        ok = "ok" if m["test_accuracy"] >= target else "MISSED"
+        lines.append(
+            f"{name:<10}{m['parameters']:>10,}{m['epochs']:>8}{m['train_seconds']:>9.0f}"
+            f"{m['val_accuracy']:>9.2%}{m['test_accuracy']:>10.2%}{target:>7.2%} {ok}"
+        )
+    cnn, seeds = r["cnn"], r["cnn_fast_seeds"]
+    lines += [
+        f"cnn fast: with flip TTA {cnn['test_accuracy_tta']:.2%}; first reached 93.0 % test after "
+        f"{cnn['seconds_to_first_93']} s; inference {cnn['inference_images_per_s']:,} images/s "
+        f"(target {IMAGES_PER_S_TARGET:,})",
+        f"cnn fast over seeds {seeds['seeds']}: mean {seeds['mean']:.2%}, stdev {100 * seeds['stdev']:.2f} points, "
+        f"min {seeds['min']:.2%}, max {seeds['max']:.2%}",
+    ]
+    if "cnn-best" in r:
+        lines.append(f"cnn best: with flip TTA {r['cnn-best']['test_accuracy_tta']:.2%}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-best", action="store_true", help="skip the 20-minute best-preset CNN")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the fast CNN for the spread")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args(argv)
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(), "results": run(args)}
+    print(table(report))
+    print(json.dumps(report, indent=2))
+    if args.out:
+        write_json(args.out, report)
+
+
+if __name__ == "__main__":
+    main()

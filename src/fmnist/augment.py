@@ -1,0 +1,63 @@
+"""Batched, seeded image augmentation on tensors (N, C, H, W): whole batches at once, no per-sample loop.
+
+Every random draw comes from the `torch.Generator` passed in, so one seed fixes the augmented stream.
+`fill` is the value of an empty pixel in the tensor's own scale (for normalised images: -mean / std).
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def random_shift(x, pad, fill, generator):
+    """Pad by `pad` pixels with `fill`, then crop back at a random offset per image: shifts of up to ±pad."""
+    if pad <= 0:
+        return x
+    n, _, height, width = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), value=fill)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(height))[:, :, None]  # (N, H, 1)
+    cols = (dx[:, None] + torch.arange(width))[:, None, :]  # (N, 1, W)
+    # Advanced indices around a slice put their broadcast shape first: (N, H, W, C).
+    crops = padded[torch.arange(n)[:, None, None], :, rows, cols]
+    return crops.permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
+
+
+def random_flip(x, generator):
+    """Mirror each image left-right with probability 1/2."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def random_erase(x, probability, fill, generator, area=(0.02, 0.25), aspect=(0.3, 3.3)):
+    """With `probability` per image, set a random rectangle (area and aspect ratio drawn in the given ranges,
+    log-uniform aspect) to `fill`. Rectangles are clipped at the border, which only makes them smaller."""
+    if probability <= 0:
+        return x
+    n, _, height, width = x.shape
+    u = torch.rand(n, 5, generator=generator)
+    erase = u[:, 0] < probability
+    frac = area[0] + (area[1] - area[0]) * u[:, 1]
+    log_lo, log_hi = torch.log(torch.tensor(aspect[0])), torch.log(torch.tensor(aspect[1]))
+    ratio = torch.exp(log_lo + (log_hi - log_lo) * u[:, 2])
+    h = (torch.sqrt(frac * height * width * ratio)).round().clamp(1, height)
+    w = (torch.sqrt(frac * height * width / ratio)).round().clamp(1, width)
+    top = (u[:, 3] * (height - h + 1)).floor()
+    left = (u[:, 4] * (width - w + 1)).floor()
+    ys = torch.arange(height)[None, :]
+    xs = torch.arange(width)[None, :]
+    in_rows = (ys >= top[:, None]) & (ys < (top + h)[:, None])  # (N, H)
+    in_cols = (xs >= left[:, None]) & (xs < (left + w)[:, None])  # (N, W)
+    mask = (in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None])[:, None]  # (N, 1, H, W)
+    return x.masked_fill(mask, fill)
+
+
+def augment_batch(x, *, flip, shift, erase, fill, generator):
+    """Apply the configured augmentations to a batch (N, C, H, W); returns a new tensor, same shape."""
+    if shift:
+        x = random_shift(x, shift, fill, generator)
+    if flip:
+        x = random_flip(x, generator)
+    if erase:
+        x = random_erase(x, erase, fill, generator)
+    return x

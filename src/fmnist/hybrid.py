@@ -1,0 +1,132 @@
+"""The hybrid: the CNN's feature vectors, standardised with train statistics, classified by the NumPy MLP.
+
+The CNN is either trained here (with the registry's `cnn` preset named by `cnn_preset`) or passed in already
+trained (`HybridClassifier(cnn=trained_cnn, ...)`), so `compare` reuses the CNN it trained in the same run.
+Features of the train and validation images are extracted once; the scratch MLP trains on them.
+
+Saved as a folder: cnn/ (the CNN's own save), mlp/ (the scratch MLP's own save), feature_stats.safetensors
+(the standardisation) and model.json (the hybrid's hyper-parameters).
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from fmnist import registry
+from fmnist.errors import UserError
+from fmnist.files import atomic_path, write_json
+from fmnist.scratch.model import ScratchClassifier
+from fmnist.torch_models import CNNClassifier
+
+NAME = "hybrid"
+STATS = "feature_stats.safetensors"
+METADATA = "model.json"
+FORMAT = "fmnist-hybrid/1"
+MLP_HPARAMS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "patience")
+
+
+class HybridClassifier:
+    def __init__(self, cnn=None, **hparams):
+        spec = registry.spec(NAME)
+        unknown = sorted(set(hparams) - set(spec.hparams))
+        if unknown:
+            raise UserError(f"{NAME}: unknown hyper-parameter {unknown[0]!r}")
+        self.hparams = {name: default for name, (default, _) in spec.hparams.items()} | hparams
+        self.cnn = cnn
+        self.mlp = ScratchClassifier(**{k: self.hparams[k] for k in MLP_HPARAMS})
+        self.feature_mean = self.feature_std = None
+        self.cnn_history = []  # the CNN's own history when it was trained here
+
+    @classmethod
+    def from_cnn(cls, cnn, **hparams):
+        """A hybrid on top of an already trained CNN (its training is not repeated)."""
+        return cls(cnn=cnn, **hparams)
+
+    def fit(self, splits, *, seed, progress=True):
+        """Train the CNN unless one was given, then the scratch MLP on standardised CNN features.
+
+        Returns the MLP's history; its `seconds` include the CNN's training (if done here) and the feature
+        extraction, so they count the hybrid's whole training time.
+        """
+        start = time.perf_counter()
+        if self.cnn is None:
+            cnn_hparams = registry.spec("cnn").resolve(self.hparams["cnn_preset"])
+            self.cnn = CNNClassifier(**cnn_hparams)
+            self.cnn_history = self.cnn.fit(splits, seed=seed, progress=progress)
+        train_features = self.cnn.features(splits.x_train)
+        self.feature_mean = train_features.mean(axis=0)
+        std = train_features.std(axis=0)
+        # A feature that is constant on train (a ReLU unit that never fires) carries nothing: scale it by 1.
+        self.feature_std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        val_features = self.features(splits.x_val)
+        before = time.perf_counter() - start
+        history = self.mlp.fit_arrays(
+            self._standardise(train_features),
+            splits.y_train,
+            val_features,
+            splits.y_val,
+            seed=seed,
+            progress=progress,
+        )
+        return [row | {"seconds": row["seconds"] + before} for row in history]
+
+    def _standardise(self, features):
+        return (features - self.feature_mean) / self.feature_std
+
+    def _ready(self):
+        if self.cnn is None or self.feature_mean is None:
+            raise UserError(f"{NAME}: the model has not been trained or loaded")
+
+    def features(self, images):
+        """uint8 (N, 28, 28) -> float32 (N, D): the CNN's features, standardised as the MLP sees them."""
+        self._ready()
+        return self._standardise(self.cnn.features(images)).astype(np.float32)
+
+    def predict_logits(self, images, tta=False):
+        """uint8 (N, 28, 28) -> float32 (N, 10). tta: average with the logits of the mirrored images."""
+        logits = self.mlp.logits_from_arrays(self.features(images))
+        if tta:
+            mirrored = np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+            logits = (logits + self.mlp.logits_from_arrays(self.features(mirrored))) / 2
+        return logits.astype(np.float32)
+
+    def num_parameters(self):
+        """Both parts: inference runs the CNN's feature layers and the MLP."""
+        self._ready()
+        return self.cnn.num_parameters() + self.mlp.num_parameters()
+
+    def save(self, folder):
+        self._ready()
+        folder = Path(folder)
+        self.cnn.save(folder / "cnn")
+        self.mlp.save(folder / "mlp")
+        with atomic_path(folder / STATS) as tmp:
+            save_file({"mean": self.feature_mean, "std": self.feature_std}, str(tmp))
+        hparams = {k: list(v) if isinstance(v, tuple) else v for k, v in self.hparams.items()}
+        write_json(folder / METADATA, {"format": FORMAT, "hparams": hparams})
+
+    @classmethod
+    def load(cls, folder):
+        folder = Path(folder)
+        path = folder / METADATA
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise UserError(f"{path}: file not found (not a saved {NAME} model folder)") from exc
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: cannot read model metadata ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise UserError(f"{path}: not a {FORMAT} metadata file")
+        hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["hparams"].items()}
+        model = cls(cnn=CNNClassifier.load(folder / "cnn"), **hparams)
+        model.mlp = ScratchClassifier.load(folder / "mlp")
+        try:
+            stats = load_file(str(folder / STATS))
+            model.feature_mean, model.feature_std = stats["mean"], stats["std"]
+        except (OSError, SafetensorError, KeyError) as exc:
+            raise UserError(f"{folder / STATS}: cannot read the feature statistics ({exc})") from exc
+        return model

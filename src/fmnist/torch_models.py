@@ -1,0 +1,176 @@
+"""The torch classifiers behind the registry entries `linear`, `mlp` and `cnn`: the model interface on top of
+`fmnist.models` (the networks) and `fmnist.train` (the engine).
+
+A saved model is a folder: `weights.safetensors` (the state dict) and `model.json` (class, hyper-parameters,
+normalisation statistics). Loading never unpickles anything.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fmnist import models, registry
+from fmnist.errors import UserError
+from fmnist.files import atomic_path, write_json
+from fmnist.train import TrainConfig, fit_module, predict, to_tensor, use_all_cores
+
+WEIGHTS = "weights.safetensors"
+METADATA = "model.json"
+FORMAT = 1
+
+
+def _as_images(images):
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise UserError(f"images: expected uint8 (N, 28, 28), got {images.dtype} {images.shape}")
+    return images
+
+
+class TorchClassifier:
+    """Common behaviour; a subclass names its registry entry and builds its network from the hyper-parameters."""
+
+    registry_name = ""
+    channels_last = False
+
+    def __init__(self, **hparams):
+        spec = registry.spec(self.registry_name)
+        unknown = sorted(set(hparams) - set(spec.hparams))
+        if unknown:
+            raise UserError(f"{self.registry_name}: unknown hyper-parameter {unknown[0]!r}")
+        self.hparams = {name: default for name, (default, _) in spec.hparams.items()} | hparams
+        self.mean, self.std = 0.0, 1.0
+        try:
+            self.module = self._placed(self.build_module())
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise UserError(f"{self.registry_name} hyper-parameters: {exc}") from exc
+
+    def build_module(self):
+        raise NotImplementedError
+
+    def _placed(self, module):
+        return module.to(memory_format=torch.channels_last) if self.channels_last else module
+
+    def fit(self, splits, *, seed, progress=True, on_epoch=None):
+        """Train on splits.x_train, validate on splits.x_val every epoch; returns the per-epoch history.
+
+        on_epoch(epoch, classifier) runs after each epoch, outside the timed part (for benchmarks).
+        """
+        use_all_cores()
+        self.mean, self.std = float(splits.mean), float(splits.std)
+        train = (to_tensor(splits.x_train, self.mean, self.std), torch.from_numpy(splits.y_train))
+        val = (to_tensor(splits.x_val, self.mean, self.std), torch.from_numpy(splits.y_val))
+        callback = None if on_epoch is None else (lambda epoch, _module: on_epoch(epoch, self))
+        # A private RNG state: the seed fixes the initial weights and dropout without touching the caller's.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.module = self._placed(self.build_module())
+            return fit_module(
+                self.module,
+                train,
+                val,
+                TrainConfig.from_hparams(self.hparams),
+                seed=seed,
+                fill=-self.mean / self.std,
+                name=self.registry_name,
+                channels_last=self.channels_last,
+                progress=progress,
+                on_epoch=callback,
+            )
+
+    def _run(self, images, method=None):
+        x = to_tensor(_as_images(images), self.mean, self.std)
+        return predict(self.module, x, channels_last=self.channels_last, method=method)
+
+    def predict_logits(self, images, tta=False):
+        """uint8 (N, 28, 28) -> float32 (N, 10). tta: average with the logits of the mirrored images."""
+        logits = self._run(images)
+        if tta:
+            logits = (logits + self._run(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))) / 2
+        return logits.numpy()
+
+    def num_parameters(self):
+        return sum(p.numel() for p in self.module.parameters())
+
+    def save(self, folder):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in self.module.state_dict().items()}
+        with atomic_path(folder / WEIGHTS) as tmp:
+            save_file(tensors, str(tmp))
+        meta = {
+            "format": FORMAT,
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "hparams": self.hparams,
+            "mean": self.mean,
+            "std": self.std,
+        }
+        write_json(folder / METADATA, meta)
+
+    @classmethod
+    def load(cls, folder):
+        folder = Path(folder)
+        meta = read_metadata(folder, cls)
+        spec = registry.spec(cls.registry_name)
+        # JSON turns tuples into lists; the defaults say which hyper-parameters are tuples.
+        hparams = {
+            k: tuple(v) if isinstance(spec.hparams.get(k, (None,))[0], tuple) else v for k, v in meta["hparams"].items()
+        }
+        model = cls(**hparams)
+        model.mean, model.std = float(meta["mean"]), float(meta["std"])
+        try:
+            state = load_file(str(folder / WEIGHTS))
+        except (OSError, SafetensorError) as exc:
+            raise UserError(f"{folder / WEIGHTS}: cannot read weights ({exc})") from exc
+        try:
+            model.module.load_state_dict(state)
+        except RuntimeError as exc:
+            raise UserError(f"{folder / WEIGHTS}: weights do not fit a {cls.registry_name} model ({exc})") from exc
+        return model
+
+
+def read_metadata(folder, cls):
+    path = Path(folder) / METADATA
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: file not found (not a saved model folder)") from exc
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read model metadata ({exc})") from exc
+    expected = f"{cls.__module__}:{cls.__qualname__}"
+    if not isinstance(meta, dict) or meta.get("class") != expected:
+        found = meta.get("class") if isinstance(meta, dict) else None
+        raise UserError(f"{path}: holds a {found!r} model, expected {expected}")
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path}: format {meta.get('format')!r}, this version reads format {FORMAT}")
+    return meta
+
+
+class LinearClassifier(TorchClassifier):
+    registry_name = "linear"
+
+    def build_module(self):
+        return models.Linear()
+
+
+class MLPClassifier(TorchClassifier):
+    registry_name = "mlp"
+
+    def build_module(self):
+        return models.MLP(tuple(self.hparams["hidden"]), self.hparams["dropout"])
+
+
+class CNNClassifier(TorchClassifier):
+    registry_name = "cnn"
+    channels_last = True  # measured: twice the inference speed on this CPU (training speed unchanged)
+
+    def build_module(self):
+        hp = self.hparams
+        return models.CNN(tuple(hp["widths"]), hp["feature_dim"], hp["dropout"], tuple(hp["pools"]))
+
+    def features(self, images):
+        """uint8 (N, 28, 28) -> float32 (N, feature_dim): the fully connected layer's output."""
+        return self._run(images, method=self.module.features).numpy()

@@ -1,0 +1,157 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from fmnist import data
+from fmnist.errors import UserError
+from fmnist.torch_models import CNNClassifier, LinearClassifier, MLPClassifier
+from fmnist.train import TrainConfig, fit_module
+
+TINY_CNN = {"widths": (8, 16, 16, 32, 32), "feature_dim": 32, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.split(data.load(), seed=0).subset(2000, 1000, 1000)
+
+
+def accuracy(model, images, labels):
+    return float((model.predict_logits(images).argmax(1) == labels).mean())
+
+
+@pytest.mark.parametrize(
+    ("cls", "hparams"),
+    [
+        (LinearClassifier, {"epochs": 3}),
+        (MLPClassifier, {"epochs": 3, "hidden": (128,)}),
+        (CNNClassifier, {"epochs": 3, **TINY_CNN}),
+    ],
+)
+def test_short_run_on_real_subset_learns_far_above_chance(small, cls, hparams):
+    model = cls(**hparams)
+    history = model.fit(small, seed=0, progress=False)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr"}
+    assert all(a["seconds"] < b["seconds"] for a, b in itertools.pairwise(history))
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert accuracy(model, small.x_test, small.y_test) > 0.6  # chance is 0.1
+    # the best-on-validation weights are the ones kept
+    best = max(row["val_accuracy"] for row in history)
+    assert accuracy(model, small.x_val, small.y_val) == pytest.approx(best, abs=1e-9)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(small):
+    tiny = small.subset(512, 256, 0)
+
+    def weights(seed):
+        model = CNNClassifier(epochs=1, **TINY_CNN)
+        model.fit(tiny, seed=seed, progress=False)
+        return model.module.state_dict()
+
+    a, b, c = weights(3), weights(3), weights(4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_tta_averages_plain_and_mirrored_logits(small):
+    model = CNNClassifier(epochs=1, **TINY_CNN)
+    model.fit(small.subset(512, 256, 0), seed=0, progress=False)
+    images = small.x_test[:50]
+    plain, mirrored = model.predict_logits(images), model.predict_logits(images[:, :, ::-1].copy())
+    np.testing.assert_allclose(model.predict_logits(images, tta=True), (plain + mirrored) / 2, rtol=1e-5, atol=1e-5)
+
+
+class Saboteur(torch.nn.Module):
+    """A linear model whose training forward pass turns to NaN from call `bad_from` on."""
+
+    def __init__(self, bad_from=None, frozen=False):
+        super().__init__()
+        self.fc = torch.nn.Linear(784, 10)
+        self.bad_from, self.frozen, self.calls = bad_from, frozen, 0
+
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        if self.frozen:  # constant predictions: validation never improves
+            return out * 0
+        if self.training:
+            self.calls += 1
+            if self.bad_from is not None and self.calls >= self.bad_from:
+                return out * float("nan")
+        return out
+
+
+def tensors(splits):
+    x = torch.from_numpy(data.normalise_flat(splits.x_train, splits.mean, splits.std)).reshape(-1, 1, 28, 28)
+    xv = torch.from_numpy(data.normalise_flat(splits.x_val, splits.mean, splits.std)).reshape(-1, 1, 28, 28)
+    return (x, torch.from_numpy(splits.y_train)), (xv, torch.from_numpy(splits.y_val))
+
+
+def test_nan_loss_stops_with_user_error_and_keeps_best_weights(small):
+    train, val = tensors(small)
+    config = TrainConfig(epochs=5, batch_size=100, lr=0.01, optimizer="adamw")
+    steps = len(train[0]) // 100
+    module = Saboteur(bad_from=steps + 5)  # breaks during the second epoch
+    after_epoch_1 = {}
+    with pytest.raises(UserError, match=r"linear-test: training loss became nan at epoch 2, batch 5; try a lower --lr"):
+        fit_module(
+            module,
+            train,
+            val,
+            config,
+            seed=0,
+            fill=0.0,
+            name="linear-test",
+            progress=False,
+            on_epoch=lambda epoch, m: after_epoch_1.update({k: v.clone() for k, v in m.state_dict().items()}),
+        )
+    state = module.state_dict()
+    assert all(torch.isfinite(v).all() for v in state.values())
+    assert all(torch.equal(state[k], after_epoch_1[k]) for k in state)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(small):
+    train, val = tensors(small.subset(500, 200, 0))
+    config = TrainConfig(epochs=20, batch_size=100, lr=0.01, patience=2)
+    history = fit_module(Saboteur(frozen=True), train, val, config, seed=0, fill=0.0, name="t", progress=False)
+    assert len(history) == 3
+
+
+@pytest.mark.parametrize(
+    ("hparams", "message"),
+    [
+        ({"epochs": 0}, "--epochs: must be at least 1"),
+        ({"lr": -1.0}, "--lr: must be a positive"),
+        ({"optimizer": "lbfgs"}, "--optimizer 'lbfgs': choose sgd or adamw"),
+        ({"label_smoothing": 1.5}, r"--label-smoothing: 1.5 is outside \[0, 1\]"),
+    ],
+)
+def test_bad_training_settings_are_user_errors(small, hparams, message):
+    with pytest.raises(UserError, match=message):
+        LinearClassifier(**hparams).fit(small.subset(200, 100, 0), seed=0, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("cls", "hparams"), [(LinearClassifier, {}), (MLPClassifier, {"hidden": (16, 8)}), (CNNClassifier, TINY_CNN)]
+)
+def test_save_load_round_trip(small, tmp_path, cls, hparams):
+    model = cls(epochs=1, **hparams)
+    model.fit(small.subset(256, 128, 0), seed=0, progress=False)
+    model.save(tmp_path / "m")
+    loaded = cls.load(tmp_path / "m")
+    assert loaded.hparams == model.hparams
+    images = small.x_test[:64]
+    np.testing.assert_array_equal(loaded.predict_logits(images), model.predict_logits(images))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "weights.safetensors"]
+
+
+def test_load_refuses_missing_or_foreign_folders(tmp_path):
+    with pytest.raises(UserError, match=r"model\.json: file not found"):
+        CNNClassifier.load(tmp_path)
+    LinearClassifier().save(tmp_path / "linear")
+    with pytest.raises(UserError, match=r"expected fmnist\.torch_models:CNNClassifier"):
+        CNNClassifier.load(tmp_path / "linear")
+    (tmp_path / "linear" / "weights.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserError, match="cannot read weights"):
+        LinearClassifier.load(tmp_path / "linear")
