@@ -15,6 +15,7 @@ down many times when another process competes for the cores.
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from fmnist.scratch.mlp import MLP
 from fmnist.scratch.optim import learning_rate
 
 VARIANTS = ("scratch", "torch", "sklearn")
+ENGINES = {"scratch": "fmnist.scratch.model", "torch": "torch", "sklearn": "sklearn.neural_network"}
 TARGET_ACCURACY = 0.895
 TARGET_RATIO = 1.2
 
@@ -166,6 +168,8 @@ def worker(args):
     hp = json.loads(args.hparams)
     splits, x, y = prepare(args, args.seed)
     run = {"scratch": run_scratch, "torch": run_torch, "sklearn": run_sklearn}[args.worker]
+    # Import the engine first: its code and libraries are not memory that training uses.
+    importlib.import_module(ENGINES[args.worker])
     rss_before = status_mb("VmRSS")
     reset_peak_rss()
     history, test_acc = run(splits, x, y, hp, args.seed)
