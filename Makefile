@@ -22,9 +22,8 @@ $(STAMP): pyproject.toml
 data: $(STAMP)  ## find the dataset, or install / download it
 	@FMNIST=$(FMNIST) sh scripts/ensure-data.sh
 
-run: data  ## the main job: data summary and an example grid in $(OUT)
-	$(FMNIST) data info
-	$(FMNIST) data show --out $(OUT)/examples.png
+run: data  ## the main job: train and compare the five models; report in $(OUT)/report.html
+	$(FMNIST) compare --out $(OUT)
 
 test: data lint  ## lint, then the whole test suite
 	$(PY) -m pytest

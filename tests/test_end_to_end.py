@@ -13,7 +13,7 @@ from fmnist.registry import REGISTRY
 @pytest.fixture(scope="module")
 def compare_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "compare"
-    argv = ["compare", "--subset", "1200", "--epochs", "2", "--seed", "3", "--out", str(out), "--no-progress"]
+    argv = ["compare", "--subset", "3000", "--epochs", "3", "--seed", "3", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     return out
 
@@ -25,7 +25,7 @@ def test_compare_writes_every_model(compare_run):
         metrics = json.loads((compare_run / name / "metrics.json").read_text())
         assert metrics["test_accuracy"] > 0.3, name  # chance is 0.1
         config = json.loads((compare_run / name / "config.json").read_text())
-        assert config["seed"] == 3 and config["data"]["verified"] and config["subset"] == 1200
+        assert config["seed"] == 3 and config["data"]["verified"] and config["subset"] == 3000
         assert (compare_run / name / "history.csv").read_text().startswith("epoch,loss,accuracy,val_loss")
     html = (compare_run / "report.html").read_text()
     assert all(name in html for name in REGISTRY)
