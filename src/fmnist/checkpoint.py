@@ -11,7 +11,6 @@ truncated or edited file is named in a one-line error instead of half-loading.
 """
 
 import hashlib
-import json
 import secrets
 import shutil
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from fmnist import __version__, registry
 from fmnist.data import CLASS_NAMES
 from fmnist.errors import UserError
-from fmnist.files import write_json
+from fmnist.files import read_json, write_json
 
 MANIFEST = "checkpoint.json"
 FORMAT = "fmnist-checkpoint/1"
@@ -66,12 +65,9 @@ def update_metrics(run_dir, metrics):
 
 def _read_manifest(run_dir):
     path = run_dir / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"{run_dir}: not a model (no {MANIFEST}; give a run directory written by fmnist)") from exc
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable checkpoint manifest ({exc})") from exc
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a model (no {MANIFEST}; give a run directory written by fmnist)")
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{path}: not an {FORMAT} manifest")
     return manifest

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from fmnist.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -40,3 +42,13 @@ def write_text(path, text):
 
 def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path, missing="file not found"):
+    """Parse a JSON file; a missing or unreadable one is a UserError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: {missing}") from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable JSON ({exc})") from exc

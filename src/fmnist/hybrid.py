@@ -8,7 +8,6 @@ Saved as a folder: cnn/ (the CNN's own save), mlp/ (the scratch MLP's own save),
 (the standardisation) and model.json (the hybrid's hyper-parameters).
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from fmnist import registry
 from fmnist.errors import UserError
-from fmnist.files import atomic_path, write_json
+from fmnist.files import atomic_path, read_json, write_json
 from fmnist.scratch.model import ScratchClassifier
 from fmnist.torch_models import CNNClassifier
 
@@ -113,12 +112,7 @@ class HybridClassifier:
     def load(cls, folder):
         folder = Path(folder)
         path = folder / METADATA
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise UserError(f"{path}: file not found (not a saved {NAME} model folder)") from exc
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read model metadata ({exc})") from exc
+        meta = read_json(path, f"file not found (not a saved {NAME} model folder)")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise UserError(f"{path}: not a {FORMAT} metadata file")
         hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["hparams"].items()}

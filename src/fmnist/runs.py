@@ -5,7 +5,6 @@ metrics.json is written last: its presence marks a complete run, so a killed run
 
 import csv
 import io
-import json
 import os
 import platform
 import sys
@@ -18,7 +17,7 @@ import numpy as np
 from fmnist import __version__, checkpoint, registry
 from fmnist import data as data_module
 from fmnist.errors import UserError
-from fmnist.files import atomic_path, write_json, write_text
+from fmnist.files import atomic_path, read_json, write_json, write_text
 
 LAYOUT_VERSION = 1
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr")
@@ -145,15 +144,6 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
         )
         write_json(model_dir / "metrics.json", metrics)
     return model_dirs
-
-
-def read_json(path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: missing (the run is incomplete)") from exc
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable ({exc})") from exc
 
 
 def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, progress=True, trained=None):

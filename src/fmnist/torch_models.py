@@ -5,7 +5,6 @@ A saved model is a folder: `weights.safetensors` (the state dict) and `model.jso
 normalisation statistics). Loading never unpickles anything.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from fmnist import models, registry
 from fmnist.errors import UserError
-from fmnist.files import atomic_path, write_json
+from fmnist.files import atomic_path, read_json, write_json
 from fmnist.train import TrainConfig, fit_module, predict, to_tensor, use_all_cores
 
 WEIGHTS = "weights.safetensors"
@@ -134,12 +133,7 @@ class TorchClassifier:
 
 def read_metadata(folder, cls):
     path = Path(folder) / METADATA
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: file not found (not a saved model folder)") from exc
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read model metadata ({exc})") from exc
+    meta = read_json(path, "file not found (not a saved model folder)")
     expected = f"{cls.__module__}:{cls.__qualname__}"
     if not isinstance(meta, dict) or meta.get("class") != expected:
         found = meta.get("class") if isinstance(meta, dict) else None
