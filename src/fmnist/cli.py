@@ -111,10 +111,7 @@ def load_splits(args):
     dataset = data.load(args.data_dir, args.allow_unverified)
     splits = data.split(dataset, args.seed)
     if args.subset:
-        if args.subset < 10:
-            raise UserError(f"--subset {args.subset}: need at least 10 images")
-        quarter = max(args.subset // 4, 10)
-        splits = splits.subset(args.subset, quarter, quarter)
+        splits = splits.quick(args.subset)
     return dataset, splits
 
 

@@ -268,6 +268,13 @@ class Splits:
             y_test=self.y_test[:n_test],
         )
 
+    def quick(self, n_train):
+        """The `--subset N` rule, shared by training and re-evaluation: N train, N/4 (at least 10) val and test."""
+        if n_train < 10:
+            raise UserError(f"--subset {n_train}: need at least 10 images")
+        quarter = max(n_train // 4, 10)
+        return self.subset(n_train, quarter, quarter)
+
 
 def pixel_stats(images):
     """Mean and standard deviation of uint8 images scaled to [0, 1], in float64."""

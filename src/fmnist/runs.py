@@ -132,8 +132,7 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
             raise UserError(f"{model_dir / 'config.json'}: the run was made from other data files than {found}")
         splits = data_module.split(dataset, config["seed"])
         if config.get("subset"):
-            quarter = max(config["subset"] // 4, 10)
-            splits = splits.subset(config["subset"], quarter, quarter)
+            splits = splits.quick(config["subset"])
         model, _ = checkpoint.load(model_dir)
         val_logits, test_logits, images_per_s = write_predictions(model_dir, model, splits)
         metrics = read_json(model_dir / "metrics.json")
