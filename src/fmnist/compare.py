@@ -54,10 +54,9 @@ def compare(model_names, splits, dataset, out_dir, *, preset, seed, progress=Tru
 def table(results):
     """The comparison as a fixed-width text table."""
     widths = [w for _, _, w in TABLE_COLUMNS]
-    lines = ["".join(f"{h:>{w}}" if i else f"{h:<{w}}" for i, (h, w) in enumerate(zip(HEADERS, widths, strict=True)))]
-    for metrics in results.values():
-        cells = [fmt.format(metrics[key]) for key, fmt, _ in TABLE_COLUMNS]
-        lines.append(
-            "".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-        )
-    return "\n".join(lines)
+
+    def row(cells):  # the model name left-aligned, numbers right-aligned
+        return "".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    rows = [[fmt.format(metrics[key]) for key, fmt, _ in TABLE_COLUMNS] for metrics in results.values()]
+    return "\n".join(row(cells) for cells in [HEADERS, *rows])
