@@ -5,7 +5,7 @@ import sys
 import time
 
 from fmnist import __version__
-from fmnist.errors import UserError
+from fmnist.errors import Interrupted, UserError
 
 
 def add_data_options(parser):
@@ -65,12 +65,9 @@ def cmd_data_download(args):
 
 
 def add_run_options(parser):
-    parser.add_argument(
-        "--preset", choices=("fast", "best"), default="fast", help="hyper-parameter preset (default: fast)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="fixes the split, init, shuffling, augmentation (default: 0)"
-    )
+    # None means "not given" (the defaults are applied by run_settings), so --resume can tell what was asked.
+    parser.add_argument("--preset", choices=("fast", "best"), help="hyper-parameter preset (default: fast)")
+    parser.add_argument("--seed", type=int, help="fixes the split, init, shuffling, augmentation (default: 0)")
     parser.add_argument(
         "--subset",
         type=int,
@@ -105,26 +102,70 @@ def hparam_overrides(args, spec):
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
-def load_splits(args):
+def run_settings(args):
+    """(preset, seed) as given, else their defaults."""
+    return args.preset or "fast", 0 if args.seed is None else args.seed
+
+
+def load_splits(args, seed, subset):
     from fmnist import data
 
     dataset = data.load(args.data_dir, args.allow_unverified)
-    splits = data.split(dataset, args.seed)
-    if args.subset:
-        splits = splits.quick(args.subset)
+    splits = data.split(dataset, seed)
+    if subset:
+        splits = splits.quick(subset)
     return dataset, splits
 
 
+def resumed_settings(args, spec):
+    """--resume RUN_DIR: the run's recorded settings; a flag that would change them is an error."""
+    from fmnist import runs
+
+    given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
+    given += [f"--{name}" for name in ("preset", "seed", "subset") if getattr(args, name) is not None]
+    if args.out is not None and args.out != args.resume:
+        given.append("--out")
+    if given:
+        raise UserError(f"--resume {args.resume}: continues with the run's own settings; drop {' '.join(given)}")
+    hparams, config = runs.resume_settings(args.resume, args.model)
+    return hparams, config["preset"], config["seed"], config.get("subset"), config
+
+
 def cmd_train(args):
-    from fmnist import registry, report, runs
+    from pathlib import Path
+
+    from fmnist import registry, report, resume, runs
 
     spec = registry.spec(args.model)
-    hparams = spec.resolve(args.preset, hparam_overrides(args, spec))
-    dataset, splits = load_splits(args)
-    out = args.out or f"runs/{args.model}-seed{args.seed}"
-    _, metrics = runs.train_run(
-        args.model, hparams, splits, dataset, out, preset=args.preset, seed=args.seed, progress=not args.no_progress
-    )
+    if args.resume:
+        hparams, preset, seed, subset, config = resumed_settings(args, spec)
+        out = args.resume
+        dataset, splits = load_splits(args, seed, subset)
+        runs.check_same_data(out, config, dataset)
+    else:
+        preset, seed = run_settings(args)
+        hparams = spec.resolve(preset, hparam_overrides(args, spec))
+        out = args.out or f"runs/{args.model}-seed{seed}"
+        if (Path(out) / resume.STATE_FILE).exists():
+            raise UserError(
+                f"{out}: holds an interrupted run; continue it with --resume {out}, or choose another --out"
+            )
+        dataset, splits = load_splits(args, seed, args.subset)
+    resumer = resume.Resumer(out, resume=bool(args.resume))
+    try:
+        _, metrics = runs.train_run(
+            args.model,
+            hparams,
+            splits,
+            dataset,
+            out,
+            preset=preset,
+            seed=seed,
+            progress=not args.no_progress,
+            resumer=resumer,
+        )
+    except Interrupted as exc:
+        raise Interrupted(f"{exc}; continue with: fmnist train {args.model} --resume {out}", exc.signum) from None
     runs.write_test_images(out, splits)
     report_paths = report.build(out)
     print(
@@ -138,14 +179,15 @@ def cmd_compare(args):
     from fmnist import compare, report
 
     names = compare.parse_models(args.models)
-    dataset, splits = load_splits(args)
+    preset, seed = run_settings(args)
+    dataset, splits = load_splits(args, seed, args.subset)
     results = compare.compare(
         names,
         splits,
         dataset,
         args.out,
-        preset=args.preset,
-        seed=args.seed,
+        preset=preset,
+        seed=seed,
         progress=not args.no_progress,
         overrides={"epochs": args.epochs},
     )
@@ -227,6 +269,11 @@ def build_parser():
         one = models.add_parser(name, help=spec.summary, description=spec.summary)
         add_run_options(one)
         one.add_argument("--out", metavar="DIR", help="run directory (default: runs/MODEL-seedSEED)")
+        one.add_argument(
+            "--resume",
+            metavar="RUN_DIR",
+            help="continue a run stopped by Ctrl-C or SIGTERM (or killed) with its own settings, bit for bit",
+        )
         add_hparam_flags(one, spec)
         one.set_defaults(func=cmd_train)
 
@@ -274,6 +321,9 @@ def main(argv=None):
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"fmnist: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"fmnist: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("fmnist: interrupted", file=sys.stderr)
         return 130

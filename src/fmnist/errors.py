@@ -6,3 +6,11 @@ class UserError(Exception):
 
     The message must name the thing at fault; the CLI prints it on one line without a traceback.
     """
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal with its state saved; the CLI prints the message and exits 128 + signal."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum

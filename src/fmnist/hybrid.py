@@ -45,24 +45,40 @@ class HybridClassifier:
         """A hybrid on top of an already trained CNN (its training is not repeated)."""
         return cls(cnn=cnn, **hparams)
 
-    def fit(self, splits, *, seed, progress=True):
+    def fit(self, splits, *, seed, progress=True, resumer=None):
         """Train the CNN unless one was given, then the scratch MLP on standardised CNN features.
 
         Returns the MLP's history; its `seconds` include the CNN's training (if done here) and the feature
-        extraction, so they count the hybrid's whole training time.
+        extraction, so they count the hybrid's whole training time. resumer: see `ScratchClassifier.fit_arrays`;
+        an interruption during the MLP's training saves the CNN trained here with the MLP's state.
         """
         start = time.perf_counter()
-        if self.cnn is None:
+        done = ((resumer and resumer.saved) or {}).get("cnn_trained")
+        trained_here = self.cnn is None
+        if trained_here:
             cnn_hparams = registry.spec("cnn").resolve(self.hparams["cnn_preset"])
             self.cnn = CNNClassifier(**cnn_hparams)
-            self.cnn_history = self.cnn.fit(splits, seed=seed, progress=progress)
+            if done is None:
+                cnn_resumer = resumer.scoped("cnn") if resumer else None
+                self.cnn_history = self.cnn.fit(splits, seed=seed, progress=progress, resumer=cnn_resumer)
+            else:
+                self.cnn.restore(done["cnn"], splits)
+                self.cnn_history = done["history"]
         train_features = self.cnn.features(splits.x_train)
         self.feature_mean = train_features.mean(axis=0)
         std = train_features.std(axis=0)
         # A feature that is constant on train (a ReLU unit that never fires) carries nothing: scale it by 1.
         self.feature_std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
         val_features = self.features(splits.x_val)
-        before = time.perf_counter() - start
+        before = time.perf_counter() - start + (done["seconds"] if done else 0.0)
+
+        def cnn_trained():
+            if not trained_here:
+                return {}
+            return {
+                "cnn_trained": {"cnn": self.cnn.module.state_dict(), "history": self.cnn_history, "seconds": before}
+            }
+
         history = self.mlp.fit_arrays(
             self._standardise(train_features),
             splits.y_train,
@@ -70,6 +86,7 @@ class HybridClassifier:
             splits.y_val,
             seed=seed,
             progress=progress,
+            resumer=resumer.scoped("mlp", cnn_trained) if resumer else None,
         )
         return [row | {"seconds": row["seconds"] + before} for row in history]
 

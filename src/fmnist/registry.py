@@ -5,7 +5,7 @@ torch), its hyper-parameters with defaults and help, and the presets that overri
 
 Every model class answers the same small interface:
     cls(**hparams)
-    fit(splits, *, seed, progress=True) -> list of per-epoch history rows
+    fit(splits, *, seed, progress=True, resumer=None) -> list of per-epoch history rows (see fmnist.resume)
     predict_logits(images uint8 (N, 28, 28)) -> float32 (N, 10)
     num_parameters() -> int
     save(folder) / cls.load(folder)

@@ -3,6 +3,7 @@
 metrics.json is written last: its presence marks a complete run, so a killed run is seen as half-written.
 """
 
+import contextlib
 import csv
 import io
 import os
@@ -111,6 +112,26 @@ def write_predictions(out_dir, model, splits):
     return val_logits, test_logits, images_per_s
 
 
+def check_same_data(run_dir, config, dataset):
+    """The figures of a run are about the data files it recorded: refuse other ones."""
+    if config.get("data", {}).get("sha256") != dataset.sha256:
+        found = dataset.paths["train_images"].parent
+        raise UserError(f"{Path(run_dir) / 'config.json'}: the run was made from other data files than {found}")
+
+
+def resume_settings(run_dir, model_name):
+    """(hparams, config) of the `fmnist train` run in run_dir: what a resumed run must use again."""
+    config = read_json(Path(run_dir) / "config.json", "file not found (not a run directory written by fmnist train)")
+    if config.get("model") != model_name:
+        raise UserError(f"{run_dir}: holds a {config.get('model')!r} run, not {model_name!r}")
+    spec = registry.spec(model_name)
+    # JSON turns tuples into lists; the defaults say which hyper-parameters are tuples.
+    hparams = {
+        k: tuple(v) if isinstance(spec.hparams.get(k, (None,))[0], tuple) else v for k, v in config["hparams"].items()
+    }
+    return hparams, config
+
+
 def reevaluate(run_dir, data_dir=None, allow_unverified=False):
     """Reload every saved model under run_dir, predict its recorded split again, refresh predictions and metrics.
 
@@ -127,9 +148,7 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
     dataset = data_module.load(data_dir, allow_unverified)
     for model_dir in model_dirs:
         config = read_json(model_dir / "config.json")
-        if config.get("data", {}).get("sha256") != dataset.sha256:
-            found = dataset.paths["train_images"].parent
-            raise UserError(f"{model_dir / 'config.json'}: the run was made from other data files than {found}")
+        check_same_data(model_dir, config, dataset)
         splits = data_module.split(dataset, config["seed"])
         if config.get("subset"):
             splits = splits.quick(config["subset"])
@@ -145,23 +164,28 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
     return model_dirs
 
 
-def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, progress=True, trained=None):
+def train_run(
+    model_name, hparams, splits, dataset, out_dir, *, preset, seed, progress=True, trained=None, resumer=None
+):
     """Fit `model_name` on `splits`, evaluate on validation and test once, write the run directory.
 
     `trained` maps model names to already trained models that this one may reuse (the hybrid reuses the CNN).
-    Returns (model, metrics).
+    `resumer` (a `fmnist.resume.Resumer` on out_dir, or None): Ctrl-C and SIGTERM stop training with a
+    resumable state; if it holds a saved state, training continues from it. Returns (model, metrics).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = registry.spec(model_name)
-    record = config_record(model_name, hparams, preset, seed, dataset, subset_size(splits))
-    write_json(out_dir / "config.json", record)
+    if resumer is None or resumer.saved is None:  # a resumed run keeps the config it was started with
+        record = config_record(model_name, hparams, preset, seed, dataset, subset_size(splits))
+        write_json(out_dir / "config.json", record)
     reused = {name: trained[name] for name in spec.reuses if trained and name in trained}
     model = spec.load_class()(**hparams, **reused)
 
-    start = time.perf_counter()
-    history = model.fit(splits, seed=seed, progress=progress)
-    train_seconds = time.perf_counter() - start
+    with resumer or contextlib.nullcontext():
+        start = time.perf_counter()
+        history = model.fit(splits, seed=seed, progress=progress, resumer=resumer)
+        train_seconds = time.perf_counter() - start + (resumer.seconds_before if resumer else 0.0)
     write_history(out_dir / "history.csv", history)
     checkpoint.save(out_dir, model_name, model, data=dataset.provenance())
 
@@ -181,4 +205,6 @@ def train_run(model_name, hparams, splits, dataset, out_dir, *, preset, seed, pr
     }
     checkpoint.update_metrics(out_dir, metrics)
     write_json(out_dir / "metrics.json", metrics)
+    if resumer is not None:
+        resumer.finish()
     return model, metrics

@@ -53,10 +53,11 @@ class TorchClassifier:
     def _placed(self, module):
         return module.to(memory_format=torch.channels_last) if self.channels_last else module
 
-    def fit(self, splits, *, seed, progress=True, on_epoch=None):
+    def fit(self, splits, *, seed, progress=True, on_epoch=None, resumer=None):
         """Train on splits.x_train, validate on splits.x_val every epoch; returns the per-epoch history.
 
         on_epoch(epoch, classifier) runs after each epoch, outside the timed part (for benchmarks).
+        resumer: see `fmnist.train.fit_module`.
         """
         use_all_cores()
         self.mean, self.std = float(splits.mean), float(splits.std)
@@ -78,7 +79,13 @@ class TorchClassifier:
                 channels_last=self.channels_last,
                 progress=progress,
                 on_epoch=callback,
+                resumer=resumer,
             )
+
+    def restore(self, module_state, splits):
+        """Become the model that `fit(splits, ...)` left with this state dict (for a resumed composite model)."""
+        self.mean, self.std = float(splits.mean), float(splits.std)
+        self.module.load_state_dict(module_state)
 
     def _run(self, images, method=None):
         x = to_tensor(_as_images(images), self.mean, self.std)

@@ -118,11 +118,15 @@ def diverged(name, what, where):
     return UserError(f"{name}: {what} at {where}; try a lower --lr (the best weights so far are kept, if any)")
 
 
-def fit_module(module, train, val, config, *, seed, fill, name, channels_last=False, progress=True, on_epoch=None):
+def fit_module(
+    module, train, val, config, *, seed, fill, name, channels_last=False, progress=True, on_epoch=None, resumer=None
+):
     """Train `module` in place; return the history (one dict per epoch) and leave the best weights loaded.
 
     train, val: (x float32 (N, 1, 28, 28), y int64 (N,)) tensors. fill: the normalised value of an empty pixel
     (for augmentation). on_epoch(epoch, module): called after each epoch outside the timed part (benchmarks).
+    resumer: a `fmnist.resume.Resumer` (or None): its saved state, if any, is continued; the state is saved after
+    every epoch, and training stops at the first batch boundary after a stop request.
     Raises UserError on a non-finite loss, after restoring the best weights seen so far.
     """
     config.check(name)
@@ -135,17 +139,38 @@ def fit_module(module, train, val, config, *, seed, fill, name, channels_last=Fa
     optimizer = make_optimizer(module, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(config.epochs * steps))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    best_state, best_accuracy, since_best = None, -1.0, 0
-    history, seconds = [], 0.0
-    bar = tqdm(total=config.epochs * steps, desc=name, unit="batch", disable=not progress, leave=False)
+    # Everything the loop carries from batch to batch, so that a saved copy can continue it exactly.
+    loop = {"epoch": 1, "step": 0, "order": None, "loss_sum": 0.0, "correct": 0, "seen": 0, "epoch_seconds": 0.0}
+    loop |= {"seconds": 0.0, "history": [], "best_state": None, "best_accuracy": -1.0, "since_best": 0}
+    if resumer is not None and resumer.saved is not None:
+        saved = resumer.saved
+        module.load_state_dict(saved["module"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        generator.set_state(saved["generator"])
+        resumer.restore_rng()
+        loop = saved["loop"]
+
+    def state():
+        return {
+            "module": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "generator": generator.get_state(),
+            "loop": loop,
+        }
+
+    done = (loop["epoch"] - 1) * steps + loop["step"]
+    bar = tqdm(total=config.epochs * steps, initial=done, desc=name, unit="batch", disable=not progress, leave=False)
     try:
-        for epoch in range(1, config.epochs + 1):
-            start = time.perf_counter()
+        while loop["epoch"] <= config.epochs:
+            epoch = loop["epoch"]
+            start = time.perf_counter() - loop["epoch_seconds"]
             module.train()
-            order = torch.randperm(len(x_train), generator=generator)
-            loss_sum, correct, seen = 0.0, 0, 0
-            for step in range(steps):
-                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            if loop["order"] is None:
+                loop["order"] = torch.randperm(len(x_train), generator=generator)
+            for step in range(loop["step"], steps):
+                index = loop["order"][step * config.batch_size : (step + 1) * config.batch_size]
                 x = x_train[index]
                 if config.flip or config.shift or config.erase:
                     x = augment_batch(
@@ -162,38 +187,47 @@ def fit_module(module, train, val, config, *, seed, fill, name, channels_last=Fa
                 schedule.step()
                 with torch.no_grad():
                     plain = F.cross_entropy(logits, y) if config.label_smoothing else loss
-                    loss_sum += plain.item() * len(y)
-                    correct += (logits.argmax(1) == y).sum().item()
-                    seen += len(y)
+                    loop["loss_sum"] += plain.item() * len(y)
+                    loop["correct"] += (logits.argmax(1) == y).sum().item()
+                    loop["seen"] += len(y)
+                loop["step"] = step + 1
                 bar.update()
                 if step % 20 == 0:
-                    bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                    bar.set_postfix(epoch=epoch, loss=f"{loop['loss_sum'] / loop['seen']:.3f}")
+                if resumer is not None and resumer.stop_requested:
+                    loop["epoch_seconds"] = time.perf_counter() - start
+                    resumer.stop(state(), f"epoch {epoch}, batch {step + 1}")
             val_loss, val_accuracy = evaluate(module, x_val, y_val, channels_last=channels_last)
             if not math.isfinite(val_loss):
                 raise diverged(name, f"validation loss became {val_loss}", f"the end of epoch {epoch}")
-            seconds += time.perf_counter() - start
-            history.append(
+            loop["seconds"] += time.perf_counter() - start
+            loop["history"].append(
                 {
                     "epoch": epoch,
-                    "loss": loss_sum / seen,
-                    "accuracy": correct / seen,
+                    "loss": loop["loss_sum"] / loop["seen"],
+                    "accuracy": loop["correct"] / loop["seen"],
                     "val_loss": val_loss,
                     "val_accuracy": val_accuracy,
-                    "seconds": seconds,
+                    "seconds": loop["seconds"],
                     "lr": optimizer.param_groups[0]["lr"],
                 }
             )
-            bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}", val_acc=f"{val_accuracy:.4f}")
-            if val_accuracy > best_accuracy:
-                best_state, best_accuracy, since_best = copy.deepcopy(module.state_dict()), val_accuracy, 0
+            bar.set_postfix(epoch=epoch, loss=f"{loop['loss_sum'] / loop['seen']:.3f}", val_acc=f"{val_accuracy:.4f}")
+            if val_accuracy > loop["best_accuracy"]:
+                loop |= {"best_state": copy.deepcopy(module.state_dict()), "best_accuracy": val_accuracy}
+                loop["since_best"] = 0
             else:
-                since_best += 1
+                loop["since_best"] += 1
             if on_epoch is not None:
                 on_epoch(epoch, module)
-            if since_best >= config.patience:
+            if loop["since_best"] >= config.patience:
                 break
+            loop |= {"epoch": epoch + 1, "step": 0, "order": None, "loss_sum": 0.0, "correct": 0, "seen": 0}
+            loop["epoch_seconds"] = 0.0
+            if resumer is not None and loop["epoch"] <= config.epochs:
+                resumer.save(state())
     finally:
         bar.close()
-        if best_state is not None:
-            module.load_state_dict(best_state)
-    return history
+        if loop["best_state"] is not None:
+            module.load_state_dict(loop["best_state"])
+    return loop["history"]

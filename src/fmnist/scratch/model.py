@@ -74,20 +74,24 @@ class ScratchClassifier:
 
     # -- training ------------------------------------------------------------------------------------------
 
-    def fit(self, splits, *, seed, progress=True):
+    def fit(self, splits, *, seed, progress=True, resumer=None):
         """Train on splits.x_train, validate on splits.x_val every epoch; returns the per-epoch history."""
         self.mean, self.std = float(splits.mean), float(splits.std)
         x_train = data.normalise_flat(splits.x_train, self.mean, self.std)
         x_val = data.normalise_flat(splits.x_val, self.mean, self.std)
-        return self.fit_arrays(x_train, splits.y_train, x_val, splits.y_val, seed=seed, progress=progress)
+        return self.fit_arrays(
+            x_train, splits.y_train, x_val, splits.y_val, seed=seed, progress=progress, resumer=resumer
+        )
 
-    def fit_arrays(self, x_train, y_train, x_val, y_val, *, seed, progress=True):
+    def fit_arrays(self, x_train, y_train, x_val, y_val, *, seed, progress=True, resumer=None):
         """Train on float features x_train (N, D), int labels y_train (N,); validate on (M, D), (M,).
 
         Features are used as given (no standardisation). `seed` fixes the initialisation and the shuffle.
         Returns one dict per epoch: epoch, loss, accuracy (train, over the epoch's batches), val_loss,
         val_accuracy, seconds (cumulative, training plus validation), lr (at the epoch's last step).
         The model ends with the weights of the best validation accuracy.
+        resumer: a `fmnist.resume.Resumer` (or None): its saved state, if any, is continued; the state is saved
+        after every epoch, and training stops at the first batch boundary after a stop request.
         """
         x_train, y_train = _as_features(x_train, y_train, "training")
         x_val, y_val = _as_features(x_val, y_val, "validation")
@@ -96,68 +100,88 @@ class ScratchClassifier:
         self.mlp = MLP([x_train.shape[1], *hp["hidden"], data.NUM_CLASSES], rng=np.random.default_rng([seed, 0]))
         shuffle_rng = np.random.default_rng([seed, 1])
         optimizer = make_optimizer(hp["optimizer"], self.mlp.params, hp["lr"], hp["momentum"])
-        n, batch = len(x_train), hp["batch_size"]
-        steps_per_epoch = math.ceil(n / batch)
-        total_steps, warmup_steps = hp["epochs"] * steps_per_epoch, hp["warmup_epochs"] * steps_per_epoch
-        best = {"accuracy": -1.0, "loss": math.inf, "params": self.mlp.copy_params(), "epoch": 0}
+        # Everything the loop carries from batch to batch, so that a saved copy can continue it exactly.
+        loop = {"epoch": 1, "batch": 0, "order": None, "loss_sum": 0.0, "correct": 0, "epoch_seconds": 0.0}
+        loop |= {"seconds": 0.0, "history": []}
+        loop["best"] = {"accuracy": -1.0, "loss": math.inf, "params": self.mlp.copy_params(), "epoch": 0}
+        if resumer is not None and resumer.saved is not None:
+            saved = resumer.saved
+            self.mlp.set_params(saved["params"])
+            optimizer.load_state_dict(saved["optimizer"])
+            shuffle_rng.bit_generator.state = saved["shuffle_rng"]
+            resumer.restore_rng()
+            loop = saved["loop"]
 
-        def lr_at(step):
-            return learning_rate(hp["schedule"], step, total_steps, hp["lr"], warmup_steps)
+        def state():
+            return {
+                "params": self.mlp.params,
+                "optimizer": optimizer.state_dict(),
+                "shuffle_rng": shuffle_rng.bit_generator.state,
+                "loop": loop,
+            }
 
-        history, seconds = [], 0.0
-        bar = tqdm(total=hp["epochs"], desc=NAME, unit="epoch", disable=not progress, leave=False)
+        bar = tqdm(
+            total=hp["epochs"], initial=loop["epoch"] - 1, desc=NAME, unit="epoch", disable=not progress, leave=False
+        )
         # Overflow is reported once, by the non-finite loss guard, instead of as NumPy warnings along the way.
         with bar, np.errstate(over="ignore", invalid="ignore"):
-            for epoch in range(1, hp["epochs"] + 1):
-                start_time = time.perf_counter()
-                loss, accuracy = self._train_epoch(x_train, y_train, shuffle_rng, optimizer, lr_at, epoch, best)
+            while loop["epoch"] <= hp["epochs"]:
+                epoch, start_time = loop["epoch"], time.perf_counter() - loop["epoch_seconds"]
+                if loop["order"] is None:
+                    loop["order"] = shuffle_rng.permutation(len(x_train))
+                self._train_epoch(x_train, y_train, loop, optimizer, resumer, state, start_time)
+                loss, accuracy = loop["loss_sum"] / len(x_train), loop["correct"] / len(x_train)
                 val_loss, val_accuracy = self._evaluate(x_val, y_val)
                 if not math.isfinite(val_loss):
-                    self._diverged(best, f"validation after epoch {epoch}", val_loss, optimizer.lr)
-                seconds += time.perf_counter() - start_time
-                history.append(
+                    self._diverged(loop["best"], f"validation after epoch {epoch}", val_loss, optimizer.lr)
+                loop["seconds"] += time.perf_counter() - start_time
+                loop["history"].append(
                     {
                         "epoch": epoch,
                         "loss": loss,
                         "accuracy": accuracy,
                         "val_loss": val_loss,
                         "val_accuracy": val_accuracy,
-                        "seconds": seconds,
+                        "seconds": loop["seconds"],
                         "lr": optimizer.lr,
                     }
                 )
                 bar.update()
                 bar.set_postfix(loss=f"{loss:.4f}", val_acc=f"{val_accuracy:.4f}")
+                best = loop["best"]
                 if (val_accuracy, -val_loss) > (best["accuracy"], -best["loss"]):
-                    best = {
-                        "accuracy": val_accuracy,
-                        "loss": val_loss,
-                        "params": self.mlp.copy_params(),
-                        "epoch": epoch,
-                    }
+                    params = self.mlp.copy_params()
+                    loop["best"] = {"accuracy": val_accuracy, "loss": val_loss, "params": params, "epoch": epoch}
                 elif epoch - best["epoch"] >= hp["patience"]:
                     break
-        self.mlp.set_params(best["params"])
-        self.best_epoch = best["epoch"]
-        return history
+                loop |= {"epoch": epoch + 1, "batch": 0, "order": None, "loss_sum": 0.0, "correct": 0}
+                loop["epoch_seconds"] = 0.0
+                if resumer is not None and loop["epoch"] <= hp["epochs"]:
+                    resumer.save(state())
+        self.mlp.set_params(loop["best"]["params"])
+        self.best_epoch = loop["best"]["epoch"]
+        return loop["history"]
 
-    def _train_epoch(self, x, y, shuffle_rng, optimizer, lr_at, epoch, best):
-        """One pass over x (N, D), y (N,) in a fresh seeded order; returns (mean data loss, accuracy)."""
-        n, batch = len(x), self.hparams["batch_size"]
-        first_step = (epoch - 1) * math.ceil(n / batch)
-        order = shuffle_rng.permutation(n)
-        loss_sum, correct = 0.0, 0
-        for b, start in enumerate(range(0, n, batch)):
-            idx = order[start : start + batch]
+    def _train_epoch(self, x, y, loop, optimizer, resumer, state, start_time):
+        """Continue the epoch `loop` describes over x (N, D), y (N,) in its seeded order, from its next batch."""
+        hp, n = self.hparams, len(x)
+        batches = math.ceil(n / hp["batch_size"])
+        total_steps, warmup_steps = hp["epochs"] * batches, hp["warmup_epochs"] * batches
+        for b in range(loop["batch"], batches):
+            idx = loop["order"][b * hp["batch_size"] : (b + 1) * hp["batch_size"]]
             xb, yb = x[idx], y[idx]
-            optimizer.lr = lr_at(first_step + b)
-            loss, data_loss, logits, grads = self.mlp.loss_and_grads(xb, yb, self.hparams["weight_decay"])
+            step = (loop["epoch"] - 1) * batches + b
+            optimizer.lr = learning_rate(hp["schedule"], step, total_steps, hp["lr"], warmup_steps)
+            loss, data_loss, logits, grads = self.mlp.loss_and_grads(xb, yb, hp["weight_decay"])
             if not math.isfinite(loss):
-                self._diverged(best, f"epoch {epoch}, batch {b + 1}", loss, optimizer.lr)
+                self._diverged(loop["best"], f"epoch {loop['epoch']}, batch {b + 1}", loss, optimizer.lr)
             optimizer.step(grads)
-            loss_sum += data_loss * len(idx)
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-        return loss_sum / n, correct / n
+            loop["loss_sum"] += data_loss * len(idx)
+            loop["correct"] += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            loop["batch"] = b + 1
+            if resumer is not None and resumer.stop_requested:
+                loop["epoch_seconds"] = time.perf_counter() - start_time
+                resumer.stop(state(), f"epoch {loop['epoch']}, batch {b + 1}")
 
     def _evaluate(self, x, y):
         logits = self.mlp.logits(x)

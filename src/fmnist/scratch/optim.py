@@ -41,6 +41,19 @@ class Optimizer:
         """Lists of arrays shaped like `params`, one list per kind of state (momenta, ...)."""
         return []
 
+    def state_dict(self):
+        """The step count, learning rate and copies of the state arrays, for a resumable checkpoint."""
+        return {"t": self.t, "lr": self.lr, "state": [[a.copy() for a in arrays] for arrays in self.state()]}
+
+    def load_state_dict(self, saved):
+        """Continue from `state_dict()`'s output; arrays are copied in place, so references stay valid."""
+        for arrays, saved_arrays in zip(self.state(), saved["state"], strict=True):
+            for a, s in zip(arrays, saved_arrays, strict=True):
+                if a.shape != s.shape:
+                    raise ValueError(f"optimizer state shape {s.shape}, expected {a.shape}")
+                a[...] = s
+        self.t, self.lr = int(saved["t"]), float(saved["lr"])
+
     def step(self, grads):
         """Update every parameter in place from `grads` (same shapes)."""
         self.t += 1
