@@ -8,9 +8,11 @@ torch share everything but the engine: the same standardised pixels, He initial 
 validation weights; seconds per epoch include that validation pass for both. scikit-learn gets the same epochs,
 batch size, peak learning rate and L2 strength (its alpha is scaled per batch), with its own constant schedule.
 Hyper-parameters are the registry's "best" preset (chosen on validation) with early stopping off, so that every
-variant trains the same epochs; the test set is only scored, once, at the end. Seconds per epoch are the median
-over epochs and seeds. On a shared machine, run it under `flock /tmp/fmnist-cpu.lock`: two-thread BLAS slows
-down many times when another process competes for the cores.
+variant trains the same epochs; the test set is only scored, once, at the end. The preset's augmentation
+(NumPy, `fmnist.scratch.augment`) gives torch the very same batches as the scratch model, inside its timed epoch;
+scikit-learn's `fit` has no place for it, so it trains on the plain images for the same number of epochs.
+Seconds per epoch are the median over epochs and seeds. On a shared machine, run it under
+`flock /tmp/fmnist-cpu.lock`: two-thread BLAS slows down many times when another process competes for the cores.
 """
 
 import argparse
@@ -28,6 +30,7 @@ import warnings
 import numpy as np
 
 from fmnist import data, files, registry
+from fmnist.scratch.augment import augment
 from fmnist.scratch.mlp import MLP
 from fmnist.scratch.optim import learning_rate
 
@@ -58,12 +61,18 @@ def prepare(args, seed):
     return splits, x, y
 
 
+def blank_pixel(splits):
+    return (0.0 - splits.mean) / splits.std
+
+
 def run_scratch(splits, x, y, hp, seed):
     from fmnist.scratch.model import ScratchClassifier
 
     model = ScratchClassifier(**hp)
     # fit_arrays on the prepared pixels that torch and scikit-learn get too; fit(splits) would standardise anew.
-    history = model.fit_arrays(x["train"], y["train"], x["val"], y["val"], seed=seed, progress=False)
+    history = model.fit_arrays(
+        x["train"], y["train"], x["val"], y["val"], seed=seed, progress=False, fill=blank_pixel(splits)
+    )
     test_acc = float(np.mean(model.logits_from_arrays(x["test"]).argmax(axis=1) == y["test"]))
     return history, test_acc
 
@@ -97,17 +106,24 @@ def run_torch(splits, x, y, hp, seed):
     yt = {k: torch.from_numpy(v) for k, v in y.items()}
     loss_fn = torch.nn.CrossEntropyLoss()
     shuffle_rng = np.random.default_rng([seed, 1])
+    augment_rng = np.random.default_rng([seed, 2])  # the scratch model's stream: the very same batches
+    augmented = hp["flip"] or hp["shift"]
     n, batch = len(x["train"]), hp["batch_size"]
     steps = -(-n // batch)
     total, warmup = hp["epochs"] * steps, hp["warmup_epochs"] * steps
     history, seconds, step, best = [], 0.0, 0, (-1.0, None)
     for epoch in range(1, hp["epochs"] + 1):
         start = time.perf_counter()
-        order = torch.from_numpy(shuffle_rng.permutation(n))
+        order = shuffle_rng.permutation(n)
         loss_sum, correct = 0.0, 0
         for s in range(0, n, batch):
             idx = order[s : s + batch]
-            xb, yb = xt["train"][idx], yt["train"][idx]
+            if augmented:
+                kwargs = {"flip": hp["flip"], "shift": hp["shift"], "shift_prob": hp["shift_prob"]}
+                xb = torch.from_numpy(augment(x["train"][idx], fill=blank_pixel(splits), rng=augment_rng, **kwargs))
+            else:
+                xb = xt["train"][torch.from_numpy(idx)]
+            yb = yt["train"][torch.from_numpy(idx)]
             lr = learning_rate(hp["schedule"], step, total, hp["lr"], warmup)
             for group in opt.param_groups:
                 group["lr"] = lr

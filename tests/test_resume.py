@@ -81,7 +81,7 @@ MODELS = {
     "cnn": lambda: CNNClassifier(
         epochs=3, widths=(4, 4, 8, 8, 8), feature_dim=16, batch_size=64, dropout=0.2, flip=True, shift=1
     ),
-    "scratch-mlp": lambda: ScratchClassifier(hidden=(32,), epochs=3, batch_size=64, optimizer="adam"),
+    "scratch-mlp": lambda: ScratchClassifier(hidden=(32,), epochs=3, batch_size=64, shift=1, shift_prob=0.5),
     "scratch-nesterov": lambda: ScratchClassifier(hidden=(16, 16), epochs=3, batch_size=100, optimizer="nesterov"),
     "hybrid": lambda: HybridClassifier(hidden=(16,), epochs=3, batch_size=64),
 }

@@ -47,6 +47,8 @@ def test_registry_defaults_build_a_model(preset):
         ({"schedule": "step"}, "schedule"),
         ({"weight_decay": -0.1}, "weight_decay"),
         ({"patience": 0}, "patience"),
+        ({"shift": 28}, "shift"),
+        ({"shift_prob": 1.5}, "shift_prob"),
     ],
 )
 def test_bad_hyperparameters_are_user_errors(bad, named):
@@ -133,6 +135,21 @@ def test_features_of_any_width_train_through_fit_arrays():
         model.predict_logits(np.zeros((1, 28, 28), dtype=np.uint8))
     with pytest.raises(UserError, match="expected"):
         model.logits_from_arrays(np.zeros((3, 5), dtype=np.float32))
+    with pytest.raises(UserError, match="flip/shift: augment images only"):
+        ScratchClassifier(shift=1).fit_arrays(x_train, y_train, x_val, y_val, seed=0, progress=False)
+
+
+def test_augmentation_is_seeded_and_changes_what_is_learned(small_splits):
+    subset = small_splits.subset(1000, 300, 0)
+
+    def train(seed, **augmentation):
+        model = ScratchClassifier(hidden=(32,), epochs=2, **augmentation)
+        model.fit(subset, seed=seed, progress=False)
+        return model.mlp.params[0]
+
+    shifted = train(1, shift=1, shift_prob=0.5, flip=True)
+    np.testing.assert_array_equal(shifted, train(1, shift=1, shift_prob=0.5, flip=True))
+    assert not np.array_equal(shifted, train(1))
 
 
 def test_early_stopping_after_patience_epochs_without_improvement():

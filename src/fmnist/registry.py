@@ -122,8 +122,18 @@ REGISTRY = {
             "schedule": ("cosine", "learning rate per step: cosine (down to zero) or constant"),
             "warmup_epochs": (0, "epochs of linear learning-rate warm-up"),
             "patience": (10, "epochs without validation improvement before stopping"),
+            "flip": (False, "augment: mirror images left-right at random"),
+            "shift": (0, "augment: random shifts of up to this many pixels"),
+            "shift_prob": (1.0, "augment: the fraction of images shifted (the others stay centred)"),
         },
-        presets={"fast": {"epochs": 15}, "best": {}},
+        # best, chosen on validation (seeds 0/1; 2026-11-28): shifting half the images by up to 1 pixel, 120
+        # epochs: 90.63 / 91.02 % against 90.06 / 89.97 % unaugmented. Shifting every image, by 2 pixels, adding
+        # flips, dropout, label smoothing or weight averaging did no better; fewer epochs did worse. Validation
+        # still creeps up at the end of the cosine schedule, so patience is set to never stop early.
+        presets={
+            "fast": {"epochs": 15},
+            "best": {"epochs": 120, "shift": 1, "shift_prob": 0.5, "patience": 120},
+        },
     ),
     "hybrid": Spec(
         target="fmnist.hybrid:HybridClassifier",

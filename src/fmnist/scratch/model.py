@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from fmnist import data, files
 from fmnist.errors import UserError
+from fmnist.scratch import augment
 from fmnist.scratch import functional as F
 from fmnist.scratch.mlp import MLP
 from fmnist.scratch.optim import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
@@ -44,6 +45,9 @@ class ScratchClassifier:
         schedule="cosine",
         warmup_epochs=0,
         patience=5,
+        flip=False,
+        shift=0,
+        shift_prob=1.0,
     ):
         hidden = (hidden,) if isinstance(hidden, int) else tuple(int(h) for h in hidden)
         _check(all(h >= 1 for h in hidden), "hidden", f"{list(hidden)}: every width must be >= 1")
@@ -56,6 +60,8 @@ class ScratchClassifier:
         _check(schedule in SCHEDULES, "schedule", f"{schedule!r}: choose one of {', '.join(SCHEDULES)}")
         _check(0 <= warmup_epochs < epochs, "warmup_epochs", f"{warmup_epochs} must be in [0, epochs)")
         _check(int(patience) >= 1, "patience", f"{patience} must be >= 1")
+        _check(0 <= int(shift) < augment.SIDE, "shift", f"{shift} must be in [0, {augment.SIDE - 1}]")
+        _check(0 <= shift_prob <= 1, "shift_prob", f"{shift_prob} must be in [0, 1]")
         self.hparams = {
             "hidden": list(hidden),
             "epochs": int(epochs),
@@ -67,6 +73,9 @@ class ScratchClassifier:
             "schedule": schedule,
             "warmup_epochs": int(warmup_epochs),
             "patience": int(patience),
+            "flip": bool(flip),
+            "shift": int(shift),
+            "shift_prob": float(shift_prob),
         }
         self.mlp = None
         self.mean = self.std = None  # pixel statistics of the train split, set by `fit`
@@ -79,14 +88,17 @@ class ScratchClassifier:
         self.mean, self.std = float(splits.mean), float(splits.std)
         x_train = data.normalise_flat(splits.x_train, self.mean, self.std)
         x_val = data.normalise_flat(splits.x_val, self.mean, self.std)
+        fill = (0.0 - self.mean) / self.std  # a blank pixel, standardised
         return self.fit_arrays(
-            x_train, splits.y_train, x_val, splits.y_val, seed=seed, progress=progress, resumer=resumer
+            x_train, splits.y_train, x_val, splits.y_val, seed=seed, progress=progress, resumer=resumer, fill=fill
         )
 
-    def fit_arrays(self, x_train, y_train, x_val, y_val, *, seed, progress=True, resumer=None):
+    def fit_arrays(self, x_train, y_train, x_val, y_val, *, seed, progress=True, resumer=None, fill=None):
         """Train on float features x_train (N, D), int labels y_train (N,); validate on (M, D), (M,).
 
-        Features are used as given (no standardisation). `seed` fixes the initialisation and the shuffle.
+        Features are used as given (no standardisation). `seed` fixes the initialisation, the shuffle and the
+        augmentation. Augmentation (the flip and shift hyper-parameters) needs images, x (N, 784), and `fill`,
+        the value of a blank pixel in their scale.
         Returns one dict per epoch: epoch, loss, accuracy (train, over the epoch's batches), val_loss,
         val_accuracy, seconds (cumulative, training plus validation), lr (at the epoch's last step).
         The model ends with the weights of the best validation accuracy.
@@ -97,8 +109,11 @@ class ScratchClassifier:
         x_val, y_val = _as_features(x_val, y_val, "validation")
         _check(x_train.shape[1] == x_val.shape[1], "features", "training and validation widths differ")
         hp = self.hparams
+        if hp["flip"] or hp["shift"]:
+            _check(x_train.shape[1] == augment.SIDE**2 and fill is not None, "flip/shift", "augment images only")
         self.mlp = MLP([x_train.shape[1], *hp["hidden"], data.NUM_CLASSES], rng=np.random.default_rng([seed, 0]))
         shuffle_rng = np.random.default_rng([seed, 1])
+        augment_rng = np.random.default_rng([seed, 2])
         optimizer = make_optimizer(hp["optimizer"], self.mlp.params, hp["lr"], hp["momentum"])
         # Everything the loop carries from batch to batch, so that a saved copy can continue it exactly.
         loop = {"epoch": 1, "batch": 0, "order": None, "loss_sum": 0.0, "correct": 0, "epoch_seconds": 0.0}
@@ -109,6 +124,7 @@ class ScratchClassifier:
             self.mlp.set_params(saved["params"])
             optimizer.load_state_dict(saved["optimizer"])
             shuffle_rng.bit_generator.state = saved["shuffle_rng"]
+            augment_rng.bit_generator.state = saved["augment_rng"]
             resumer.restore_rng()
             loop = saved["loop"]
 
@@ -117,6 +133,7 @@ class ScratchClassifier:
                 "params": self.mlp.params,
                 "optimizer": optimizer.state_dict(),
                 "shuffle_rng": shuffle_rng.bit_generator.state,
+                "augment_rng": augment_rng.bit_generator.state,
                 "loop": loop,
             }
 
@@ -129,7 +146,8 @@ class ScratchClassifier:
                 epoch, start_time = loop["epoch"], time.perf_counter() - loop["epoch_seconds"]
                 if loop["order"] is None:
                     loop["order"] = shuffle_rng.permutation(len(x_train))
-                self._train_epoch(x_train, y_train, loop, optimizer, resumer, state, start_time)
+                augmenter = (lambda xb: self._augment(xb, fill, augment_rng)) if hp["flip"] or hp["shift"] else None
+                self._train_epoch(x_train, y_train, loop, optimizer, augmenter, resumer, state, start_time)
                 loss, accuracy = loop["loss_sum"] / len(x_train), loop["correct"] / len(x_train)
                 val_loss, val_accuracy = self._evaluate(x_val, y_val)
                 if not math.isfinite(val_loss):
@@ -162,14 +180,22 @@ class ScratchClassifier:
         self.best_epoch = loop["best"]["epoch"]
         return loop["history"]
 
-    def _train_epoch(self, x, y, loop, optimizer, resumer, state, start_time):
-        """Continue the epoch `loop` describes over x (N, D), y (N,) in its seeded order, from its next batch."""
+    def _augment(self, x, fill, rng):
+        hp = self.hparams
+        return augment.augment(x, flip=hp["flip"], shift=hp["shift"], fill=fill, rng=rng, shift_prob=hp["shift_prob"])
+
+    def _train_epoch(self, x, y, loop, optimizer, augmenter, resumer, state, start_time):
+        """Continue the epoch `loop` describes over x (N, D), y (N,) in its seeded order, from its next batch.
+
+        augmenter: None, or a function of a batch (B, D) returning the batch to train on."""
         hp, n = self.hparams, len(x)
         batches = math.ceil(n / hp["batch_size"])
         total_steps, warmup_steps = hp["epochs"] * batches, hp["warmup_epochs"] * batches
         for b in range(loop["batch"], batches):
             idx = loop["order"][b * hp["batch_size"] : (b + 1) * hp["batch_size"]]
             xb, yb = x[idx], y[idx]
+            if augmenter is not None:
+                xb = augmenter(xb)
             step = (loop["epoch"] - 1) * batches + b
             optimizer.lr = learning_rate(hp["schedule"], step, total_steps, hp["lr"], warmup_steps)
             loss, data_loss, logits, grads = self.mlp.loss_and_grads(xb, yb, hp["weight_decay"])
