@@ -108,6 +108,12 @@ def run_torch(splits, x, y, hp, seed):
     shuffle_rng = np.random.default_rng([seed, 1])
     augment_rng = np.random.default_rng([seed, 2])  # the scratch model's stream: the very same batches
     augmented = hp["flip"] or hp["shift"]
+    augmentation = {
+        "flip": hp["flip"],
+        "shift": hp["shift"],
+        "shift_prob": hp["shift_prob"],
+        "fill": blank_pixel(splits),
+    }
     n, batch = len(x["train"]), hp["batch_size"]
     steps = -(-n // batch)
     total, warmup = hp["epochs"] * steps, hp["warmup_epochs"] * steps
@@ -119,8 +125,7 @@ def run_torch(splits, x, y, hp, seed):
         for s in range(0, n, batch):
             idx = order[s : s + batch]
             if augmented:
-                kwargs = {"flip": hp["flip"], "shift": hp["shift"], "shift_prob": hp["shift_prob"]}
-                xb = torch.from_numpy(augment(x["train"][idx], fill=blank_pixel(splits), rng=augment_rng, **kwargs))
+                xb = torch.from_numpy(augment(x["train"][idx], rng=augment_rng, **augmentation))
             else:
                 xb = xt["train"][torch.from_numpy(idx)]
             yb = yt["train"][torch.from_numpy(idx)]

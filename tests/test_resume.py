@@ -1,5 +1,6 @@
 """Interrupted training continues bit for bit: the state file, the signal handling, and every training loop."""
 
+import csv
 import json
 import math
 import os
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist import checkpoint, data, resume
+from fmnist import checkpoint, data, registry, resume, runs
 from fmnist.cli import main
 from fmnist.errors import Interrupted, UserError
 from fmnist.hybrid import HybridClassifier
+from fmnist.scratch import model as scratch_model
 from fmnist.scratch.model import ScratchClassifier
 from fmnist.torch_models import CNNClassifier, LinearClassifier, MLPClassifier
 
@@ -119,10 +121,44 @@ def test_a_stopped_run_resumed_ends_with_the_same_weights_bit_for_bit(small, uni
     assert without_seconds(history) == expected_history
 
 
-@pytest.mark.parametrize("name", ["cnn", "scratch-mlp", "hybrid"])
-def test_a_run_killed_without_warning_resumes_from_its_last_epoch(small, uninterrupted, tmp_path, name):
+@pytest.mark.parametrize(("name", "polls"), [("mlp", 17), ("scratch-mlp", 20)])
+def test_a_stop_on_the_very_last_batch_resumes_to_validation_only(small, uninterrupted, tmp_path, name, polls):
+    with pytest.raises(Interrupted, match="at epoch 3, batch"):
+        MODELS[name]().fit(small, seed=3, progress=False, resumer=StopAt(tmp_path, polls))
+    model = MODELS[name]()
+    history = model.fit(small, seed=3, progress=False, resumer=resume.Resumer(tmp_path, resume=True))
+    assert_same(weights(model), uninterrupted[name][0])
+    assert without_seconds(history) == uninterrupted[name][1]
+
+
+@pytest.mark.parametrize(
+    ("make", "polls"),
+    [
+        # validation stalls after epoch 4 (scratch) and 5 (mlp): both stop early, after the resume
+        (lambda: ScratchClassifier(hidden=(16,), epochs=8, batch_size=64, patience=1, lr=0.01), 23),
+        (lambda: MLPClassifier(epochs=8, hidden=(32,), batch_size=64, patience=1), 27),
+    ],
+)
+def test_early_stopping_counts_across_a_resume(small, tmp_path, make, polls):
+    expected = make()
+    expected_history = without_seconds(expected.fit(small, seed=3, progress=False))
+    assert len(expected_history) < 8
+    with pytest.raises(Interrupted):
+        make().fit(small, seed=3, progress=False, resumer=StopAt(tmp_path, polls))
+    model = make()
+    history = model.fit(small, seed=3, progress=False, resumer=resume.Resumer(tmp_path, resume=True))
+    assert without_seconds(history) == expected_history
+    assert_same(weights(model), weights(expected))
+
+
+@pytest.mark.parametrize(
+    ("name", "saves"),
+    # the hybrid's 18-epoch CNN saves 17 times, so its 18th save is its MLP's first
+    [("cnn", 2), ("scratch-mlp", 2), ("hybrid", 2), ("hybrid", 18)],
+)
+def test_a_run_killed_without_warning_resumes_from_its_last_epoch(small, uninterrupted, tmp_path, name, saves):
     with pytest.raises(Killed):
-        MODELS[name]().fit(small, seed=3, progress=False, resumer=KillAfterSaves(tmp_path, 2))
+        MODELS[name]().fit(small, seed=3, progress=False, resumer=KillAfterSaves(tmp_path, saves))
     model = MODELS[name]()
     history = model.fit(small, seed=3, progress=False, resumer=resume.Resumer(tmp_path, resume=True))
     assert_same(weights(model), uninterrupted[name][0])
@@ -136,8 +172,32 @@ def test_the_hybrid_stopped_while_training_its_mlp_keeps_its_trained_cnn(small, 
     saved = resume.Resumer(tmp_path, resume=True).saved
     assert set(saved) >= {"mlp", "cnn_trained"} and "cnn" not in saved
     model = MODELS["hybrid"]()
-    model.fit(small, seed=3, progress=False, resumer=resume.Resumer(tmp_path, resume=True))
+    history = model.fit(small, seed=3, progress=False, resumer=resume.Resumer(tmp_path, resume=True))
     assert_same(weights(model), uninterrupted["hybrid"][0])
+    assert without_seconds(history) == uninterrupted["hybrid"][1]
+    # the hybrid's time includes its CNN's, trained in the first session
+    assert history[0]["seconds"] > model.cnn_history[-1]["seconds"] > 0
+
+
+def test_a_state_from_another_model_is_a_one_line_error(small, tmp_path):
+    with pytest.raises(Interrupted):
+        MODELS["scratch-mlp"]().fit(small, seed=3, progress=False, resumer=StopAt(tmp_path, 3))
+    with pytest.raises(UserError, match="the saved state does not fit this model"):
+        MODELS["mlp"]().fit(small, seed=3, progress=False, resumer=resume.Resumer(tmp_path, resume=True))
+
+
+def test_a_diverged_run_leaves_no_state_to_resume(small, tmp_path, monkeypatch):
+    schedule = scratch_model.learning_rate
+
+    def blow_up_in_epoch_3(name, step, total, peak, warmup=0):  # after two end-of-epoch saves
+        return 1e30 if step >= 14 else schedule(name, step, total, peak, warmup)
+
+    monkeypatch.setattr(scratch_model, "learning_rate", blow_up_in_epoch_3)
+    hparams = registry.spec("scratch-mlp").resolve("fast") | {"epochs": 4, "batch_size": 64, "optimizer": "sgd"}
+    resumer = resume.Resumer(tmp_path)
+    with pytest.raises(UserError, match=r"loss became .* at epoch 3"):
+        runs.train_run("scratch-mlp", hparams, small, data.load(), tmp_path, preset="fast", seed=0, resumer=resumer)
+    assert not (tmp_path / resume.STATE_FILE).exists() and not (tmp_path / "metrics.json").exists()
 
 
 def test_state_round_trips_through_the_file_without_pickle(tmp_path):
@@ -241,9 +301,8 @@ def test_sigterm_then_resume_on_the_command_line_equals_an_uninterrupted_run(tmp
     assert_same(weights(checkpoint.load(out)[0]), weights(checkpoint.load(tmp_path / "whole")[0]))
     metrics = [json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "whole")]
     assert [m["test_accuracy"] for m in metrics] == [metrics[1]["test_accuracy"]] * 2
-    histories = [(d / "history.csv").read_text().splitlines() for d in (out, tmp_path / "whole")]
-    no_seconds = [[",".join(line.split(",")[:5] + line.split(",")[6:]) for line in h] for h in histories]
-    assert no_seconds[0] == no_seconds[1]
+    histories = [list(csv.DictReader((d / "history.csv").open())) for d in (out, tmp_path / "whole")]
+    assert [row.pop("seconds") and row for row in histories[0]] == [row.pop("seconds") and row for row in histories[1]]
 
 
 def write_config(run_dir, model):
@@ -259,13 +318,17 @@ def write_config(run_dir, model):
         (["train", "scratch-mlp", "--resume", "{run}"], "holds a 'cnn' run, not 'scratch-mlp'"),
         (["train", "cnn", "--resume", "{missing}"], "config.json: file not found"),
         (["train", "cnn", "--out", "{run}"], "holds an interrupted run; continue it with --resume"),
+        (["train", "cnn", "--resume", "{damaged}"], "not a run's config (no preset, seed)"),
     ],
 )
 def test_resume_misuse_is_a_one_line_error(tmp_path, capsys, argv, message):
     run = tmp_path / "run"
     write_config(run, "cnn")
     (run / resume.STATE_FILE).write_bytes(b"")
-    argv = [a.format(run=run, missing=tmp_path / "missing") for a in argv]
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text(json.dumps({"model": "cnn", "hparams": {}}))
+    argv = [a.format(run=run, missing=tmp_path / "missing", damaged=damaged) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]

@@ -3,6 +3,7 @@
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from fmnist import __version__
 from fmnist.errors import Interrupted, UserError
@@ -123,7 +124,7 @@ def resumed_settings(args, spec):
 
     given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
     given += [f"--{name}" for name in ("preset", "seed", "subset") if getattr(args, name) is not None]
-    if args.out is not None and args.out != args.resume:
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         given.append("--out")
     if given:
         raise UserError(f"--resume {args.resume}: continues with the run's own settings; drop {' '.join(given)}")
@@ -132,8 +133,6 @@ def resumed_settings(args, spec):
 
 
 def cmd_train(args):
-    from pathlib import Path
-
     from fmnist import registry, report, resume, runs
 
     spec = registry.spec(args.model)

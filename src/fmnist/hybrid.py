@@ -52,7 +52,6 @@ class HybridClassifier:
         extraction, so they count the hybrid's whole training time. resumer: see `ScratchClassifier.fit_arrays`;
         an interruption during the MLP's training saves the CNN trained here with the MLP's state.
         """
-        start = time.perf_counter()
         done = ((resumer and resumer.saved) or {}).get("cnn_trained")
         trained_here = self.cnn is None
         if trained_here:
@@ -62,22 +61,22 @@ class HybridClassifier:
                 cnn_resumer = resumer.scoped("cnn") if resumer else None
                 self.cnn_history = self.cnn.fit(splits, seed=seed, progress=progress, resumer=cnn_resumer)
             else:
-                self.cnn.restore(done["cnn"], splits)
+                resumer.restore(lambda saved: self.cnn.restore(saved["cnn_trained"]["cnn"], splits))
                 self.cnn_history = done["history"]
+        # The CNN's own history counts its time across interrupted sessions; the features are extracted anew.
+        start = time.perf_counter()
         train_features = self.cnn.features(splits.x_train)
         self.feature_mean = train_features.mean(axis=0)
         std = train_features.std(axis=0)
         # A feature that is constant on train (a ReLU unit that never fires) carries nothing: scale it by 1.
         self.feature_std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
         val_features = self.features(splits.x_val)
-        before = time.perf_counter() - start + (done["seconds"] if done else 0.0)
+        before = time.perf_counter() - start + (self.cnn_history[-1]["seconds"] if self.cnn_history else 0.0)
 
         def cnn_trained():
             if not trained_here:
                 return {}
-            return {
-                "cnn_trained": {"cnn": self.cnn.module.state_dict(), "history": self.cnn_history, "seconds": before}
-            }
+            return {"cnn_trained": {"cnn": self.cnn.module.state_dict(), "history": self.cnn_history}}
 
         history = self.mlp.fit_arrays(
             self._standardise(train_features),

@@ -42,6 +42,8 @@ def encode(tree, arrays, prefix="s"):
     if isinstance(tree, list | tuple):
         kind = "list" if isinstance(tree, list) else "tuple"
         return {kind: [encode(v, arrays, f"{prefix}.{i}") for i, v in enumerate(tree)]}
+    if prefix in arrays:
+        raise TypeError(f"{prefix}: two parts of the state would share this name")
     if isinstance(tree, np.ndarray):
         arrays[prefix] = np.require(tree, requirements="C")  # ascontiguousarray would make 0-d arrays 1-d
         return {"array": prefix}
@@ -98,7 +100,7 @@ class Resumer:
         self.signum = None
         self.started = time.perf_counter()  # reset by __enter__: training time is counted from there
         self.saved = self._read() if resume else None
-        self.seconds_before = self.saved.pop("elapsed_seconds") if self.saved else 0.0
+        self.seconds_before = self.saved.pop("elapsed_seconds", 0.0) if self.saved else 0.0
         self._previous_handlers = {}
 
     @property
@@ -133,8 +135,8 @@ class Resumer:
         """The run completed: its resumable state is no longer needed."""
         self.path.unlink(missing_ok=True)
 
-    def scoped(self, key, extra=dict):
-        return Scoped(self, key, extra)
+    def scoped(self, key, extra=None):
+        return Scoped(self, key, extra or dict)
 
     def _read(self):
         if not self.path.is_file():
@@ -148,9 +150,19 @@ class Resumer:
         if document.get("format") != FORMAT:
             raise UserError(f"{self.path}: not an {FORMAT} file")
         try:
-            return decode(document["state"], arrays)
-        except (KeyError, ValueError, AttributeError) as exc:
+            state = decode(document["state"], arrays)
+        except (KeyError, ValueError, AttributeError, TypeError) as exc:
             raise UserError(f"{self.path}: damaged resume state ({exc!r})") from exc
+        if not isinstance(state, dict) or "rng" not in state:
+            raise UserError(f"{self.path}: damaged resume state (no RNG states)")
+        return state
+
+    def restore(self, restore_state):
+        """Return `restore_state(saved)`; a state that does not fit the model becomes a one-line error."""
+        try:
+            return restore_state(self.saved)
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise UserError(f"{self.path}: the saved state does not fit this model and settings ({exc!r})") from exc
 
     def __enter__(self):
         self.started = time.perf_counter()
@@ -161,14 +173,15 @@ class Resumer:
 
     def __exit__(self, *exc_info):
         for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
+            # None: a handler not installed from Python, which cannot be put back; the default is closest.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous_handlers.clear()
 
     def _on_signal(self, signum, frame):
+        # Only a flag: printing here could re-enter stderr while tqdm writes to it.
         if self.signum is not None:
-            raise KeyboardInterrupt  # the second signal: stop now, without saving
+            raise KeyboardInterrupt  # the second signal: stop now; the last end-of-epoch state remains
         self.signum = signum
-        print(f"\nfmnist: {signal.Signals(signum).name}: stopping after this batch", file=sys.stderr)
 
 
 class Scoped:
@@ -194,3 +207,6 @@ class Scoped:
 
     def restore_rng(self):
         self.parent.restore_rng()
+
+    def restore(self, restore_state):
+        return self.parent.restore(lambda _: restore_state(self.saved))

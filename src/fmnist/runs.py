@@ -121,7 +121,12 @@ def check_same_data(run_dir, config, dataset):
 
 def resume_settings(run_dir, model_name):
     """(hparams, config) of the `fmnist train` run in run_dir: what a resumed run must use again."""
-    config = read_json(Path(run_dir) / "config.json", "file not found (not a run directory written by fmnist train)")
+    path = Path(run_dir) / "config.json"
+    config = read_json(path, "file not found (not a run directory written by fmnist train)")
+    config = config if isinstance(config, dict) else {}
+    missing = [key for key in ("model", "hparams", "preset", "seed") if key not in config]
+    if missing or not isinstance(config["hparams"], dict):
+        raise UserError(f"{path}: not a run's config (no {', '.join(missing) or 'hyper-parameter table'})")
     if config.get("model") != model_name:
         raise UserError(f"{run_dir}: holds a {config.get('model')!r} run, not {model_name!r}")
     spec = registry.spec(model_name)
@@ -177,6 +182,7 @@ def train_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = registry.spec(model_name)
     if resumer is None or resumer.saved is None:  # a resumed run keeps the config it was started with
+        (out_dir / "metrics.json").unlink(missing_ok=True)  # an older run's: this one is not complete yet
         record = config_record(model_name, hparams, preset, seed, dataset, subset_size(splits))
         write_json(out_dir / "config.json", record)
     reused = {name: trained[name] for name in spec.reuses if trained and name in trained}
@@ -184,8 +190,15 @@ def train_run(
 
     with resumer or contextlib.nullcontext():
         start = time.perf_counter()
-        history = model.fit(splits, seed=seed, progress=progress, resumer=resumer)
+        try:
+            history = model.fit(splits, seed=seed, progress=progress, resumer=resumer)
+        except UserError:
+            if resumer is not None:  # a diverged run: continuing it would diverge again
+                resumer.finish()
+            raise
         train_seconds = time.perf_counter() - start + (resumer.seconds_before if resumer else 0.0)
+    if resumer is not None and resumer.stop_requested:
+        print("fmnist: training had already finished; writing its results", file=sys.stderr)
     write_history(out_dir / "history.csv", history)
     checkpoint.save(out_dir, model_name, model, data=dataset.provenance())
 

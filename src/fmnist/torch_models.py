@@ -84,6 +84,7 @@ class TorchClassifier:
 
     def restore(self, module_state, splits):
         """Become the model that `fit(splits, ...)` left with this state dict (for a resumed composite model)."""
+        use_all_cores()  # as fit does: the same threads, the same arithmetic
         self.mean, self.std = float(splits.mean), float(splits.std)
         self.module.load_state_dict(module_state)
 

@@ -142,14 +142,17 @@ def fit_module(
     # Everything the loop carries from batch to batch, so that a saved copy can continue it exactly.
     loop = {"epoch": 1, "step": 0, "order": None, "loss_sum": 0.0, "correct": 0, "seen": 0, "epoch_seconds": 0.0}
     loop |= {"seconds": 0.0, "history": [], "best_state": None, "best_accuracy": -1.0, "since_best": 0}
-    if resumer is not None and resumer.saved is not None:
-        saved = resumer.saved
+
+    def restore(saved):
         module.load_state_dict(saved["module"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         generator.set_state(saved["generator"])
         resumer.restore_rng()
-        loop = saved["loop"]
+        return saved["loop"]
+
+    if resumer is not None and resumer.saved is not None:
+        loop = resumer.restore(restore)
 
     def state():
         return {
@@ -193,7 +196,10 @@ def fit_module(
                 loop["step"] = step + 1
                 bar.update()
                 if step % 20 == 0:
-                    bar.set_postfix(epoch=epoch, loss=f"{loop['loss_sum'] / loop['seen']:.3f}")
+                    seen = loop["seen"]
+                    bar.set_postfix(
+                        epoch=epoch, loss=f"{loop['loss_sum'] / seen:.3f}", acc=f"{loop['correct'] / seen:.3f}"
+                    )
                 if resumer is not None and resumer.stop_requested:
                     loop["epoch_seconds"] = time.perf_counter() - start
                     resumer.stop(state(), f"epoch {epoch}, batch {step + 1}")
@@ -214,8 +220,12 @@ def fit_module(
             )
             bar.set_postfix(epoch=epoch, loss=f"{loop['loss_sum'] / loop['seen']:.3f}", val_acc=f"{val_accuracy:.4f}")
             if val_accuracy > loop["best_accuracy"]:
-                loop |= {"best_state": copy.deepcopy(module.state_dict()), "best_accuracy": val_accuracy}
-                loop["since_best"] = 0
+                best = {
+                    "best_state": copy.deepcopy(module.state_dict()),
+                    "best_accuracy": val_accuracy,
+                    "since_best": 0,
+                }
+                loop |= best
             else:
                 loop["since_best"] += 1
             if on_epoch is not None:

@@ -4,7 +4,7 @@ Every function takes x (N, 784) float (rows are 28x28 images, row-major) and ret
 the same dtype; x is never modified. Every random draw comes from the `numpy.random.Generator` passed in, so
 one seed fixes the augmented stream. `fill` is the value of a blank pixel in x's own scale: for pixels
 standardised with the train statistics, (0 - mean) / std. No per-image Python loop: the cost is a few
-whole-batch array operations (plus at most 25 slices for the shift), whatever N is.
+whole-batch array operations (plus one slice per shift offset: (2 pad + 1)^2, 9 for pad 1), whatever N is.
 """
 
 import numpy as np
@@ -25,7 +25,7 @@ def _crop(padded, pad, rng, prob):
     or, for the images not picked (each is picked with probability `prob`), at the centre: no shift.
 
     Images sharing one of the (2 pad + 1)^2 origins are cropped together with one slice, so the Python loop
-    runs over origins (9 or 25), never over images.
+    runs over origins ((2 pad + 1)^2 of them), never over images.
     """
     n, width = len(padded), 2 * pad + 1
     origin = rng.integers(0, width, size=n) * width + rng.integers(0, width, size=n)  # row origin, column origin

@@ -60,7 +60,7 @@ class ScratchClassifier:
         _check(schedule in SCHEDULES, "schedule", f"{schedule!r}: choose one of {', '.join(SCHEDULES)}")
         _check(0 <= warmup_epochs < epochs, "warmup_epochs", f"{warmup_epochs} must be in [0, epochs)")
         _check(int(patience) >= 1, "patience", f"{patience} must be >= 1")
-        _check(0 <= int(shift) < augment.SIDE, "shift", f"{shift} must be in [0, {augment.SIDE - 1}]")
+        _check(shift == int(shift) and 0 <= shift < augment.SIDE, "shift", f"{shift}: a whole number of pixels, 0-27")
         _check(0 <= shift_prob <= 1, "shift_prob", f"{shift_prob} must be in [0, 1]")
         self.hparams = {
             "hidden": list(hidden),
@@ -119,14 +119,17 @@ class ScratchClassifier:
         loop = {"epoch": 1, "batch": 0, "order": None, "loss_sum": 0.0, "correct": 0, "epoch_seconds": 0.0}
         loop |= {"seconds": 0.0, "history": []}
         loop["best"] = {"accuracy": -1.0, "loss": math.inf, "params": self.mlp.copy_params(), "epoch": 0}
-        if resumer is not None and resumer.saved is not None:
-            saved = resumer.saved
+
+        def restore(saved):
             self.mlp.set_params(saved["params"])
             optimizer.load_state_dict(saved["optimizer"])
             shuffle_rng.bit_generator.state = saved["shuffle_rng"]
             augment_rng.bit_generator.state = saved["augment_rng"]
             resumer.restore_rng()
-            loop = saved["loop"]
+            return saved["loop"]
+
+        if resumer is not None and resumer.saved is not None:
+            loop = resumer.restore(restore)
 
         def state():
             return {
