@@ -7,8 +7,8 @@ power loss) loses at most one epoch. `Resumer(run_dir, resume=True).saved` reads
 
 A state is a tree of dicts, lists, tuples, numbers, strings, NumPy arrays and torch tensors. Arrays and
 tensors go into the safetensors file, everything else into a JSON document in its metadata: no pickle. Each
-save also records the global RNG states (Python, NumPy, torch); a loop restores them with `restore_rng()`
-at the point where it restores its own state.
+save also records the global RNG states (Python, NumPy, torch); `restore(restore_state)`, which a loop calls
+where it restores its own state, puts them back too.
 """
 
 import json
@@ -128,9 +128,6 @@ class Resumer:
         name = signal.Signals(self.signum).name if self.signum else "a stop request"
         raise Interrupted(f"stopped by {name} at {where}; state saved in {self.path}", self.signum or signal.SIGINT)
 
-    def restore_rng(self):
-        set_rng_states(self.saved["rng"])
-
     def finish(self):
         """The run completed: its resumable state is no longer needed."""
         self.path.unlink(missing_ok=True)
@@ -158,11 +155,14 @@ class Resumer:
         return state
 
     def restore(self, restore_state):
-        """Return `restore_state(saved)`; a state that does not fit the model becomes a one-line error."""
+        """Return `restore_state(saved)`, then set the global RNG states saved with it; a state that does not fit
+        the model becomes a one-line error."""
         try:
-            return restore_state(self.saved)
+            restored = restore_state(self.saved)
+            set_rng_states(self.saved["rng"])
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise UserError(f"{self.path}: the saved state does not fit this model and settings ({exc!r})") from exc
+        return restored
 
     def __enter__(self):
         self.started = time.perf_counter()
@@ -204,9 +204,6 @@ class Scoped:
 
     def stop(self, state, where):
         self.parent.stop({self.key: state, **self.extra()}, where)
-
-    def restore_rng(self):
-        self.parent.restore_rng()
 
     def restore(self, restore_state):
         return self.parent.restore(lambda _: restore_state(self.saved))

@@ -148,7 +148,6 @@ def fit_module(
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         generator.set_state(saved["generator"])
-        resumer.restore_rng()
         return saved["loop"]
 
     if resumer is not None and resumer.saved is not None:

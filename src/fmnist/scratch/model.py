@@ -125,7 +125,6 @@ class ScratchClassifier:
             optimizer.load_state_dict(saved["optimizer"])
             shuffle_rng.bit_generator.state = saved["shuffle_rng"]
             augment_rng.bit_generator.state = saved["augment_rng"]
-            resumer.restore_rng()
             return saved["loop"]
 
         if resumer is not None and resumer.saved is not None:
