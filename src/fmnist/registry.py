@@ -39,6 +39,10 @@ class Spec:
         values.update({k: v for k, v in (overrides or {}).items() if v is not None and k in self.hparams})
         return values
 
+    def from_json(self, hparams):
+        """Hyper-parameters read back from JSON, which turns tuples into lists; the defaults say which are tuples."""
+        return {k: tuple(v) if isinstance(self.hparams.get(k, (None,))[0], tuple) else v for k, v in hparams.items()}
+
 
 REGISTRY = {
     "linear": Spec(

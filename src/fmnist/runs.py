@@ -129,12 +129,7 @@ def resume_settings(run_dir, model_name):
         raise UserError(f"{path}: not a run's config (no {', '.join(missing) or 'hyper-parameter table'})")
     if config.get("model") != model_name:
         raise UserError(f"{run_dir}: holds a {config.get('model')!r} run, not {model_name!r}")
-    spec = registry.spec(model_name)
-    # JSON turns tuples into lists; the defaults say which hyper-parameters are tuples.
-    hparams = {
-        k: tuple(v) if isinstance(spec.hparams.get(k, (None,))[0], tuple) else v for k, v in config["hparams"].items()
-    }
-    return hparams, config
+    return registry.spec(model_name).from_json(config["hparams"]), config
 
 
 def reevaluate(run_dir, data_dir=None, allow_unverified=False):

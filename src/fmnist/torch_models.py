@@ -121,12 +121,7 @@ class TorchClassifier:
     def load(cls, folder):
         folder = Path(folder)
         meta = read_metadata(folder, cls)
-        spec = registry.spec(cls.registry_name)
-        # JSON turns tuples into lists; the defaults say which hyper-parameters are tuples.
-        hparams = {
-            k: tuple(v) if isinstance(spec.hparams.get(k, (None,))[0], tuple) else v for k, v in meta["hparams"].items()
-        }
-        model = cls(**hparams)
+        model = cls(**registry.spec(cls.registry_name).from_json(meta["hparams"]))
         model.mean, model.std = float(meta["mean"]), float(meta["std"])
         try:
             state = load_file(str(folder / WEIGHTS))
