@@ -6,17 +6,17 @@ FMNIST := $(VENV)/bin/fmnist
 STAMP := $(VENV)/.installed
 OUT ?= runs/latest
 
-.PHONY: help run test lint format data bench clean
+.PHONY: help run test test-fast lint format data bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first and exactly: the CPU build on local disk, never a CUDA build from the index.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# torch first and exactly (constraints.txt): the CPU build on local disk, never a CUDA build from the index.
+	$(PY) -m pip install --quiet -c constraints.txt torch
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
 data: $(STAMP)  ## find the dataset, or install / download it
@@ -27,6 +27,9 @@ run: data  ## the main job: train and compare the five models; report in $(OUT)/
 
 test: data lint  ## lint, then the whole test suite
 	$(PY) -m pytest
+
+test-fast: data  ## the tests not marked slow (no end-to-end runs on real data, no subprocesses)
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff check src tests bench

@@ -10,7 +10,7 @@ import statistics
 import time
 
 from fmnist import data
-from fmnist.runs import environment
+from fmnist.machine import environment
 
 
 def main():

@@ -10,17 +10,14 @@ to time how long it takes to first reach 93 %. Prints a table, then JSON.
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 
-import torch
-
-from fmnist import data, registry
+from fmnist import data, machine, registry
 from fmnist.files import write_json
-from fmnist.hybrid import HybridClassifier
+from fmnist.models.hybrid import HybridClassifier
+from fmnist.text import table as text_table
 
 TARGETS = {"linear": 0.845, "mlp": 0.900, "cnn": 0.930, "cnn-best": 0.945}  # test accuracy; hybrid: cnn - 0.3
 FIRST_REACH = 0.930
@@ -42,11 +39,9 @@ def images_per_second(model, images, repeats=3):
     return len(images) / best
 
 
-def train(name, preset, splits, seed, on_epoch=None):
-    model = registry.build(name, registry.spec(name).resolve(preset))
-    kwargs = {"on_epoch": on_epoch} if on_epoch else {}
-    history = model.fit(splits, seed=seed, progress=sys.stderr.isatty(), **kwargs)
-    return model, history
+def train(name, preset, splits, seed):
+    model = registry.build(name, preset)
+    return model, model.fit(splits, seed=seed, progress=sys.stderr.isatty())
 
 
 def result(model, history, splits, **extra):
@@ -62,13 +57,12 @@ def result(model, history, splits, **extra):
 
 def bench_fast_cnn(splits, seed):
     """The fast CNN with a per-epoch test accuracy (outside the timed part) for the time to first reach 93 %."""
-    per_epoch = {}
-    model, history = train(
-        "cnn",
-        "fast",
+    per_epoch, model = {}, registry.build("cnn", "fast")
+    history = model.fit(
         splits,
-        seed,
-        on_epoch=lambda epoch, m: per_epoch.update({epoch: accuracy(m, splits.x_test, splits.y_test)}),
+        seed=seed,
+        progress=sys.stderr.isatty(),
+        on_epoch=lambda epoch: per_epoch.update({epoch: accuracy(model, splits.x_test, splits.y_test)}),
     )
     reached = [row["seconds"] for row in history if per_epoch[row["epoch"]] >= FIRST_REACH]
     extra = {
@@ -93,7 +87,7 @@ def run(args):
     cnn, results["cnn"] = bench_fast_cnn(splits, 0)
     print(f"cnn: {results['cnn']['test_accuracy']:.4f}", file=sys.stderr)
 
-    hybrid = HybridClassifier.from_cnn(cnn, **registry.spec("hybrid").resolve("fast"))
+    hybrid = HybridClassifier(cnn=cnn, **registry.spec("hybrid").resolve("fast"))
     history = hybrid.fit(splits, seed=0, progress=sys.stderr.isatty())
     results["hybrid"] = result(hybrid, history, splits)
     results["hybrid"]["minus_cnn_points"] = round(
@@ -130,32 +124,30 @@ def bench_best(splits):
     return {"cnn-best": result(model, history, splits, **extra)}
 
 
-def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__}
+def machine_facts():
+    env = machine.environment()
+    facts = {
+        "cpu": env["machine"]["processor"],
+        "cores": env["machine"]["cpus"],
+        "platform": env["machine"]["platform"],
+    }
+    return facts | {"torch": env["versions"]["torch"]}
 
 
 def table(report):
     r = report["results"]
-    lines = [
-        f"fmnist model benchmark — {report['date']} — {report['machine']['cpu']}, {report['machine']['cores']} cores",
-        f"{'model':<10}{'params':>10}{'epochs':>8}{'train s':>9}{'val acc':>9}{'test acc':>10}{'target':>9}",
-    ]
+    title = (
+        f"fmnist model benchmark — {report['date']} — {report['machine']['cpu']}, {report['machine']['cores']} cores"
+    )
     targets = TARGETS | ({"hybrid": r["cnn"]["test_accuracy"] - 0.003} if "cnn" in r else {})
-    for name in ("linear", "mlp", "cnn", "hybrid", "cnn-best"):
-        if name not in r:
-            continue
+    rows = []
+    for name in (n for n in ("linear", "mlp", "cnn", "hybrid", "cnn-best") if n in r):
         m, target = r[name], targets[name]
         ok = "ok" if m["test_accuracy"] >= target else "MISSED"
-        lines.append(
-            f"{name:<10}{m['parameters']:>10,}{m['epochs']:>8}{m['train_seconds']:>9.0f}"
-            f"{m['val_accuracy']:>9.2%}{m['test_accuracy']:>10.2%}{target:>7.2%} {ok}"
-        )
+        cells = (f"{m['parameters']:,}", m["epochs"], f"{m['train_seconds']:.0f}", f"{m['val_accuracy']:.2%}")
+        rows.append((name, *cells, f"{m['test_accuracy']:.2%}", f"{target:.2%} {ok}"))
+    headers = ("model", "params", "epochs", "train s", "val acc", "test acc", "target")
+    lines = [title, text_table(headers, rows)]
     if "cnn" in r:
         lines += fast_cnn_lines(r["cnn"], r["cnn_fast_seeds"])
     if "cnn-best" in r:
@@ -184,7 +176,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the fast CNN for the spread")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
-    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(), "results": run(args)}
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine_facts(), "results": run(args)}
     print(table(report))
     print(json.dumps(report, indent=2))
     if args.out:

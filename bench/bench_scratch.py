@@ -19,8 +19,6 @@ import argparse
 import datetime
 import importlib
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,10 +27,10 @@ import warnings
 
 import numpy as np
 
-from fmnist import data, files, registry
+from fmnist import data, files, machine, registry
+from fmnist.engine.schedule import learning_rate, warmup_steps
 from fmnist.scratch.augment import augment
 from fmnist.scratch.mlp import MLP
-from fmnist.scratch.optim import learning_rate
 
 VARIANTS = ("scratch", "torch", "sklearn")
 ENGINES = {"scratch": "fmnist.scratch.model", "torch": "torch", "sklearn": "sklearn.neural_network"}
@@ -66,13 +64,12 @@ def blank_pixel(splits):
 
 
 def run_scratch(splits, x, y, hp, seed):
-    from fmnist.scratch.model import ScratchClassifier
+    from fmnist.scratch.classifier import ScratchClassifier
 
     model = ScratchClassifier(**hp)
-    # fit_arrays on the prepared pixels that torch and scikit-learn get too; fit(splits) would standardise anew.
-    history = model.fit_arrays(
-        x["train"], y["train"], x["val"], y["val"], seed=seed, progress=False, fill=blank_pixel(splits)
-    )
+    # fit_features on the prepared pixels that torch and scikit-learn get too; fit(splits) would standardise anew.
+    train, val = (x["train"], y["train"]), (x["val"], y["val"])
+    history = model.fit_features(train, val, seed=seed, progress=False, fill=blank_pixel(splits))
     test_acc = float(np.mean(model.logits_from_arrays(x["test"]).argmax(axis=1) == y["test"]))
     return history, test_acc
 
@@ -116,7 +113,8 @@ def run_torch(splits, x, y, hp, seed):
     }
     n, batch = len(x["train"]), hp["batch_size"]
     steps = -(-n // batch)
-    total, warmup = hp["epochs"] * steps, hp["warmup_epochs"] * steps
+    total = hp["epochs"] * steps
+    warmup = warmup_steps(hp["warmup"], total)
     history, seconds, step, best = [], 0.0, 0, (-1.0, None)
     for epoch in range(1, hp["epochs"] + 1):
         start = time.perf_counter()
@@ -129,7 +127,7 @@ def run_torch(splits, x, y, hp, seed):
             else:
                 xb = xt["train"][torch.from_numpy(idx)]
             yb = yt["train"][torch.from_numpy(idx)]
-            lr = learning_rate(hp["schedule"], step, total, hp["lr"], warmup)
+            lr = learning_rate(step, total, hp["lr"], warmup, hp["schedule"])
             for group in opt.param_groups:
                 group["lr"] = lr
             out = net(xb)
@@ -209,22 +207,12 @@ def worker(args):
     print(json.dumps(result))
 
 
-def machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+def machine_facts():
     import sklearn
-    import torch
 
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
+    env = machine.environment()
+    facts = {"cpu": env["machine"]["processor"], "cores": env["machine"]["cpus"], **env["versions"]}
+    return facts | {
         "sklearn": sklearn.__version__,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
@@ -309,7 +297,7 @@ def main():
                 sys.exit(f"{variant} seed {seed} failed:\n{done.stderr}")
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"  {variant} seed {seed}: {json.dumps(runs[-1])}", file=sys.stderr)
-    report = {"machine": machine(), "hparams": hp, "seeds": seeds, "quick": args.quick, "runs": runs}
+    report = {"machine": machine_facts(), "hparams": hp, "seeds": seeds, "quick": args.quick, "runs": runs}
     report["summary"] = summarise(runs)
     print(json.dumps(report, indent=2))
     print(table(report))

@@ -5,7 +5,7 @@ import pytest
 
 from fmnist import checkpoint
 from fmnist.errors import UserError
-from fmnist.scratch.model import ScratchClassifier
+from fmnist.scratch.classifier import ScratchClassifier
 
 
 @pytest.fixture(scope="module")
@@ -14,17 +14,26 @@ def trained():
     x = rng.normal(size=(200, 20)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)
     model = ScratchClassifier(hidden=(8,), epochs=2, batch_size=32, lr=1e-2)
-    model.fit_arrays(x[:150], y[:150], x[150:], y[150:], seed=0, progress=False)
+    model.fit_features((x[:150], y[:150]), (x[150:], y[150:]), seed=0, progress=False)
     return model, x
 
 
 def test_round_trip_is_bit_exact(trained, tmp_path):
     model, x = trained
-    checkpoint.save(tmp_path, "scratch-mlp", model, metrics={"val_accuracy": 0.5})
+    checkpoint.save(tmp_path, "scratch-mlp", model)
     loaded, manifest = checkpoint.load(tmp_path)
     np.testing.assert_array_equal(loaded.logits_from_arrays(x), model.logits_from_arrays(x))
-    assert manifest["kind"] == "scratch-mlp" and manifest["metrics"] == {"val_accuracy": 0.5}
-    assert len(manifest["class_names"]) == 10
+    assert manifest["kind"] == "scratch-mlp" and len(manifest["class_names"]) == 10
+    # metrics live in metrics.json and normalisation in the model's own files: nothing here to go stale
+    assert set(manifest) == {"format", "kind", "weights", "files", "class_names"}
+
+
+def test_a_checkpoint_of_an_older_format_is_refused_naming_it(trained, tmp_path):
+    checkpoint.save(tmp_path, "scratch-mlp", trained[0])
+    manifest = tmp_path / "checkpoint.json"
+    manifest.write_text(manifest.read_text().replace("fmnist-checkpoint/2", "fmnist-checkpoint/1"))
+    with pytest.raises(UserError, match=r"format 'fmnist-checkpoint/1', this fmnist reads fmnist-checkpoint/2"):
+        checkpoint.load(tmp_path)
 
 
 def test_second_save_replaces_the_first(trained, tmp_path):

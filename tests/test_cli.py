@@ -78,3 +78,20 @@ def test_console_script_user_error_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "cnn", "--lr", "-1"], "cnn --lr: -1.0 is outside [1e-08, 100]"),
+        (["train", "mlp", "--optimizer", "lbfgs"], "mlp --optimizer: 'lbfgs': choose one of sgd, adamw"),
+        (["train", "scratch-mlp", "--hidden", "32", "0"], "scratch-mlp --hidden: 0 is outside [1, 65536]"),
+        (["train", "cnn", "--widths", "8", "8"], "cnn --widths: (8, 8): expected 5 whole numbers"),
+        (["compare", "--epochs", "0", "--models", "linear"], "linear --epochs: 0 is outside [1, 10000]"),
+    ],
+)
+def test_a_bad_hyper_parameter_is_one_line_naming_its_flag(tmp_path, argv, message, capsys):
+    assert main([*argv, "--subset", "100", "--no-progress", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fmnist: error: {message}"]
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -64,8 +64,8 @@ def mnist_reader(path, kind):
 
 
 @pytest.fixture(scope="session")
-def real():
-    return data.load()
+def real(dataset):
+    return dataset
 
 
 def test_real_data_equals_authors_reader(real):

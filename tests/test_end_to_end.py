@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fmnist import metrics
 from fmnist.cli import main
 from fmnist.registry import REGISTRY
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +34,20 @@ def test_compare_writes_every_model(compare_run):
     assert all(name in html for name in REGISTRY)
 
 
-def test_evaluate_reproduces_the_saved_predictions(compare_run, capsys):
+def test_evaluate_reproduces_the_saved_predictions_computing_metrics_once(compare_run, capsys, monkeypatch):
     before = {n: np.load(compare_run / n / "predictions.npz")["test_logits"] for n in REGISTRY}
+    metrics_before = {n: json.loads((compare_run / n / "metrics.json").read_text()) for n in REGISTRY}
+    calls = []
+    counted = metrics.metrics_from_logits
+    monkeypatch.setattr(metrics, "metrics_from_logits", lambda *a, **k: calls.append(1) or counted(*a, **k))
     assert main(["evaluate", str(compare_run), "--split", "val"]) == 0
+    assert len(calls) == 2 * len(REGISTRY)  # validation and test of each model, once: the report reads them
     for name in REGISTRY:
         after = np.load(compare_run / name / "predictions.npz")["test_logits"]
         np.testing.assert_allclose(after, before[name], rtol=1e-4, atol=1e-4)
+        now = json.loads((compare_run / name / "metrics.json").read_text())
+        assert now["test_accuracy"] == pytest.approx(metrics_before[name]["test_accuracy"], abs=2e-3)
+        assert now["train_seconds"] == metrics_before[name]["train_seconds"]
     assert "val split" in capsys.readouterr().out
 
 

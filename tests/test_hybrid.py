@@ -1,19 +1,21 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from fmnist import data, registry
+from fmnist import registry
 from fmnist.errors import UserError
-from fmnist.hybrid import HybridClassifier
-from fmnist.torch_models import CNNClassifier
+from fmnist.models.classifiers import CNNClassifier
+from fmnist.models.hybrid import HybridClassifier
 
 TINY_CNN = {"widths": (8, 16, 16, 32, 32), "feature_dim": 32, "batch_size": 64, "epochs": 2}
 MLP = {"hidden": (32,), "epochs": 3, "lr": 0.01, "batch_size": 32}
 
 
 @pytest.fixture(scope="module")
-def small():
-    return data.split(data.load(), seed=0).subset(1500, 500, 500)
+def small(splits):
+    return splits.subset(1500, 500, 500)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def cnn(small):
 
 def test_hybrid_on_a_trained_cnn_trains_only_the_mlp(small, cnn):
     before = {k: v.clone() for k, v in cnn.module.state_dict().items()}
-    hybrid = HybridClassifier.from_cnn(cnn, **MLP)
+    hybrid = HybridClassifier(cnn=cnn, **MLP)
     history = hybrid.fit(small, seed=0, progress=False)
     assert hybrid.cnn is cnn and hybrid.cnn_history == []
     assert all(torch.equal(v, cnn.module.state_dict()[k]) for k, v in before.items())
@@ -46,7 +48,7 @@ def test_hybrid_on_a_trained_cnn_trains_only_the_mlp(small, cnn):
 
 def test_hybrid_trains_its_own_cnn_from_the_named_preset(small, monkeypatch):
     cnn_spec = registry.spec("cnn")
-    tiny = registry.Spec(cnn_spec.target, cnn_spec.summary, cnn_spec.hparams, {"fast": TINY_CNN})
+    tiny = dataclasses.replace(cnn_spec, presets={"fast": TINY_CNN})
     monkeypatch.setitem(registry.REGISTRY, "cnn", tiny)
     hybrid = HybridClassifier(**MLP)
     history = hybrid.fit(small.subset(600, 200, 0), seed=1, progress=False)

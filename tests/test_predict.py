@@ -26,8 +26,7 @@ class NearestMean:
 
 
 @pytest.fixture(scope="module")
-def real():
-    splits = data.split(data.load(), seed=0)
+def real(splits):
     return splits, NearestMean(splits.x_train, splits.y_train)
 
 

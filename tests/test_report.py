@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from fmnist import report
-from test_evaluate import write_compare_run, write_single_run
+from fmnist.report import report
+from rundirs import write_compare_run, write_single_run
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 DPI = 30  # small images keep the test fast; the layout is the same
@@ -104,7 +104,7 @@ def test_compare_report_draws_every_plot_and_leaves_no_temporary_files(compare_r
     for path in (folder / "plots").glob("*.png"):
         decode_png(path.read_bytes())
     assert not list(folder.rglob("*.tmp"))
-    assert (folder / "cnn" / "evaluation.json").is_file()
+    assert not (folder / "cnn" / "evaluation.json").exists()  # every metric lives in metrics.json
 
 
 def test_single_run_report_without_mistakes_or_images(tmp_path):

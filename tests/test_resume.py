@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist import checkpoint, data, registry, resume, runs
+from fmnist import checkpoint, pipeline, registry, rundir
 from fmnist.cli import main
-from fmnist.errors import Interrupted, UserError
-from fmnist.hybrid import HybridClassifier
-from fmnist.scratch import model as scratch_model
-from fmnist.scratch.model import ScratchClassifier
-from fmnist.torch_models import CNNClassifier, LinearClassifier, MLPClassifier
+from fmnist.engine import loop, resume
+from fmnist.errors import Diverged, Interrupted, UserError
+from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
+from fmnist.models.hybrid import HybridClassifier
+from fmnist.scratch.classifier import ScratchClassifier
 
 
 class StopAt(resume.Resumer):
@@ -54,8 +54,8 @@ class KillAfterSaves(resume.Resumer):
 
 
 @pytest.fixture(scope="module")
-def small():
-    return data.split(data.load(), seed=0).subset(400, 100, 100)
+def small(splits):
+    return splits.subset(400, 100, 100)
 
 
 def weights(model):
@@ -186,17 +186,17 @@ def test_a_state_from_another_model_is_a_one_line_error(small, tmp_path):
         MODELS["mlp"]().fit(small, seed=3, progress=False, resumer=resume.Resumer(tmp_path, resume=True))
 
 
-def test_a_diverged_run_leaves_no_state_to_resume(small, tmp_path, monkeypatch):
-    schedule = scratch_model.learning_rate
+def test_a_diverged_run_leaves_no_state_to_resume(small, dataset, tmp_path, monkeypatch):
+    schedule = loop.learning_rate
 
-    def blow_up_in_epoch_3(name, step, total, peak, warmup=0):  # after two end-of-epoch saves
-        return 1e30 if step >= 14 else schedule(name, step, total, peak, warmup)
+    def blow_up_in_epoch_3(step, total, peak, warmup, shape):  # after two end-of-epoch saves
+        return 1e30 if step >= 14 else schedule(step, total, peak, warmup, shape)
 
-    monkeypatch.setattr(scratch_model, "learning_rate", blow_up_in_epoch_3)
+    monkeypatch.setattr(loop, "learning_rate", blow_up_in_epoch_3)
     hparams = registry.spec("scratch-mlp").resolve("fast") | {"epochs": 4, "batch_size": 64, "optimizer": "sgd"}
     resumer = resume.Resumer(tmp_path)
-    with pytest.raises(UserError, match=r"loss became .* at epoch 3"):
-        runs.train_run("scratch-mlp", hparams, small, data.load(), tmp_path, preset="fast", seed=0, resumer=resumer)
+    with pytest.raises(Diverged, match=r"loss became .* at epoch 3"):
+        pipeline.train_one("scratch-mlp", hparams, pipeline.Setup(small, dataset), tmp_path, resumer=resumer)
     assert not (tmp_path / resume.STATE_FILE).exists() and not (tmp_path / "metrics.json").exists()
 
 
@@ -273,6 +273,7 @@ TRAIN_ARGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", TRAIN_ARGS)
 def test_sigterm_then_resume_on_the_command_line_equals_an_uninterrupted_run(tmp_path, model):
     args = ["train", model, *TRAIN_ARGS[model], "--seed", "1", "--no-progress", "--out"]
@@ -307,7 +308,8 @@ def test_sigterm_then_resume_on_the_command_line_equals_an_uninterrupted_run(tmp
 
 def write_config(run_dir, model):
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps({"model": model, "hparams": {}, "preset": "fast", "seed": 0}))
+    config = {"layout_version": rundir.LAYOUT_VERSION, "model": model, "hparams": {}, "preset": "fast", "seed": 0}
+    (run_dir / "config.json").write_text(json.dumps(config))
 
 
 @pytest.mark.parametrize(
@@ -327,7 +329,9 @@ def test_resume_misuse_is_a_one_line_error(tmp_path, capsys, argv, message):
     (run / resume.STATE_FILE).write_bytes(b"")
     damaged = tmp_path / "damaged"
     damaged.mkdir()
-    (damaged / "config.json").write_text(json.dumps({"model": "cnn", "hparams": {}}))
+    (damaged / "config.json").write_text(
+        json.dumps({"layout_version": rundir.LAYOUT_VERSION, "model": "cnn", "hparams": {}})
+    )
     argv = [a.format(run=run, missing=tmp_path / "missing", damaged=damaged) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,13 +1,10 @@
 """Hand-written optimizers and schedule against torch.optim on the same gradients, in float64."""
 
-import itertools
-import math
-
 import numpy as np
 import pytest
 import torch
 
-from fmnist.scratch.optim import FLUSH_EVERY, Adam, flush_subnormals, learning_rate, make_optimizer
+from fmnist.scratch.optim import FLUSH_EVERY, Adam, flush_subnormals, make_optimizer
 
 SHAPES = [(5, 4), (4,), (4, 3), (3,)]
 
@@ -77,28 +74,6 @@ def test_adam_in_float32_stays_float32():
 def test_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="rmsprop"):
         make_optimizer("rmsprop", [], 0.1)
-
-
-def test_cosine_schedule_matches_torch_cosine_annealing():
-    total, peak = 50, 0.3
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=peak)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    for step in range(total):
-        assert learning_rate("cosine", step, total, peak) == pytest.approx(opt.param_groups[0]["lr"], abs=1e-12)
-        opt.step()
-        sched.step()
-    assert learning_rate("cosine", total, total, peak) == pytest.approx(0.0, abs=1e-15)
-
-
-def test_warmup_then_cosine_and_constant():
-    lrs = [learning_rate("cosine", s, 100, 1.0, warmup_steps=10) for s in range(100)]
-    assert lrs[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
-    assert lrs[10] == 1.0
-    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
-    assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
-    assert [learning_rate("constant", s, 100, 0.2, warmup_steps=2) for s in (0, 1, 2, 99)] == [0.1, 0.2, 0.2, 0.2]
-    with pytest.raises(ValueError, match="triangle"):
-        learning_rate("triangle", 0, 10, 1.0)
 
 
 def test_momenta_decaying_to_zero_never_linger_as_subnormal_numbers():

@@ -5,16 +5,19 @@ import pytest
 import torch
 
 from fmnist import data
-from fmnist.errors import UserError
-from fmnist.torch_models import CNNClassifier, LinearClassifier, MLPClassifier
-from fmnist.train import TrainConfig, fit_module
+from fmnist.engine import loop
+from fmnist.errors import Diverged, HparamError, UserError
+from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
+from fmnist.models.torch_backend import TorchBackend
+
+ADAMW = {"optimizer": "adamw", "weight_decay": 1e-4, "label_smoothing": 0.0}
 
 TINY_CNN = {"widths": (8, 16, 16, 32, 32), "feature_dim": 32, "batch_size": 64}
 
 
 @pytest.fixture(scope="module")
-def small():
-    return data.split(data.load(), seed=0).subset(2000, 1000, 1000)
+def small(splits):
+    return splits.subset(2000, 1000, 1000)
 
 
 def accuracy(model, images, labels):
@@ -85,26 +88,28 @@ class Saboteur(torch.nn.Module):
 def tensors(splits):
     x = torch.from_numpy(data.normalise_flat(splits.x_train, splits.mean, splits.std)).reshape(-1, 1, 28, 28)
     xv = torch.from_numpy(data.normalise_flat(splits.x_val, splits.mean, splits.std)).reshape(-1, 1, 28, 28)
-    return (x, torch.from_numpy(splits.y_train)), (xv, torch.from_numpy(splits.y_val))
+    return (x, torch.from_numpy(splits.y_train)), (xv, splits.y_val)
 
 
-def test_nan_loss_stops_with_user_error_and_keeps_best_weights(small):
+def config(**settings):
+    return loop.LoopConfig(
+        **{"name": "t", "batch_size": 100, "lr": 0.01, "patience": 10, "drop_last": True} | settings, progress=False
+    )
+
+
+def test_nan_loss_stops_with_diverged_and_keeps_best_weights(small):
     train, val = tensors(small)
-    config = TrainConfig(epochs=5, batch_size=100, lr=0.01, optimizer="adamw")
     steps = len(train[0]) // 100
     module = Saboteur(bad_from=steps + 5)  # breaks during the second epoch
     after_epoch_1 = {}
-    with pytest.raises(UserError, match=r"linear-test: training loss became nan at epoch 2, batch 5; try a lower --lr"):
-        fit_module(
-            module,
+    backend = TorchBackend(module, ADAMW, seed=0, fill=0.0)
+    with pytest.raises(Diverged, match=r"linear-test: training loss became nan at epoch 2, batch 5 with lr"):
+        loop.fit(
+            backend,
             train,
             val,
-            config,
-            seed=0,
-            fill=0.0,
-            name="linear-test",
-            progress=False,
-            on_epoch=lambda epoch, m: after_epoch_1.update({k: v.clone() for k, v in m.state_dict().items()}),
+            config(name="linear-test", epochs=5),
+            on_epoch=lambda epoch: after_epoch_1.update({k: v.clone() for k, v in module.state_dict().items()}),
         )
     state = module.state_dict()
     assert all(torch.isfinite(v).all() for v in state.values())
@@ -113,23 +118,24 @@ def test_nan_loss_stops_with_user_error_and_keeps_best_weights(small):
 
 def test_early_stopping_after_patience_epochs_without_improvement(small):
     train, val = tensors(small.subset(500, 200, 0))
-    config = TrainConfig(epochs=20, batch_size=100, lr=0.01, patience=2)
-    history = fit_module(Saboteur(frozen=True), train, val, config, seed=0, fill=0.0, name="t", progress=False)
+    backend = TorchBackend(Saboteur(frozen=True), ADAMW, seed=0, fill=0.0)
+    history = loop.fit(backend, train, val, config(epochs=20, patience=2))
     assert len(history) == 3
 
 
 @pytest.mark.parametrize(
     ("hparams", "message"),
     [
-        ({"epochs": 0}, "--epochs: must be at least 1"),
-        ({"lr": -1.0}, "--lr: must be a positive"),
-        ({"optimizer": "lbfgs"}, "--optimizer 'lbfgs': choose sgd or adamw"),
-        ({"label_smoothing": 1.5}, r"--label-smoothing: 1.5 is outside \[0, 1\]"),
+        ({"epochs": 0}, r"linear epochs: 0 is outside \[1, 10000\]"),
+        ({"lr": -1.0}, r"linear lr: -1.0 is outside"),
+        ({"optimizer": "lbfgs"}, "linear optimizer: 'lbfgs': choose one of sgd, adamw"),
+        ({"label_smoothing": 1.5}, r"linear label_smoothing: 1.5 is outside \[0, 1\]"),
+        ({"hidden": (8,)}, "linear hidden: not a hyper-parameter of this model"),
     ],
 )
-def test_bad_training_settings_are_user_errors(small, hparams, message):
-    with pytest.raises(UserError, match=message):
-        LinearClassifier(**hparams).fit(small.subset(200, 100, 0), seed=0, progress=False)
+def test_bad_training_settings_are_refused_by_the_registry(hparams, message):
+    with pytest.raises(HparamError, match=message):
+        LinearClassifier(**hparams)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +156,7 @@ def test_load_refuses_missing_or_foreign_folders(tmp_path):
     with pytest.raises(UserError, match=r"model\.json: file not found"):
         CNNClassifier.load(tmp_path)
     LinearClassifier().save(tmp_path / "linear")
-    with pytest.raises(UserError, match=r"expected fmnist\.torch_models:CNNClassifier"):
+    with pytest.raises(UserError, match=r"expected fmnist\.models\.classifiers:CNNClassifier"):
         CNNClassifier.load(tmp_path / "linear")
     (tmp_path / "linear" / "weights.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(UserError, match="cannot read weights"):

@@ -1,38 +1,31 @@
 """Checkpoints any registry model can be trusted with: safetensors weights, a JSON manifest, atomic swaps.
 
 Layout inside a run directory:
-    checkpoint.json     kind, class names, normalisation, versions, data checksums, metrics,
-                        the weights folder's name and the SHA-256 of every file in it
-    model.<id>/         what the model's own `save(folder)` writes (safetensors + JSON, never pickle)
+    checkpoint.json     kind, class names, the weights folder's name and the SHA-256 of every file in it
+    model.<id>/         what the model's own `save(folder)` writes (safetensors + JSON, never pickle): the
+                        weights and what inference needs with them (normalisation, hyper-parameters)
+
+Metrics, versions and data checksums live in the run directory's own files (fmnist.rundir), not here.
 
 A save writes a fresh `model.<id>/` and only then replaces checkpoint.json (os.replace), so a kill at any
 moment leaves the previous checkpoint whole. Loading checks every file's checksum before reading it, so a
 truncated or edited file is named in a one-line error instead of half-loading.
 """
 
-import hashlib
 import secrets
 import shutil
 from pathlib import Path
 
-from fmnist import __version__, registry
+from fmnist import registry
 from fmnist.data import CLASS_NAMES
 from fmnist.errors import UserError
-from fmnist.files import read_json, write_json
+from fmnist.files import read_json, sha256_of, write_json
 
 MANIFEST = "checkpoint.json"
-FORMAT = "fmnist-checkpoint/1"
+FORMAT = "fmnist-checkpoint/2"  # 2: no copies of metrics or normalisation
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def save(run_dir, kind, model, *, data=None, metrics=None):
+def save(run_dir, kind, model):
     """Write `model` (registry name `kind`) into run_dir as a new checkpoint; return the manifest."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -45,10 +38,6 @@ def save(run_dir, kind, model, *, data=None, metrics=None):
         "weights": folder_name,
         "files": {str(p.relative_to(run_dir)): sha256_of(p) for p in files},
         "class_names": list(CLASS_NAMES),
-        "normalisation": {"mean": getattr(model, "mean", None), "std": getattr(model, "std", None)},
-        "fmnist_version": __version__,
-        "data": data,
-        "metrics": metrics,
     }
     previous = _read_manifest(run_dir) if (run_dir / MANIFEST).exists() else None
     write_json(run_dir / MANIFEST, manifest)
@@ -57,19 +46,14 @@ def save(run_dir, kind, model, *, data=None, metrics=None):
     return manifest
 
 
-def update_metrics(run_dir, metrics):
-    manifest = _read_manifest(Path(run_dir))
-    manifest["metrics"] = metrics
-    write_json(Path(run_dir) / MANIFEST, manifest)
-
-
 def _read_manifest(run_dir):
     path = run_dir / MANIFEST
     if not path.is_file():
         raise UserError(f"{run_dir}: not a model (no {MANIFEST}; give a run directory written by fmnist)")
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise UserError(f"{path}: not an {FORMAT} manifest")
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise UserError(f"{path}: format {found!r}, this fmnist reads {FORMAT} (retrain the model)")
     return manifest
 
 

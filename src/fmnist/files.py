@@ -1,6 +1,7 @@
-"""Atomic writes: a file appears complete under its final name, or not at all."""
+"""Files: atomic writes (a file appears complete under its final name, or not at all), JSON, checksums."""
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -52,3 +53,9 @@ def read_json(path, missing="file not found"):
         raise UserError(f"{path}: {missing}") from exc
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+def sha256_of(path):
+    """The SHA-256 of a file's bytes, as hex."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from fmnist import metrics
 from fmnist.data import CLASS_NAMES, NUM_CLASSES, SIDE
 from fmnist.errors import UserError
 from fmnist.files import atomic_path
@@ -200,9 +201,9 @@ def probabilities(model, images, batch_size=256):
     """Softmax of `model.predict_logits` over uint8 (N, 28, 28) images, in batches: float64 (N, 10)."""
     out = np.empty((len(images), NUM_CLASSES))
     for start in range(0, len(images), batch_size):
-        logits = np.asarray(model.predict_logits(images[start : start + batch_size]), dtype=np.float64)
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        out[start : start + batch_size] = shifted / shifted.sum(axis=1, keepdims=True)
+        out[start : start + batch_size] = metrics.probabilities(
+            model.predict_logits(images[start : start + batch_size])
+        )
     return out
 
 

@@ -75,14 +75,6 @@ class MLP:
             out[start : start + batch_size] = self.forward(x[start : start + batch_size])[0]
         return out
 
-    def predict_proba(self, x):
-        """(N, D_in) -> (N, C) class probabilities."""
-        return F.softmax(self.logits(x))
-
-    def predict(self, x):
-        """(N, D_in) -> (N,) int64 class indices."""
-        return self.logits(x).argmax(axis=1)
-
     def copy_params(self):
         return [p.copy() for p in self.params]
 

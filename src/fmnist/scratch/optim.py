@@ -1,4 +1,4 @@
-"""Hand-written optimizers and a per-step learning-rate schedule.
+"""Hand-written optimizers (the learning rate of each step comes from fmnist.engine.schedule).
 
 Each optimizer updates a list of NumPy arrays in place from a matching list of gradients, following the same
 update rules as torch.optim.SGD (momentum, dampening 0, optional Nesterov) and torch.optim.Adam (L2 weight decay
@@ -10,7 +10,6 @@ import math
 import numpy as np
 
 OPTIMIZERS = ("adam", "sgd", "nesterov")
-SCHEDULES = ("cosine", "constant")
 FLUSH_EVERY = 32  # steps between flushes of subnormal numbers
 
 
@@ -132,19 +131,3 @@ def make_optimizer(name, params, lr, momentum=0.9):
     if name in ("sgd", "nesterov"):
         return SGD(params, lr, momentum=momentum, nesterov=name == "nesterov")
     raise ValueError(f"optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
-
-
-def learning_rate(schedule, step, total_steps, peak, warmup_steps=0):
-    """The learning rate for 0-based `step` of `total_steps`.
-
-    A linear warm-up from peak / warmup_steps to `peak` over `warmup_steps`, then either `constant` or a
-    half-cosine from `peak` down to zero at `total_steps` (Loshchilov & Hutter's SGDR without restarts).
-    """
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    if schedule == "constant":
-        return peak
-    if schedule == "cosine":
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return 0.5 * peak * (1 + math.cos(math.pi * progress))
-    raise ValueError(f"schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")

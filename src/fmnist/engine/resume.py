@@ -27,7 +27,7 @@ from fmnist.errors import Interrupted, UserError
 from fmnist.files import atomic_path
 
 STATE_FILE = "resume.safetensors"
-FORMAT = "fmnist-resume/1"
+FORMAT = "fmnist-resume/2"  # 2: one training loop for every model (its state differs from 1)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -107,9 +107,6 @@ class Resumer:
     def stop_requested(self):
         return self.signum is not None
 
-    def request_stop(self, signum=signal.SIGINT):
-        self.signum = signum
-
     def elapsed_seconds(self):
         """Training time so far, the interrupted sessions included."""
         return self.seconds_before + time.perf_counter() - self.started
@@ -145,7 +142,8 @@ class Resumer:
         except (OSError, SafetensorError, ValueError) as exc:
             raise UserError(f"{self.path}: unreadable resume state ({exc})") from exc
         if document.get("format") != FORMAT:
-            raise UserError(f"{self.path}: not an {FORMAT} file")
+            found = document.get("format")
+            raise UserError(f"{self.path}: format {found!r}, this fmnist resumes {FORMAT} only; train the run anew")
         try:
             state = decode(document["state"], arrays)
         except (KeyError, ValueError, AttributeError, TypeError) as exc:

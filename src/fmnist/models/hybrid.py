@@ -18,38 +18,29 @@ from safetensors.numpy import load_file, save_file
 from fmnist import registry
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_json, write_json
-from fmnist.scratch.model import ScratchClassifier
-from fmnist.torch_models import CNNClassifier
+from fmnist.models.classifiers import CNNClassifier
+from fmnist.scratch.classifier import ScratchClassifier
 
 NAME = "hybrid"
 STATS = "feature_stats.safetensors"
 METADATA = "model.json"
-FORMAT = "fmnist-hybrid/1"
-MLP_HPARAMS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "patience")
+FORMAT = "fmnist-hybrid/2"  # 2: the MLP's hyper-parameters all listed in the registry
 
 
 class HybridClassifier:
     def __init__(self, cnn=None, **hparams):
-        spec = registry.spec(NAME)
-        unknown = sorted(set(hparams) - set(spec.hparams))
-        if unknown:
-            raise UserError(f"{NAME}: unknown hyper-parameter {unknown[0]!r}")
-        self.hparams = {name: default for name, (default, _) in spec.hparams.items()} | hparams
+        self.hparams = registry.spec(NAME).complete(hparams)
         self.cnn = cnn
-        self.mlp = ScratchClassifier(**{k: self.hparams[k] for k in MLP_HPARAMS})
+        # Every hyper-parameter but the CNN's preset is the MLP's: the registry lists them all for the hybrid.
+        self.mlp = ScratchClassifier(**{k: v for k, v in self.hparams.items() if k != "cnn_preset"})
         self.feature_mean = self.feature_std = None
         self.cnn_history = []  # the CNN's own history when it was trained here
-
-    @classmethod
-    def from_cnn(cls, cnn, **hparams):
-        """A hybrid on top of an already trained CNN (its training is not repeated)."""
-        return cls(cnn=cnn, **hparams)
 
     def fit(self, splits, *, seed, progress=True, resumer=None):
         """Train the CNN unless one was given, then the scratch MLP on standardised CNN features.
 
         Returns the MLP's history; its `seconds` include the CNN's training (if done here) and the feature
-        extraction, so they count the hybrid's whole training time. resumer: see `ScratchClassifier.fit_arrays`;
+        extraction, so they count the hybrid's whole training time. resumer: see `fmnist.engine.loop.fit`;
         an interruption during the MLP's training saves the CNN trained here with the MLP's state.
         """
         done = ((resumer and resumer.saved) or {}).get("cnn_trained")
@@ -78,11 +69,9 @@ class HybridClassifier:
                 return {}
             return {"cnn_trained": {"cnn": self.cnn.module.state_dict(), "history": self.cnn_history}}
 
-        history = self.mlp.fit_arrays(
-            self._standardise(train_features),
-            splits.y_train,
-            val_features,
-            splits.y_val,
+        history = self.mlp.fit_features(
+            (self._standardise(train_features), splits.y_train),
+            (val_features, splits.y_val),
             seed=seed,
             progress=progress,
             resumer=resumer.scoped("mlp", cnn_trained) if resumer else None,
@@ -121,8 +110,7 @@ class HybridClassifier:
         self.mlp.save(folder / "mlp")
         with atomic_path(folder / STATS) as tmp:
             save_file({"mean": self.feature_mean, "std": self.feature_std}, str(tmp))
-        hparams = {k: list(v) if isinstance(v, tuple) else v for k, v in self.hparams.items()}
-        write_json(folder / METADATA, {"format": FORMAT, "hparams": hparams})
+        write_json(folder / METADATA, {"format": FORMAT, "hparams": registry.to_json(self.hparams)})
 
     @classmethod
     def load(cls, folder):
@@ -130,8 +118,9 @@ class HybridClassifier:
         path = folder / METADATA
         meta = read_json(path, f"file not found (not a saved {NAME} model folder)")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise UserError(f"{path}: not a {FORMAT} metadata file")
-        hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["hparams"].items()}
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise UserError(f"{path}: format {found!r}, this version reads {FORMAT} (retrain the model)")
+        hparams = registry.spec(NAME).from_json(meta["hparams"])
         model = cls(cnn=CNNClassifier.load(folder / "cnn"), **hparams)
         model.mlp = ScratchClassifier.load(folder / "mlp")
         try:

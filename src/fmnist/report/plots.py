@@ -1,13 +1,13 @@
-"""Matplotlib figures, written atomically as PNG. The Agg backend: no screen is needed.
+"""Matplotlib figures. Each function returns a `Figure` (None when there is nothing to draw): it displays
+inline in a notebook, and `save` writes it atomically as PNG.
 
-Accuracies are fractions in [0, 1]; they are drawn as percentages. Class indices become class names on every axis.
+Figures are made without pyplot, so no backend or screen is needed and nothing global changes. Accuracies are
+fractions in [0, 1], drawn as percentages. Class indices become class names on every axis.
 """
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
@@ -21,9 +21,9 @@ TSNE_SAMPLE = 2_000  # t-SNE costs ~4 s on 2,000 points on two cores; more buys 
 
 
 def save(fig, path, dpi=DPI):
+    """Write `fig` as a PNG at `path`, atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _bare(ax):
@@ -33,10 +33,11 @@ def _bare(ax):
         spine.set_visible(False)
 
 
-def class_grid(images, labels, path, per_class=8, seed=0, title="Fashion-MNIST examples per class", dpi=DPI):
+def class_grid(images, labels, per_class=8, seed=0, title="Fashion-MNIST examples per class"):
     """A grid with one row per class: `per_class` random examples, the class name at the left."""
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.9 + 1.6, NUM_CLASSES * 0.95))
+    fig = Figure(figsize=(per_class * 0.9 + 1.6, NUM_CLASSES * 0.95))
+    axes = fig.subplots(NUM_CLASSES, per_class)
     for c in range(NUM_CLASSES):
         members = np.flatnonzero(labels == c)
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
@@ -47,12 +48,13 @@ def class_grid(images, labels, path, per_class=8, seed=0, title="Fashion-MNIST e
                 ax.imshow(images[chosen[j]], cmap="gray_r", vmin=0, vmax=255)
         axes[c, 0].set_ylabel(CLASS_NAMES[c], rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title)
-    save(fig, path, dpi)
+    return fig
 
 
-def learning_curves(history, path, title, dpi=DPI):
+def learning_curves(history, title):
     """Train vs validation loss and accuracy per epoch; `history` maps column name -> (epochs,) array."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2)
     for ax, key, label in zip(axes, ("loss", "accuracy"), ("loss (cross-entropy)", "accuracy"), strict=True):
         ax.plot(history["epoch"], history[key], marker="o", ms=3, label="train")
         ax.plot(history["epoch"], history[f"val_{key}"], marker="o", ms=3, label="validation")
@@ -63,16 +65,17 @@ def learning_curves(history, path, title, dpi=DPI):
         ax.legend()
     axes[1].yaxis.set_major_formatter(PercentFormatter(xmax=1))
     fig.suptitle(title)
-    save(fig, path, dpi)
+    return fig
 
 
-def convergence(histories, path, dpi=DPI):
+def convergence(histories):
     """Validation accuracy of every model against epochs and against cumulative training seconds.
 
     `histories` maps model name -> history (column -> (epochs,) array). Seconds use a log axis: the models'
     costs differ by orders of magnitude.
     """
-    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig = Figure(figsize=(11, 4))
+    by_epoch, by_time = fig.subplots(1, 2, sharey=True)
     for name, history in histories.items():
         by_epoch.plot(history["epoch"], history["val_accuracy"], marker="o", ms=3, label=name)
         by_time.plot(history["seconds"], history["val_accuracy"], marker="o", ms=3, label=name)
@@ -87,16 +90,17 @@ def convergence(histories, path, dpi=DPI):
         ax.grid(alpha=0.3, which="both")
     by_time.legend(loc="lower right")
     fig.suptitle("Convergence: validation accuracy")
-    save(fig, path, dpi)
+    return fig
 
 
-def confusion(matrix, path, title, class_names=CLASS_NAMES, dpi=DPI):
+def confusion(matrix, title):
     """The confusion matrix (C, C) as counts and row-normalised (each row: how one true class was predicted)."""
     counts = np.asarray(matrix)
     normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig = Figure(figsize=(15, 6.5))
+    axes = fig.subplots(1, 2)
     for ax, values, fmt, kind in ((axes[0], counts, "d", "counts"), (axes[1], normalised, ".2f", "row-normalised")):
-        display = ConfusionMatrixDisplay(values, display_labels=list(class_names))
+        display = ConfusionMatrixDisplay(values, display_labels=list(CLASS_NAMES))
         display.plot(ax=ax, cmap="Blues", values_format=fmt, colorbar=False, xticks_rotation=45)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
@@ -104,7 +108,7 @@ def confusion(matrix, path, title, class_names=CLASS_NAMES, dpi=DPI):
         for text in display.text_.ravel():
             text.set_fontsize(7)
     fig.suptitle(title)
-    save(fig, path, dpi)
+    return fig
 
 
 def _titled_image(ax, image, title):
@@ -113,35 +117,36 @@ def _titled_image(ax, image, title):
     ax.set_title(title, fontsize=7)
 
 
-def misclassified(images, labels, probs, path, title, count=24, columns=8, class_names=CLASS_NAMES, dpi=DPI):
+def misclassified(images, labels, probs, title, count=24, columns=8):
     """The most confident mistakes among images uint8 (N, 28, 28) with labels (N,) and probabilities (N, C).
 
-    Returns False (and writes nothing) when there is no mistake to show.
+    Returns None when there is no mistake to show.
     """
     predicted = probs.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     if not len(wrong):
-        return False
+        return None
     chosen = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
     rows = -(-len(chosen) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.45, rows * 1.75), squeeze=False)
+    fig = Figure(figsize=(columns * 1.45, rows * 1.75))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         _bare(ax)
     for ax, i in zip(axes.ravel(), chosen, strict=False):
         p = predicted[i]
-        _titled_image(ax, images[i], f"true: {class_names[labels[i]]}\npred: {class_names[p]} {probs[i, p]:.0%}")
+        _titled_image(ax, images[i], f"true: {CLASS_NAMES[labels[i]]}\npred: {CLASS_NAMES[p]} {probs[i, p]:.0%}")
     fig.suptitle(title)
-    save(fig, path, dpi)
-    return True
+    return fig
 
 
-def confused_pairs(images, labels, probs, pairs, path, title, per_pair=8, class_names=CLASS_NAMES, dpi=DPI):
-    """One row per confused pair (dicts with true, predicted, count as in evaluate.most_confused): examples of
-    the true class predicted as the other, most confident first. Returns False when there is no pair."""
+def confused_pairs(images, labels, probs, pairs, title, per_pair=8):
+    """One row per confused pair (dicts with true, predicted, count as in metrics.most_confused): examples of
+    the true class predicted as the other, most confident first. Returns None when there is no pair."""
     if not pairs:
-        return False
+        return None
     predicted = probs.argmax(axis=1)
-    fig, axes = plt.subplots(len(pairs), per_pair, figsize=(per_pair * 1.2 + 2.2, len(pairs) * 1.4), squeeze=False)
+    fig = Figure(figsize=(per_pair * 1.2 + 2.2, len(pairs) * 1.4))
+    axes = fig.subplots(len(pairs), per_pair, squeeze=False)
     for row, pair in zip(axes, pairs, strict=True):
         members = np.flatnonzero((labels == pair["true"]) & (predicted == pair["predicted"]))
         members = members[np.argsort(-probs[members, pair["predicted"]], kind="stable")][:per_pair]
@@ -149,14 +154,13 @@ def confused_pairs(images, labels, probs, pairs, path, title, per_pair=8, class_
             _bare(ax)
         for ax, i in zip(row, members, strict=False):
             _titled_image(ax, images[i], f"{probs[i, pair['predicted']]:.0%}")
-        label = f"{class_names[pair['true']]}\n→ {class_names[pair['predicted']]}\n({pair['count']} images)"
+        label = f"{CLASS_NAMES[pair['true']]}\n→ {CLASS_NAMES[pair['predicted']]}\n({pair['count']} images)"
         row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title)
-    save(fig, path, dpi)
-    return True
+    return fig
 
 
-def feature_space(features, labels, path, title, seed=0, class_names=CLASS_NAMES, dpi=DPI):
+def feature_space(features, labels, title, seed=0):
     """Features (N, D) in two dimensions, coloured by class: PCA (distances kept linear) and t-SNE (neighbourhoods
     kept) on a seeded sample of at most TSNE_SAMPLE points."""
     rng = np.random.default_rng(seed)
@@ -170,10 +174,11 @@ def feature_space(features, labels, path, title, seed=0, class_names=CLASS_NAMES
         perplexity = min(30.0, (len(features) - 1) / 3)
         tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed)
         views.append(("t-SNE", tsne.fit_transform(features)))
-    fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views) + 2, 6), squeeze=False)
-    colours = plt.get_cmap("tab10")
+    fig = Figure(figsize=(6.5 * len(views) + 2, 6))
+    axes = fig.subplots(1, len(views), squeeze=False)
+    colours = matplotlib.colormaps["tab10"]
     for ax, (method, points) in zip(axes[0], views, strict=True):
-        for c, name in enumerate(class_names):
+        for c, name in enumerate(CLASS_NAMES):
             member = labels == c
             ax.scatter(points[member, 0], points[member, 1], s=5, alpha=0.7, color=colours(c), label=name)
         ax.set_title(f"{method} ({len(features):,} test images)")
@@ -183,21 +188,22 @@ def feature_space(features, labels, path, title, seed=0, class_names=CLASS_NAMES
     axes[0, 0].set_ylabel(f"component 2 ({explained[1]:.0%} of variance)")
     axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, frameon=False)
     fig.suptitle(title)
-    save(fig, path, dpi)
+    return fig
 
 
-def per_class_f1(f1_by_model, path, title, class_names=CLASS_NAMES, dpi=DPI):
+def per_class_f1(f1_by_model, title):
     """Grouped horizontal bars: `f1_by_model` maps model name -> F1 per class (C,)."""
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(class_names) * (0.75 + 0.25 * len(f1_by_model)) + 1.2))
+    fig = Figure(figsize=(8, 0.35 * len(CLASS_NAMES) * (0.75 + 0.25 * len(f1_by_model)) + 1.2))
+    ax = fig.subplots()
     height = 0.8 / len(f1_by_model)
-    positions = np.arange(len(class_names))
+    positions = np.arange(len(CLASS_NAMES))
     for k, (name, f1) in enumerate(f1_by_model.items()):
         ax.barh(positions + k * height - 0.4 + height / 2, f1, height=height, label=name)
-    ax.set_yticks(positions, class_names)
+    ax.set_yticks(positions, CLASS_NAMES)
     ax.invert_yaxis()  # class 0 at the top, as in the tables
     ax.set_xlabel("F1 score (test)")
     ax.set_xlim(0, 1)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(title)
-    save(fig, path, dpi)
+    return fig

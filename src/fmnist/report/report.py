@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import evaluate, plots
+from fmnist import rundir
 from fmnist.data import CLASS_NAMES
-from fmnist.evaluate import probabilities
 from fmnist.files import write_text
+from fmnist.metrics import probabilities
+from fmnist.report import plots
 
 PLOTS_DIR = "plots"
 COMPARISON_HEADER = [
@@ -52,29 +53,83 @@ def _seconds(s):
     return f"{s:,.1f} s" if s < 120 else f"{s / 60:,.1f} min"
 
 
-def _model_plots(run, model, evaluation, folder, dpi):
-    """Draw one model's figures into `folder`; return [(path, caption)] for those written."""
-    name, test = model.name, evaluation["test"]
-    written = [(folder / f"{name}-curves.png", f"{name}: loss and accuracy per epoch, train vs validation")]
-    plots.learning_curves(model.history, written[-1][0], f"{name}: learning curves", dpi=dpi)
-    written.append((folder / f"{name}-confusion.png", f"{name}: confusion matrix on the test set"))
-    plots.confusion(test["confusion_matrix"], written[-1][0], f"{name}: test confusion matrix", dpi=dpi)
+def _model_figures(run, model, test):
+    """[(file name, figure, caption)] of one model's figures that have something to show."""
+    name = model.name
+    out = [
+        (
+            f"{name}-curves.png",
+            plots.learning_curves(model.history, f"{name}: learning curves"),
+            f"{name}: loss and accuracy per epoch, train vs validation",
+        ),
+        (
+            f"{name}-confusion.png",
+            plots.confusion(test["confusion_matrix"], f"{name}: test confusion matrix"),
+            f"{name}: confusion matrix on the test set",
+        ),
+    ]
     if run.test_images is not None:
         images, labels = run.test_images["images"], run.test_images["labels"]
         probs = probabilities(model.predictions["test_logits"])
-        path = folder / f"{name}-misclassified.png"
-        if plots.misclassified(images, labels, probs, path, f"{name}: most confident test mistakes", dpi=dpi):
-            written.append((path, f"{name}: the most confident mistakes (true class, predicted class, probability)"))
-        path = folder / f"{name}-confused-pairs.png"
-        pairs = test["most_confused"]
-        if plots.confused_pairs(images, labels, probs, pairs, path, f"{name}: most-confused class pairs", dpi=dpi):
-            written.append((path, f"{name}: test images of the most-confused pairs (predicted probability)"))
+        mistakes = plots.misclassified(images, labels, probs, f"{name}: most confident test mistakes")
+        out.append(
+            (
+                f"{name}-misclassified.png",
+                mistakes,
+                f"{name}: the most confident mistakes (true class, predicted class, probability)",
+            )
+        )
+        pairs = plots.confused_pairs(images, labels, probs, test["most_confused"], f"{name}: most-confused class pairs")
+        out.append(
+            (
+                f"{name}-confused-pairs.png",
+                pairs,
+                f"{name}: test images of the most-confused pairs (predicted probability)",
+            )
+        )
     if model.features is not None:
-        path = folder / f"{name}-features.png"
         f = model.features
-        plots.feature_space(f["features"], f["labels"], path, f"{name}: feature space by class", dpi=dpi)
-        written.append((path, f"{name}: learned features of test images in two dimensions, coloured by class"))
-    return written
+        out.append(
+            (
+                f"{name}-features.png",
+                plots.feature_space(f["features"], f["labels"], f"{name}: feature space by class"),
+                f"{name}: learned features of test images in two dimensions, coloured by class",
+            )
+        )
+    return [item for item in out if item[1] is not None]
+
+
+def _run_figures(run, results):
+    """[(file name, figure, caption)] of the figures about the whole run."""
+    out = []
+    if len(run.models) > 1:
+        out.append(
+            (
+                "convergence.png",
+                plots.convergence({n: m.history for n, m in run.models.items()}),
+                "Validation accuracy per epoch and per training second, all models",
+            )
+        )
+        f1 = {n: np.array([r["f1"] for r in results[n]["test"]["per_class"]]) for n in run.models}
+        out.append(
+            (
+                "per-class-f1.png",
+                plots.per_class_f1(f1, "Test F1 per class and model"),
+                "Test F1 per class for every model",
+            )
+        )
+    if run.test_images is not None:
+        images, seed = run.test_images, _record(run)["seed"]
+        grid = plots.class_grid(images["images"], images["labels"], seed=seed, title="Test images per class")
+        out.append(("examples.png", grid, "Random test images of each class"))
+    return out
+
+
+def _saved(figures, folder, dpi):
+    """Write each figure into `folder`; return [(path, caption)]."""
+    for file, fig, _ in figures:
+        plots.save(fig, folder / file, dpi)
+    return [(folder / file, caption) for file, _, caption in figures]
 
 
 def _comparison_rows(run, results):
@@ -248,26 +303,16 @@ def to_html(blocks, title):
 def build(run_dir, dpi=plots.DPI):
     """Evaluate, plot and write RUN/report.md and RUN/report.html; return their paths (md, html).
 
-    The PNGs go to RUN/plots/; evaluation.json files are refreshed beside each model's predictions.
+    The PNGs go to RUN/plots/. Every figure comes from the saved files: metrics.json, predictions, history.
     """
-    run = evaluate.load_run(run_dir)
-    results = evaluate.evaluate_run(run)
+    run = rundir.load_run(run_dir)
+    results = {name: {s: model.metrics[s] for s in rundir.SPLITS} for name, model in run.models.items()}
     folder = run.folder / PLOTS_DIR
-    run_plots = []
-    if len(run.models) > 1:
-        path = folder / "convergence.png"
-        plots.convergence({n: m.history for n, m in run.models.items()}, path, dpi=dpi)
-        run_plots.append((path, "Validation accuracy per epoch and per training second, all models"))
-        path = folder / "per-class-f1.png"
-        f1 = {n: np.array([r["f1"] for r in results[n]["test"]["per_class"]]) for n in run.models}
-        plots.per_class_f1(f1, path, "Test F1 per class and model", dpi=dpi)
-        run_plots.append((path, "Test F1 per class for every model"))
-    if run.test_images is not None:
-        path = folder / "examples.png"
-        images, seed = run.test_images, _record(run)["seed"]
-        plots.class_grid(images["images"], images["labels"], path, seed=seed, title="Test images per class", dpi=dpi)
-        run_plots.append((path, "Random test images of each class"))
-    model_plots = {name: _model_plots(run, model, results[name], folder, dpi) for name, model in run.models.items()}
+    run_plots = _saved(_run_figures(run, results), folder, dpi)
+    model_plots = {
+        name: _saved(_model_figures(run, model, results[name]["test"]), folder, dpi)
+        for name, model in run.models.items()
+    }
     blocks = blocks_for(run, results, run_plots, model_plots)
     md_path, html_path = run.folder / "report.md", run.folder / "report.html"
     write_text(md_path, to_markdown(blocks, run.folder))

@@ -1,5 +1,5 @@
 """The torch classifiers behind the registry entries `linear`, `mlp` and `cnn`: the model interface on top of
-`fmnist.models` (the networks) and `fmnist.train` (the engine).
+`fmnist.models.nets` (the networks), `fmnist.models.torch_backend` and the shared loop.
 
 A saved model is a folder: `weights.safetensors` (the state dict) and `model.json` (class, hyper-parameters,
 normalisation statistics). Loading never unpickles anything.
@@ -12,14 +12,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fmnist import models, registry
-from fmnist.errors import UserError
+from fmnist import registry
+from fmnist.engine import loop
+from fmnist.errors import HparamError, UserError
 from fmnist.files import atomic_path, read_json, write_json
-from fmnist.train import TrainConfig, fit_module, predict, to_tensor, use_all_cores
+from fmnist.models import nets
+from fmnist.models.torch_backend import TorchBackend, predict, to_tensor, use_all_cores
 
 WEIGHTS = "weights.safetensors"
 METADATA = "model.json"
-FORMAT = 1
+FORMAT = 2  # 2: classes under fmnist.models, the shared loop's hyper-parameters
 
 
 def _as_images(images):
@@ -36,16 +38,12 @@ class TorchClassifier:
     channels_last = False
 
     def __init__(self, **hparams):
-        spec = registry.spec(self.registry_name)
-        unknown = sorted(set(hparams) - set(spec.hparams))
-        if unknown:
-            raise UserError(f"{self.registry_name}: unknown hyper-parameter {unknown[0]!r}")
-        self.hparams = {name: default for name, (default, _) in spec.hparams.items()} | hparams
+        self.hparams = registry.spec(self.registry_name).complete(hparams)
         self.mean, self.std = 0.0, 1.0
         try:
             self.module = self._placed(self.build_module())
         except (ValueError, TypeError, RuntimeError) as exc:
-            raise UserError(f"{self.registry_name} hyper-parameters: {exc}") from exc
+            raise HparamError(self.registry_name, "hyper-parameters", str(exc)) from exc
 
     def build_module(self):
         raise NotImplementedError
@@ -53,34 +51,24 @@ class TorchClassifier:
     def _placed(self, module):
         return module.to(memory_format=torch.channels_last) if self.channels_last else module
 
-    def fit(self, splits, *, seed, progress=True, on_epoch=None, resumer=None):
+    def fit(self, splits, *, seed, progress=True, resumer=None, on_epoch=None):
         """Train on splits.x_train, validate on splits.x_val every epoch; returns the per-epoch history.
 
-        on_epoch(epoch, classifier) runs after each epoch, outside the timed part (for benchmarks).
-        resumer: see `fmnist.train.fit_module`.
+        resumer and on_epoch(epoch): see `fmnist.engine.loop.fit`.
         """
         use_all_cores()
         self.mean, self.std = float(splits.mean), float(splits.std)
         train = (to_tensor(splits.x_train, self.mean, self.std), torch.from_numpy(splits.y_train))
-        val = (to_tensor(splits.x_val, self.mean, self.std), torch.from_numpy(splits.y_val))
-        callback = None if on_epoch is None else (lambda epoch, _module: on_epoch(epoch, self))
+        val = (to_tensor(splits.x_val, self.mean, self.std), splits.y_val)
+        config = loop.LoopConfig.from_hparams(self.registry_name, self.hparams, drop_last=True, progress=progress)
         # A private RNG state: the seed fixes the initial weights and dropout without touching the caller's.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = self._placed(self.build_module())
-            return fit_module(
-                self.module,
-                train,
-                val,
-                TrainConfig.from_hparams(self.hparams),
-                seed=seed,
-                fill=-self.mean / self.std,
-                name=self.registry_name,
-                channels_last=self.channels_last,
-                progress=progress,
-                on_epoch=callback,
-                resumer=resumer,
+            backend = TorchBackend(
+                self.module, self.hparams, seed=seed, fill=-self.mean / self.std, channels_last=self.channels_last
             )
+            return loop.fit(backend, train, val, config, resumer, on_epoch)
 
     def restore(self, module_state, splits):
         """Become the model that `fit(splits, ...)` left with this state dict (for a resumed composite model)."""
@@ -111,7 +99,7 @@ class TorchClassifier:
         meta = {
             "format": FORMAT,
             "class": f"{type(self).__module__}:{type(self).__qualname__}",
-            "hparams": self.hparams,
+            "hparams": registry.to_json(self.hparams),
             "mean": self.mean,
             "std": self.std,
         }
@@ -137,12 +125,12 @@ class TorchClassifier:
 def read_metadata(folder, cls):
     path = Path(folder) / METADATA
     meta = read_json(path, "file not found (not a saved model folder)")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise UserError(f"{path}: format {found!r}, this version reads format {FORMAT} (retrain the model)")
     expected = f"{cls.__module__}:{cls.__qualname__}"
-    if not isinstance(meta, dict) or meta.get("class") != expected:
-        found = meta.get("class") if isinstance(meta, dict) else None
-        raise UserError(f"{path}: holds a {found!r} model, expected {expected}")
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path}: format {meta.get('format')!r}, this version reads format {FORMAT}")
+    if meta.get("class") != expected:
+        raise UserError(f"{path}: holds a {meta.get('class')!r} model, expected {expected}")
     return meta
 
 
@@ -150,23 +138,23 @@ class LinearClassifier(TorchClassifier):
     registry_name = "linear"
 
     def build_module(self):
-        return models.Linear()
+        return nets.Linear()
 
 
 class MLPClassifier(TorchClassifier):
     registry_name = "mlp"
 
     def build_module(self):
-        return models.MLP(tuple(self.hparams["hidden"]), self.hparams["dropout"])
+        return nets.MLP(tuple(self.hparams["hidden"]), self.hparams["dropout"])
 
 
 class CNNClassifier(TorchClassifier):
     registry_name = "cnn"
-    channels_last = True  # measured: twice the inference speed on this CPU (training speed unchanged)
+    channels_last = True  # twice the batched inference speed (bench/NOTES.md)
 
     def build_module(self):
         hp = self.hparams
-        return models.CNN(tuple(hp["widths"]), hp["feature_dim"], hp["dropout"], tuple(hp["pools"]))
+        return nets.CNN(tuple(hp["widths"]), hp["feature_dim"], hp["dropout"], tuple(hp["pools"]))
 
     def features(self, images):
         """uint8 (N, 28, 28) -> float32 (N, feature_dim): the fully connected layer's output."""

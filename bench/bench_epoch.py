@@ -1,0 +1,68 @@
+"""Seconds per training epoch of every model (full data, fast preset, seed 0), for before/after comparisons.
+
+    flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_epoch.py [--epochs 5] [--out FILE]
+
+Each model trains a few epochs; the figure is the median of the per-epoch times after the first (the first
+carries one-off costs). The hybrid's MLP trains on the features of a one-epoch CNN. Only the registry, the model
+classes and `fit` are used, so the script also runs against an older checkout (PYTHONPATH=OTHER/src) to compare
+two versions of the training code on the same machine. Prints a table, then JSON.
+"""
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+
+from fmnist import data, registry
+
+MODELS = ("linear", "mlp", "cnn", "scratch-mlp", "hybrid")
+
+
+def build(name, **overrides):
+    spec = registry.spec(name)
+    return spec.load_class()(**spec.resolve("fast", overrides))
+
+
+def seconds_per_epoch(name, splits, epochs):
+    reused = {}
+    if name == "hybrid":
+        cnn = build("cnn", epochs=1)
+        cnn.fit(splits, seed=0, progress=False)
+        reused = {"cnn": cnn}
+    model = build(name, epochs=epochs, patience=epochs, **reused)
+    history = model.fit(splits, seed=0, progress=False)
+    times = [b["seconds"] - a["seconds"] for a, b in itertools.pairwise(history)]
+    return {"median_s": statistics.median(times), "per_epoch_s": [round(t, 3) for t in times]}
+
+
+def cpu_name():
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "unknown")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per model (default: 5)")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args(argv)
+    splits = data.split(data.load(), seed=0)
+    results = {}
+    for name in args.models.split(","):
+        results[name] = seconds_per_epoch(name, splits, args.epochs)
+        print(f"{name}: {results[name]['median_s']:.3f} s/epoch", file=sys.stderr)
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpu": cpu_name(), "code": registry.__file__}
+    report["results"] = results
+    print(f"seconds per epoch (median of epochs 2-{args.epochs}) — {report['date']} — {report['cpu']}")
+    for name, r in results.items():
+        print(f"  {name:<12}{r['median_s']:>8.3f}")
+    print(json.dumps(report, indent=2))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""What each `fmnist` subcommand does, given its parsed arguments; cli.py builds the parser and words errors.
+
+Imports are local to each command so that `fmnist data ...` and `--help` never load torch.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+from fmnist.errors import Interrupted, UserError
+
+
+def cmd_data_info(args):
+    from fmnist import data
+
+    start = time.perf_counter()
+    ds = data.load(args.data_dir, args.allow_unverified)
+    seconds = time.perf_counter() - start
+    splits = data.split(ds, args.seed)
+    print(f"found in {ds.paths['train_images'].parent} (loaded and verified in {seconds:.2f} s)")
+    for role, path in ds.paths.items():
+        ok = "official" if ds.sha256[role] == data.SHA256[role] else "UNVERIFIED"
+        print(f"  {path}  sha256 {ds.sha256[role]}  {ok}")
+    rows = [("train", splits.y_train), ("validation", splits.y_val), ("test", splits.y_test)]
+    print(f"\nsplit (seed {args.seed}): " + ", ".join(f"{name} {len(y):,}" for name, y in rows))
+    width = max(len(n) for n in data.CLASS_NAMES)
+    print(f"  {'class':<{width + 4}}" + "".join(f"{name:>12}" for name, _ in rows))
+    counts = [data.class_counts(y) for _, y in rows]
+    for c, cname in enumerate(data.CLASS_NAMES):
+        print(f"  {c} {cname:<{width + 2}}" + "".join(f"{cnt[c]:>12,}" for cnt in counts))
+    print(f"train pixel mean {splits.mean:.4f}, std {splits.std:.4f} (pixels scaled to [0, 1])")
+
+
+def cmd_data_show(args):
+    from fmnist import data
+    from fmnist.report import plots
+
+    ds = data.load(args.data_dir, args.allow_unverified)
+    splits = data.split(ds, args.seed)
+    images, labels = {
+        "train": (splits.x_train, splits.y_train),
+        "val": (splits.x_val, splits.y_val),
+        "test": (splits.x_test, splits.y_test),
+    }[args.split]
+    plots.save(plots.class_grid(images, labels, per_class=args.per_class, seed=args.seed), args.out)
+    print(f"wrote {args.out}")
+
+
+def cmd_data_download(args):
+    from fmnist import download
+
+    folder = download.download(args.dir or download.default_folder())
+    print(f"Fashion-MNIST verified in {folder}")
+
+
+def hparam_overrides(args, spec):
+    values = {name: getattr(args, name) for name in spec.hparams}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def setup_from(args, *, seed=None, subset=None, preset=None):
+    """The data and settings of a run: the flags, or (for --resume) the run's recorded ones."""
+    from fmnist import pipeline
+
+    return pipeline.load_setup(
+        args.data_dir,
+        args.allow_unverified,
+        seed=(0 if args.seed is None else args.seed) if seed is None else seed,
+        subset=args.subset if subset is None else subset,
+        preset=preset or args.preset or "fast",
+        progress=not args.no_progress,
+    )
+
+
+def resumed(args, spec):
+    """--resume RUN_DIR: (hparams, setup) as the run recorded them; a flag that would change them is an error."""
+    from fmnist import pipeline, rundir
+
+    given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
+    given += [f"--{name}" for name in ("preset", "seed", "subset") if getattr(args, name) is not None]
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        given.append("--out")
+    if given:
+        raise UserError(f"--resume {args.resume}: continues with the run's own settings; drop {' '.join(given)}")
+    hparams, config = pipeline.resume_settings(args.resume, args.model)
+    setup = setup_from(args, seed=config["seed"], subset=config.get("subset") or 0, preset=config["preset"])
+    rundir.check_same_data(args.resume, config, setup.dataset)
+    return hparams, setup
+
+
+def cmd_train(args):
+    from fmnist import pipeline, registry, rundir
+    from fmnist.engine import resume
+    from fmnist.report import report
+
+    spec = registry.spec(args.model)
+    if args.resume:
+        hparams, setup = resumed(args, spec)
+        out = args.resume
+    else:
+        hparams = spec.resolve(args.preset or "fast", hparam_overrides(args, spec))
+        out = args.out or f"runs/{args.model}-seed{0 if args.seed is None else args.seed}"
+        if (Path(out) / resume.STATE_FILE).exists():
+            raise UserError(
+                f"{out}: holds an interrupted run; continue it with --resume {out}, or choose another --out"
+            )
+        setup = setup_from(args)
+    try:
+        _, metrics = pipeline.train_one(
+            args.model, hparams, setup, out, resumer=resume.Resumer(out, resume=bool(args.resume))
+        )
+    except Interrupted as exc:
+        raise Interrupted(f"{exc}; continue with: fmnist train {args.model} --resume {out}", exc.signum) from None
+    rundir.write_test_images(out, setup.splits)
+    report_paths = report.build(out)
+    print(
+        f"{args.model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
+        f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"
+        f"run written to {out}; report: {report_paths[1]}"
+    )
+
+
+def comparison_table(results):
+    from fmnist.text import table
+
+    headers = ("model", "params", "train s", "val acc", "test acc", "images/s")
+    rows = [
+        (
+            name,
+            f"{m['parameters']:,}",
+            f"{m['train_seconds']:.0f}",
+            f"{m['val_accuracy']:.2%}",
+            f"{m['test_accuracy']:.2%}",
+            f"{m['inference_images_per_s']:,.0f}",
+        )
+        for name, m in results.items()
+    ]
+    return table(headers, rows)
+
+
+def evaluation_table(results, split):
+    """One split's metrics per model: accuracy, macro F1, log-loss, the weakest class and the top confusion."""
+    from fmnist.text import table
+
+    rows = []
+    for name, m in results.items():
+        m = m[split]
+        weakest = min(m["per_class"], key=lambda row: row["f1"])
+        top = m["most_confused"][0] if m["most_confused"] else None
+        confusion = f"{top['true_name']} -> {top['predicted_name']} ({top['count']})" if top else "none"
+        cells = (f"{m['accuracy']:.2%}", f"{m['macro']['f1']:.4f}", f"{m['log_loss']:.4f}")
+        rows.append((name, *cells, f"{weakest['name']} ({weakest['f1']:.3f})", confusion))
+    headers = ("model", "accuracy", "macro F1", "log-loss", "weakest class (F1)", "top confusion")
+    return f"{split} split\n" + table(headers, rows)
+
+
+def cmd_compare(args):
+    from fmnist import pipeline
+    from fmnist.report import report
+
+    names = pipeline.parse_models(args.models)
+    results = pipeline.compare(names, setup_from(args), args.out, overrides={"epochs": args.epochs})
+    report_paths = report.build(args.out)
+    print(f"\n{comparison_table(results)}\n\nrun written to {args.out}; report: {report_paths[1]}")
+
+
+def cmd_evaluate(args):
+    from fmnist import pipeline
+    from fmnist.report import report
+
+    results = pipeline.reevaluate(args.run_dir, args.data_dir, args.allow_unverified)
+    print(evaluation_table(results, args.split))
+    print(f"report: {report.build(args.run_dir)[1]}")
+
+
+def cmd_report(args):
+    from fmnist.report import report
+
+    md_path, html_path = report.build(args.run_dir)
+    print(f"wrote {md_path} and {html_path}")
+
+
+def cmd_predict(args):
+    from fmnist import checkpoint, predict
+
+    model, _ = checkpoint.load(args.model)
+    predictions, failures = predict.predict_files(model, args.inputs, args.top_k)
+    if args.json:
+        print(predict.format_json(predictions, failures))
+    elif predictions:
+        print(predict.format_text(predictions))
+    if not args.json:
+        for failure in failures:
+            print(f"fmnist: error: {failure}", file=sys.stderr)
+    if args.save_preprocessed:
+        predict.save_preprocessed(predictions, args.save_preprocessed)
+    return 2 if failures else 0

@@ -1,0 +1,184 @@
+"""The one training loop. A backend (torch or NumPy) supplies the maths; the loop owns everything else.
+
+It owns the order of the batches, the learning rate of every step, polling for a stop, validation after every
+epoch, the best-on-validation weights, patience, divergence, the history rows and the resumable state.
+
+A backend answers:
+    shuffle(n) -> index array            the epoch's order, from the backend's own seeded generator
+    train_step(x, y, lr) -> (objective, loss, correct)
+                                         one update on a batch; objective is what was minimised (checked for
+                                         divergence), loss the plain cross-entropy (for the history), correct
+                                         the number of right answers
+    logits(x) -> float32 ndarray (N, C)  for validation
+    weights() / load_weights(w)          a copy of the weights, for the best-on-validation snapshot
+    state() / load_state(tree)           weights, optimizer and generators as a tree of arrays (resume)
+`x` and `y` are whatever the backend keeps its data in (torch tensors, NumPy arrays): the loop only slices them.
+"""
+
+import dataclasses
+import math
+import time
+
+from tqdm.auto import tqdm
+
+from fmnist import metrics
+from fmnist.engine.schedule import learning_rate, warmup_steps
+from fmnist.errors import Diverged
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """How to train; the values come from a model's hyper-parameters (see the registry for their meaning)."""
+
+    name: str  # the model, for progress bars and errors
+    epochs: int
+    batch_size: int
+    lr: float
+    patience: int
+    warmup: float = 0.0  # fraction of all steps
+    schedule: str = "cosine"
+    drop_last: bool = False  # batch norm needs whole batches; the last partial one is dropped
+    progress: bool = True
+
+    @classmethod
+    def from_hparams(cls, name, hparams, **fixed):
+        names = {f.name for f in dataclasses.fields(cls)} - set(fixed) - {"name"}
+        return cls(name=name, **{k: hparams[k] for k in names if k in hparams}, **fixed)
+
+    def steps_per_epoch(self, n):
+        return max(1, n // self.batch_size) if self.drop_last else math.ceil(n / self.batch_size)
+
+
+def fresh_state(backend):
+    """What the loop carries from batch to batch, so that a saved copy can continue it exactly."""
+    return {
+        "epoch": 1,
+        "step": 0,
+        "order": None,
+        "loss_sum": 0.0,
+        "correct": 0,
+        "seen": 0,
+        "epoch_seconds": 0.0,
+        "seconds": 0.0,
+        "lr": 0.0,
+        "history": [],
+        "best": {"accuracy": -1.0, "epoch": 0, "weights": backend.weights()},
+    }
+
+
+def fit(backend, train, val, config, resumer=None, on_epoch=None):
+    """Train `backend` on train = (x, y), validating on val = (x, y labels ndarray) after every epoch.
+
+    Returns the history: one dict per epoch with epoch, loss and accuracy (train, over the epoch's batches),
+    val_loss, val_accuracy, seconds (cumulative, training plus validation) and lr (at the epoch's last step).
+
+    The backend ends with its best-on-validation weights. resumer: a `fmnist.engine.resume.Resumer` (or None):
+    its saved state, if any, is continued; the state is saved after every epoch, and training stops at the
+    first batch boundary after a stop request. on_epoch(epoch): called after each epoch, outside the timed part.
+    Raises Diverged on a non-finite loss, after loading the best weights so far.
+    """
+    if len(train[0]) == 0 or len(val[0]) == 0:
+        raise ValueError(f"{config.name}: the training and validation sets must not be empty")
+    loop = fresh_state(backend)
+    if resumer is not None and resumer.saved is not None:
+        loop = resumer.restore(lambda saved: _restored(backend, saved))
+    steps = config.steps_per_epoch(len(train[0]))
+    done = (loop["epoch"] - 1) * steps + loop["step"]
+    bar = tqdm(
+        total=config.epochs * steps,
+        initial=done,
+        desc=config.name,
+        unit="batch",
+        disable=not config.progress,
+        leave=False,
+    )
+    try:
+        while loop["epoch"] <= config.epochs:
+            _run_epoch(backend, train, config, loop, (bar, resumer))
+            if _end_epoch(backend, val, config, loop, bar):
+                break
+            if on_epoch is not None:
+                on_epoch(loop["epoch"])
+            loop |= {"epoch": loop["epoch"] + 1, "step": 0, "order": None, "loss_sum": 0.0, "correct": 0, "seen": 0}
+            loop["epoch_seconds"] = 0.0
+            if resumer is not None and loop["epoch"] <= config.epochs:
+                resumer.save(_state(backend, loop))
+    except Diverged:
+        backend.load_weights(loop["best"]["weights"])
+        raise
+    finally:
+        bar.close()
+    backend.load_weights(loop["best"]["weights"])
+    return loop["history"]
+
+
+def _restored(backend, saved):
+    backend.load_state(saved["backend"])
+    return saved["loop"]
+
+
+def _state(backend, loop):
+    return {"backend": backend.state(), "loop": loop}
+
+
+def _run_epoch(backend, train, config, loop, watchers):
+    """Continue the epoch `loop` describes from its next batch."""
+    bar, resumer = watchers
+    x, y = train
+    steps = config.steps_per_epoch(len(x))
+    total = config.epochs * steps
+    warm = warmup_steps(config.warmup, total)
+    epoch, start = loop["epoch"], time.perf_counter() - loop["epoch_seconds"]
+    if loop["order"] is None:
+        loop["order"] = backend.shuffle(len(x))
+    for step in range(loop["step"], steps):
+        index = loop["order"][step * config.batch_size : (step + 1) * config.batch_size]
+        lr = learning_rate((epoch - 1) * steps + step, total, config.lr, warm, config.schedule)
+        objective, loss, correct = backend.train_step(x[index], y[index], lr)
+        if not math.isfinite(objective):
+            raise Diverged(
+                config.name,
+                f"training loss became {objective}",
+                f"epoch {epoch}, batch {step + 1}",
+                lr,
+                loop["best"]["epoch"],
+            )
+        loop["loss_sum"] += loss * len(index)
+        loop["correct"] += correct
+        loop["seen"] += len(index)
+        loop["step"], loop["lr"] = step + 1, lr
+        bar.update()
+        if step % 20 == 0:
+            bar.set_postfix(epoch=epoch, loss=f"{loop['loss_sum'] / loop['seen']:.3f}")
+        if resumer is not None and resumer.stop_requested:
+            loop["epoch_seconds"] = time.perf_counter() - start
+            resumer.stop(_state(backend, loop), f"epoch {epoch}, batch {step + 1}")
+    loop["epoch_seconds"] = time.perf_counter() - start
+
+
+def _end_epoch(backend, val, config, loop, bar):
+    """Validate, record the epoch, keep the best weights; True when patience has run out."""
+    start = time.perf_counter()
+    epoch, best = loop["epoch"], loop["best"]
+    logits = backend.logits(val[0])
+    val_loss, val_accuracy = metrics.mean_log_loss(logits, val[1]), metrics.accuracy(logits, val[1])
+    if not math.isfinite(val_loss):
+        raise Diverged(
+            config.name, f"validation loss became {val_loss}", f"the end of epoch {epoch}", loop["lr"], best["epoch"]
+        )
+    loop["seconds"] += loop["epoch_seconds"] + time.perf_counter() - start
+    row = {"epoch": epoch, "loss": loop["loss_sum"] / loop["seen"], "accuracy": loop["correct"] / loop["seen"]}
+    row |= {"val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": loop["seconds"], "lr": loop["lr"]}
+    loop["history"].append(row)
+    bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", val_acc=f"{val_accuracy:.4f}")
+    if val_accuracy > best["accuracy"]:  # a tie keeps the earlier, shorter-trained weights
+        loop["best"] = {"accuracy": val_accuracy, "epoch": epoch, "weights": backend.weights()}
+        return False
+    return epoch - best["epoch"] >= config.patience
+
+
+def best_epoch(history):
+    """The epoch whose weights `fit` kept: the first with the best validation accuracy (0 for no epoch)."""
+    if not history:
+        return 0
+    return max(history, key=lambda row: (row["val_accuracy"], -row["epoch"]))["epoch"]

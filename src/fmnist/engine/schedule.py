@@ -1,0 +1,26 @@
+"""The learning rate of every step, shared by the torch and the NumPy models."""
+
+import math
+
+SCHEDULES = ("cosine", "constant")
+
+
+def learning_rate(step, total_steps, peak, warmup_steps=0, shape="cosine"):
+    """The learning rate for 0-based `step` of `total_steps`.
+
+    A linear warm-up to `peak` over `warmup_steps`, then either `constant` or a half-cosine from `peak` down to
+    zero at `total_steps` (SGDR without restarts; with a warm-up it is the one-cycle shape).
+    """
+    if step < warmup_steps:
+        return peak * ((step + 1) / warmup_steps)
+    if shape == "constant":
+        return peak
+    if shape == "cosine":
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * peak * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"schedule {shape!r}: choose one of {', '.join(SCHEDULES)}")
+
+
+def warmup_steps(fraction, total_steps):
+    """Steps of warm-up for a `fraction` of training: at least one when there is any."""
+    return max(1, round(fraction * total_steps)) if fraction > 0 else 0

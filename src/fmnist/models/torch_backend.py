@@ -1,0 +1,112 @@
+"""The torch models' side of the training loop: in-memory tensors, autograd, torch.optim, batched augmentation.
+
+Data stay in memory as one float32 tensor (N, 1, 28, 28); the loop slices batches from a seeded permutation
+(no per-sample DataLoader) and this backend augments whole batches with `fmnist.models.augment`.
+"""
+
+import copy
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fmnist.models.augment import augment_batch
+
+EVAL_BATCH = 256  # measured faster than 1024 or 4096 (cache-sized batches); see bench/NOTES.md
+
+
+def use_all_cores():
+    """Threads = cores: the conv kernels scale to both cores; called by fit, never at import."""
+    torch.set_num_threads(os.cpu_count() or 1)
+
+
+def to_tensor(images, mean, std):
+    """uint8 (N, 28, 28) -> normalised float32 tensor (N, 1, 28, 28)."""
+    x = torch.from_numpy(np.asarray(images).astype(np.float32)).unsqueeze(1)
+    return (x / 255.0 - mean) / std
+
+
+def make_optimizer(module, name, weight_decay):
+    """SGD with Nesterov momentum or AdamW; no weight decay on biases and batch-norm parameters.
+
+    The learning rate is set by the loop before every step."""
+    decay = [p for p in module.parameters() if p.ndim > 1]
+    no_decay = [p for p in module.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=0.0, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=0.0)
+
+
+def predict(module, x, *, channels_last=False, batch_size=EVAL_BATCH, method=None):
+    """Run `module` (or `method`, e.g. module.features) in eval mode on x (N, 1, 28, 28); returns (N, K)."""
+    module.eval()
+    run = method or module
+    batches = [x[start : start + batch_size] for start in range(0, len(x), batch_size)] or [x]
+    with torch.inference_mode():
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return torch.cat([run(batch.contiguous(memory_format=memory_format)) for batch in batches])
+
+
+class TorchBackend:
+    """One torch module trained by `fmnist.engine.loop.fit`.
+
+    hparams: the model's (optimizer, weight_decay, label_smoothing and, if present, flip / shift / erase).
+    fill: the normalised value of an empty pixel (for augmentation). One generator, seeded by `seed`, draws the
+    batch order and the augmentation; dropout draws from torch's global generator (the caller seeds it).
+    """
+
+    def __init__(self, module, hparams, *, seed, fill, channels_last=False):
+        self.module = module
+        self.optimizer = make_optimizer(module, hparams["optimizer"], hparams["weight_decay"])
+        self.label_smoothing = hparams["label_smoothing"]
+        self.augment = {k: hparams.get(k, 0) for k in ("flip", "shift", "erase")}
+        self.fill = fill
+        self.generator = torch.Generator().manual_seed(seed)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def shuffle(self, n):
+        return torch.randperm(n, generator=self.generator)
+
+    def train_step(self, x, y, lr):
+        self.module.train()
+        if any(self.augment.values()):
+            x = augment_batch(x, **self.augment, fill=self.fill, generator=self.generator)
+        x = x.contiguous(memory_format=self.memory_format)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        logits = self.module(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        objective = loss.item()
+        if not math.isfinite(objective):
+            return objective, objective, 0
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            plain = F.cross_entropy(logits, y).item() if self.label_smoothing else objective
+            return objective, plain, (logits.argmax(1) == y).sum().item()
+
+    def logits(self, x):
+        channels_last = self.memory_format == torch.channels_last
+        return predict(self.module, x, channels_last=channels_last).numpy()
+
+    def weights(self):
+        return copy.deepcopy(self.module.state_dict())
+
+    def load_weights(self, weights):
+        self.module.load_state_dict(weights)
+
+    def state(self):
+        return {
+            "module": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state(self, saved):
+        self.module.load_state_dict(saved["module"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.generator.set_state(saved["generator"])
