@@ -3,7 +3,8 @@
     flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_epoch.py [--epochs 5] [--out FILE]
 
 Each model trains a few epochs; the figures are the median and the minimum of the per-epoch times after the
-first (the first carries one-off costs; the minimum is the least disturbed by anything else on the machine). The hybrid's MLP trains on the features of a one-epoch CNN. Only the registry, the model
+first (the first carries one-off costs; the minimum is the least disturbed by anything else on the machine).
+The hybrid's MLP trains on the features of a one-epoch CNN. Only the registry, the model
 classes and `fit` are used, so the script also runs against an older checkout (PYTHONPATH=OTHER/src) to compare
 two versions of the training code on the same machine. Prints a table, then JSON.
 """
