@@ -6,10 +6,10 @@ FMNIST := $(VENV)/bin/fmnist
 STAMP := $(VENV)/.installed
 OUT ?= runs/latest
 
-.PHONY: help run test lint format data bench clean
+.PHONY: help run test lint format data bench notebooks clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 
 bench: data  ## run every benchmark in bench/ (slow)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+notebooks: data  ## run notebooks/ on the full data; executed copies with figures (.ipynb, .html) in runs/notebooks/
+	$(PY) scripts/run_notebooks.py --out runs/notebooks
 
 clean:  ## remove the venv and caches (keeps runs/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

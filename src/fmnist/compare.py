@@ -3,7 +3,7 @@
 import time
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from fmnist import registry, runs
 from fmnist.errors import UserError

@@ -1,13 +1,15 @@
-"""Matplotlib figures, written atomically as PNG. The Agg backend: no screen is needed.
+"""Matplotlib figures: each function returns its Figure and, given a path, also writes it atomically as PNG.
 
-Accuracies are fractions in [0, 1]; they are drawn as percentages. Class indices become class names on every axis.
+Figures are built without pyplot, so no backend or screen is involved, nothing global holds them, and nothing
+needs closing. Returned to Jupyter, a Figure shows inline once. Accuracies are fractions in [0, 1]; they are drawn
+as percentages. Class indices become class names on every axis.
 """
 
-import matplotlib
+import io
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
@@ -20,10 +22,27 @@ DPI = 110
 TSNE_SAMPLE = 2_000  # t-SNE costs ~4 s on 2,000 points on two cores; more buys little on the picture
 
 
+class Picture(Figure):
+    """A Figure that renders itself as PNG for Jupyter, whatever matplotlib backend is (or is not) active."""
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def subplots(rows, columns, figsize, **kwargs):
+    """(figure, axes) like pyplot.subplots, but a standalone Picture."""
+    fig = Picture(figsize=figsize)
+    return fig, fig.subplots(rows, columns, **kwargs)
+
+
 def save(fig, path, dpi=DPI):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    """Write `fig` to `path` as PNG (unless path is None); return the figure."""
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return fig
 
 
 def _bare(ax):
@@ -36,7 +55,7 @@ def _bare(ax):
 def class_grid(images, labels, path, per_class=8, seed=0, title="Fashion-MNIST examples per class", dpi=DPI):
     """A grid with one row per class: `per_class` random examples, the class name at the left."""
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.9 + 1.6, NUM_CLASSES * 0.95))
+    fig, axes = subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.9 + 1.6, NUM_CLASSES * 0.95))
     for c in range(NUM_CLASSES):
         members = np.flatnonzero(labels == c)
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
@@ -47,12 +66,12 @@ def class_grid(images, labels, path, per_class=8, seed=0, title="Fashion-MNIST e
                 ax.imshow(images[chosen[j]], cmap="gray_r", vmin=0, vmax=255)
         axes[c, 0].set_ylabel(CLASS_NAMES[c], rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title)
-    save(fig, path, dpi)
+    return save(fig, path, dpi)
 
 
 def learning_curves(history, path, title, dpi=DPI):
     """Train vs validation loss and accuracy per epoch; `history` maps column name -> (epochs,) array."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in zip(axes, ("loss", "accuracy"), ("loss (cross-entropy)", "accuracy"), strict=True):
         ax.plot(history["epoch"], history[key], marker="o", ms=3, label="train")
         ax.plot(history["epoch"], history[f"val_{key}"], marker="o", ms=3, label="validation")
@@ -63,7 +82,7 @@ def learning_curves(history, path, title, dpi=DPI):
         ax.legend()
     axes[1].yaxis.set_major_formatter(PercentFormatter(xmax=1))
     fig.suptitle(title)
-    save(fig, path, dpi)
+    return save(fig, path, dpi)
 
 
 def convergence(histories, path, dpi=DPI):
@@ -72,7 +91,7 @@ def convergence(histories, path, dpi=DPI):
     `histories` maps model name -> history (column -> (epochs,) array). Seconds use a log axis: the models'
     costs differ by orders of magnitude.
     """
-    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, (by_epoch, by_time) = subplots(1, 2, figsize=(11, 4), sharey=True)
     for name, history in histories.items():
         by_epoch.plot(history["epoch"], history["val_accuracy"], marker="o", ms=3, label=name)
         by_time.plot(history["seconds"], history["val_accuracy"], marker="o", ms=3, label=name)
@@ -87,14 +106,14 @@ def convergence(histories, path, dpi=DPI):
         ax.grid(alpha=0.3, which="both")
     by_time.legend(loc="lower right")
     fig.suptitle("Convergence: validation accuracy")
-    save(fig, path, dpi)
+    return save(fig, path, dpi)
 
 
 def confusion(matrix, path, title, class_names=CLASS_NAMES, dpi=DPI):
     """The confusion matrix (C, C) as counts and row-normalised (each row: how one true class was predicted)."""
     counts = np.asarray(matrix)
     normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig, axes = subplots(1, 2, figsize=(15, 6.5))
     for ax, values, fmt, kind in ((axes[0], counts, "d", "counts"), (axes[1], normalised, ".2f", "row-normalised")):
         display = ConfusionMatrixDisplay(values, display_labels=list(class_names))
         display.plot(ax=ax, cmap="Blues", values_format=fmt, colorbar=False, xticks_rotation=45)
@@ -104,7 +123,7 @@ def confusion(matrix, path, title, class_names=CLASS_NAMES, dpi=DPI):
         for text in display.text_.ravel():
             text.set_fontsize(7)
     fig.suptitle(title)
-    save(fig, path, dpi)
+    return save(fig, path, dpi)
 
 
 def _titled_image(ax, image, title):
@@ -116,32 +135,31 @@ def _titled_image(ax, image, title):
 def misclassified(images, labels, probs, path, title, count=24, columns=8, class_names=CLASS_NAMES, dpi=DPI):
     """The most confident mistakes among images uint8 (N, 28, 28) with labels (N,) and probabilities (N, C).
 
-    Returns False (and writes nothing) when there is no mistake to show.
+    Returns None (and writes nothing) when there is no mistake to show.
     """
     predicted = probs.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     if not len(wrong):
-        return False
+        return None
     chosen = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
     rows = -(-len(chosen) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.45, rows * 1.75), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(columns * 1.45, rows * 1.75), squeeze=False)
     for ax in axes.ravel():
         _bare(ax)
     for ax, i in zip(axes.ravel(), chosen, strict=False):
         p = predicted[i]
         _titled_image(ax, images[i], f"true: {class_names[labels[i]]}\npred: {class_names[p]} {probs[i, p]:.0%}")
     fig.suptitle(title)
-    save(fig, path, dpi)
-    return True
+    return save(fig, path, dpi)
 
 
 def confused_pairs(images, labels, probs, pairs, path, title, per_pair=8, class_names=CLASS_NAMES, dpi=DPI):
     """One row per confused pair (dicts with true, predicted, count as in evaluate.most_confused): examples of
-    the true class predicted as the other, most confident first. Returns False when there is no pair."""
+    the true class predicted as the other, most confident first. Returns None when there is no pair."""
     if not pairs:
-        return False
+        return None
     predicted = probs.argmax(axis=1)
-    fig, axes = plt.subplots(len(pairs), per_pair, figsize=(per_pair * 1.2 + 2.2, len(pairs) * 1.4), squeeze=False)
+    fig, axes = subplots(len(pairs), per_pair, figsize=(per_pair * 1.2 + 2.2, len(pairs) * 1.4), squeeze=False)
     for row, pair in zip(axes, pairs, strict=True):
         members = np.flatnonzero((labels == pair["true"]) & (predicted == pair["predicted"]))
         members = members[np.argsort(-probs[members, pair["predicted"]], kind="stable")][:per_pair]
@@ -152,8 +170,7 @@ def confused_pairs(images, labels, probs, pairs, path, title, per_pair=8, class_
         label = f"{class_names[pair['true']]}\n→ {class_names[pair['predicted']]}\n({pair['count']} images)"
         row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title)
-    save(fig, path, dpi)
-    return True
+    return save(fig, path, dpi)
 
 
 def feature_space(features, labels, path, title, seed=0, class_names=CLASS_NAMES, dpi=DPI):
@@ -170,8 +187,8 @@ def feature_space(features, labels, path, title, seed=0, class_names=CLASS_NAMES
         perplexity = min(30.0, (len(features) - 1) / 3)
         tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed)
         views.append(("t-SNE", tsne.fit_transform(features)))
-    fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views) + 2, 6), squeeze=False)
-    colours = plt.get_cmap("tab10")
+    fig, axes = subplots(1, len(views), figsize=(6.5 * len(views) + 2, 6), squeeze=False)
+    colours = matplotlib.colormaps["tab10"]
     for ax, (method, points) in zip(axes[0], views, strict=True):
         for c, name in enumerate(class_names):
             member = labels == c
@@ -183,12 +200,12 @@ def feature_space(features, labels, path, title, seed=0, class_names=CLASS_NAMES
     axes[0, 0].set_ylabel(f"component 2 ({explained[1]:.0%} of variance)")
     axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, frameon=False)
     fig.suptitle(title)
-    save(fig, path, dpi)
+    return save(fig, path, dpi)
 
 
 def per_class_f1(f1_by_model, path, title, class_names=CLASS_NAMES, dpi=DPI):
     """Grouped horizontal bars: `f1_by_model` maps model name -> F1 per class (C,)."""
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(class_names) * (0.75 + 0.25 * len(f1_by_model)) + 1.2))
+    fig, ax = subplots(1, 1, figsize=(8, 0.35 * len(class_names) * (0.75 + 0.25 * len(f1_by_model)) + 1.2))
     height = 0.8 / len(f1_by_model)
     positions = np.arange(len(class_names))
     for k, (name, f1) in enumerate(f1_by_model.items()):
@@ -200,4 +217,19 @@ def per_class_f1(f1_by_model, path, title, class_names=CLASS_NAMES, dpi=DPI):
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(title)
-    save(fig, path, dpi)
+    return save(fig, path, dpi)
+
+
+def prediction(image, top, path, title, class_names=CLASS_NAMES, dpi=DPI):
+    """The uint8 (28, 28) image a model saw beside its top classes ((class index, probability), ...)."""
+    fig, (left, right) = subplots(1, 2, figsize=(7, 2.6), width_ratios=(1, 2))
+    _titled_image(left, image, "what the model saw (28x28)")
+    classes, probs = zip(*top, strict=True)
+    right.barh(range(len(top)), probs)
+    right.set_yticks(range(len(top)), [class_names[c] for c in classes])
+    right.invert_yaxis()  # the most probable at the top
+    right.set_xlim(0, 1)
+    right.xaxis.set_major_formatter(PercentFormatter(xmax=1))
+    right.set_xlabel("probability")
+    fig.suptitle(title)
+    return save(fig, path, dpi)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from fmnist import data, files
 from fmnist.errors import UserError
