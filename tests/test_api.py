@@ -75,6 +75,7 @@ def test_figures_are_returned_and_render(trained, splits, tmp_path):
         (lambda t, s: api.model("mlp", preset="huge"), "preset 'huge'"),
         (lambda t, s: api.model("hybrid", cnn=t["linear"]), "hybrid cnn=: expected a trained 'cnn' Model"),
         (lambda t, s: api.evaluate(api.model("mlp"), s), "mlp: not trained yet"),
+        (lambda t, s: api.compare(["linear"], s, epoch=1), "compare: no model among linear has a hyper-parameter"),
         (lambda t, s: api.fit(api.model("mlp"), s.x_train), "splits: expected the result of api.load_splits()"),
         (lambda t, s: api.predict(t["linear"], s.x_test[:2] / 255), "images: expected uint8 (N, 28, 28)"),
         (lambda t, s: api.feature_space(t["linear"], s), "linear: has no feature layer"),

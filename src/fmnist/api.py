@@ -142,6 +142,9 @@ def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
     trained here. hparams apply to every model that has them (e.g. epochs=5 caps every model).
     """
     names = _compare.parse_models(names if isinstance(names, str) else ",".join(names))
+    unknown = sorted(set(hparams).difference(*(registry.spec(name).hparams for name in names)))
+    if unknown:
+        raise UserError(f"compare: no model among {', '.join(names)} has a hyper-parameter {unknown[0]!r}")
     trained = {}
     for name in tqdm(names, desc="models", unit="model", disable=not progress):
         spec = registry.spec(name)

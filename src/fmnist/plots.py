@@ -222,10 +222,10 @@ def per_class_f1(f1_by_model, path, title, class_names=CLASS_NAMES, dpi=DPI):
 
 def prediction(image, top, path, title, class_names=CLASS_NAMES, dpi=DPI):
     """The uint8 (28, 28) image a model saw beside its top classes ((class index, probability), ...)."""
-    fig, (left, right) = subplots(1, 2, figsize=(7, 2.6), width_ratios=(1, 2))
+    fig, (left, right) = subplots(1, 2, figsize=(8, 2.8), width_ratios=(1, 2), gridspec_kw={"wspace": 0.7})
     _titled_image(left, image, "what the model saw (28x28)")
     classes, probs = zip(*top, strict=True)
-    right.barh(range(len(top)), probs)
+    right.bar_label(right.barh(range(len(top)), probs), labels=[f"{p:.1%}" for p in probs], padding=3)
     right.set_yticks(range(len(top)), [class_names[c] for c in classes])
     right.invert_yaxis()  # the most probable at the top
     right.set_xlim(0, 1)
