@@ -6,10 +6,10 @@ FMNIST := $(VENV)/bin/fmnist
 STAMP := $(VENV)/.installed
 OUT ?= runs/latest
 
-.PHONY: help run test test-fast lint format data bench clean
+.PHONY: help run test test-fast lint format data bench notebooks clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,15 +32,18 @@ test-fast: data  ## the tests not marked slow (no end-to-end runs on real data, 
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench scripts
+	$(VENV)/bin/ruff format src tests bench scripts
 
 bench: data  ## run every benchmark in bench/ (slow)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+notebooks: data  ## run notebooks/ on the full data; executed copies with figures (.ipynb, .html) in runs/notebooks/
+	$(PY) scripts/run_notebooks.py --out runs/notebooks
 
 clean:  ## remove the venv and caches (keeps runs/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -120,24 +120,6 @@ def cmd_train(args):
     )
 
 
-def comparison_table(results):
-    from fmnist.text import table
-
-    headers = ("model", "params", "train s", "val acc", "test acc", "images/s")
-    rows = [
-        (
-            name,
-            f"{m['parameters']:,}",
-            f"{m['train_seconds']:.0f}",
-            f"{m['val_accuracy']:.2%}",
-            f"{m['test_accuracy']:.2%}",
-            f"{m['inference_images_per_s']:,.0f}",
-        )
-        for name, m in results.items()
-    ]
-    return table(headers, rows)
-
-
 def evaluation_table(results, split):
     """One split's metrics per model: accuracy, macro F1, log-loss, the weakest class and the top confusion."""
     from fmnist.text import table
@@ -155,13 +137,13 @@ def evaluation_table(results, split):
 
 
 def cmd_compare(args):
-    from fmnist import pipeline
+    from fmnist import pipeline, text
     from fmnist.report import report
 
     names = pipeline.parse_models(args.models)
     results = pipeline.compare(names, setup_from(args), args.out, overrides={"epochs": args.epochs})
     report_paths = report.build(args.out)
-    print(f"\n{comparison_table(results)}\n\nrun written to {args.out}; report: {report_paths[1]}")
+    print(f"\n{text.comparison(results)}\n\nrun written to {args.out}; report: {report_paths[1]}")
 
 
 def cmd_evaluate(args):

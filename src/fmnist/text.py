@@ -12,3 +12,20 @@ def table(headers, rows):
         )
 
     return "\n".join(row(cells) for cells in lines)
+
+
+def comparison(results):
+    """The `fmnist compare` table of {model: metrics} (metrics.json's summary fields)."""
+    headers = ("model", "params", "train s", "val acc", "test acc", "images/s")
+    rows = [
+        (
+            name,
+            f"{m['parameters']:,}",
+            f"{m['train_seconds']:.0f}",
+            f"{m['val_accuracy']:.2%}",
+            f"{m['test_accuracy']:.2%}",
+            f"{m['inference_images_per_s']:,.0f}",
+        )
+        for name, m in results.items()
+    ]
+    return table(headers, rows)

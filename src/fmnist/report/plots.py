@@ -5,6 +5,8 @@ Figures are made without pyplot, so no backend or screen is needed and nothing g
 fractions in [0, 1], drawn as percentages. Class indices become class names on every axis.
 """
 
+import io
+
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
@@ -18,6 +20,15 @@ from fmnist.files import atomic_path
 
 DPI = 110
 TSNE_SAMPLE = 2_000  # t-SNE costs ~4 s on 2,000 points on two cores; more buys little on the picture
+
+
+class Picture(Figure):
+    """A Figure that renders itself as PNG for Jupyter, whatever matplotlib backend is (or is not) active."""
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def save(fig, path, dpi=DPI):
@@ -36,7 +47,7 @@ def _bare(ax):
 def class_grid(images, labels, per_class=8, seed=0, title="Fashion-MNIST examples per class"):
     """A grid with one row per class: `per_class` random examples, the class name at the left."""
     rng = np.random.default_rng(seed)
-    fig = Figure(figsize=(per_class * 0.9 + 1.6, NUM_CLASSES * 0.95))
+    fig = Picture(figsize=(per_class * 0.9 + 1.6, NUM_CLASSES * 0.95))
     axes = fig.subplots(NUM_CLASSES, per_class)
     for c in range(NUM_CLASSES):
         members = np.flatnonzero(labels == c)
@@ -53,7 +64,7 @@ def class_grid(images, labels, per_class=8, seed=0, title="Fashion-MNIST example
 
 def learning_curves(history, title):
     """Train vs validation loss and accuracy per epoch; `history` maps column name -> (epochs,) array."""
-    fig = Figure(figsize=(10, 3.8))
+    fig = Picture(figsize=(10, 3.8))
     axes = fig.subplots(1, 2)
     for ax, key, label in zip(axes, ("loss", "accuracy"), ("loss (cross-entropy)", "accuracy"), strict=True):
         ax.plot(history["epoch"], history[key], marker="o", ms=3, label="train")
@@ -74,7 +85,7 @@ def convergence(histories):
     `histories` maps model name -> history (column -> (epochs,) array). Seconds use a log axis: the models'
     costs differ by orders of magnitude.
     """
-    fig = Figure(figsize=(11, 4))
+    fig = Picture(figsize=(11, 4))
     by_epoch, by_time = fig.subplots(1, 2, sharey=True)
     for name, history in histories.items():
         by_epoch.plot(history["epoch"], history["val_accuracy"], marker="o", ms=3, label=name)
@@ -97,7 +108,7 @@ def confusion(matrix, title):
     """The confusion matrix (C, C) as counts and row-normalised (each row: how one true class was predicted)."""
     counts = np.asarray(matrix)
     normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig = Figure(figsize=(15, 6.5))
+    fig = Picture(figsize=(15, 6.5))
     axes = fig.subplots(1, 2)
     for ax, values, fmt, kind in ((axes[0], counts, "d", "counts"), (axes[1], normalised, ".2f", "row-normalised")):
         display = ConfusionMatrixDisplay(values, display_labels=list(CLASS_NAMES))
@@ -128,7 +139,7 @@ def misclassified(images, labels, probs, title, count=24, columns=8):
         return None
     chosen = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
     rows = -(-len(chosen) // columns)
-    fig = Figure(figsize=(columns * 1.45, rows * 1.75))
+    fig = Picture(figsize=(columns * 1.45, rows * 1.75))
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         _bare(ax)
@@ -145,7 +156,7 @@ def confused_pairs(images, labels, probs, pairs, title, per_pair=8):
     if not pairs:
         return None
     predicted = probs.argmax(axis=1)
-    fig = Figure(figsize=(per_pair * 1.2 + 2.2, len(pairs) * 1.4))
+    fig = Picture(figsize=(per_pair * 1.2 + 2.2, len(pairs) * 1.4))
     axes = fig.subplots(len(pairs), per_pair, squeeze=False)
     for row, pair in zip(axes, pairs, strict=True):
         members = np.flatnonzero((labels == pair["true"]) & (predicted == pair["predicted"]))
@@ -174,7 +185,7 @@ def feature_space(features, labels, title, seed=0):
         perplexity = min(30.0, (len(features) - 1) / 3)
         tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed)
         views.append(("t-SNE", tsne.fit_transform(features)))
-    fig = Figure(figsize=(6.5 * len(views) + 2, 6))
+    fig = Picture(figsize=(6.5 * len(views) + 2, 6))
     axes = fig.subplots(1, len(views), squeeze=False)
     colours = matplotlib.colormaps["tab10"]
     for ax, (method, points) in zip(axes[0], views, strict=True):
@@ -193,7 +204,7 @@ def feature_space(features, labels, title, seed=0):
 
 def per_class_f1(f1_by_model, title):
     """Grouped horizontal bars: `f1_by_model` maps model name -> F1 per class (C,)."""
-    fig = Figure(figsize=(8, 0.35 * len(CLASS_NAMES) * (0.75 + 0.25 * len(f1_by_model)) + 1.2))
+    fig = Picture(figsize=(8, 0.35 * len(CLASS_NAMES) * (0.75 + 0.25 * len(f1_by_model)) + 1.2))
     ax = fig.subplots()
     height = 0.8 / len(f1_by_model)
     positions = np.arange(len(CLASS_NAMES))
@@ -206,4 +217,20 @@ def per_class_f1(f1_by_model, title):
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(title)
+    return fig
+
+
+def prediction(image, top, title):
+    """The uint8 (28, 28) image a model saw beside its top classes ((class index, probability), ...)."""
+    fig = Picture(figsize=(8, 2.8))
+    left, right = fig.subplots(1, 2, width_ratios=(1, 2), gridspec_kw={"wspace": 0.7})
+    _titled_image(left, image, "what the model saw (28x28)")
+    classes, probs = zip(*top, strict=True)
+    right.bar_label(right.barh(range(len(top)), probs), labels=[f"{p:.1%}" for p in probs], padding=3)
+    right.set_yticks(range(len(top)), [CLASS_NAMES[c] for c in classes])
+    right.invert_yaxis()  # the most probable at the top
+    right.set_xlim(0, 1)
+    right.xaxis.set_major_formatter(PercentFormatter(xmax=1))
+    right.set_xlabel("probability")
+    fig.suptitle(title)
     return fig

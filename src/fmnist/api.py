@@ -1,0 +1,278 @@
+"""The Python API: what a notebook or a script needs to train, compare, explain and use the models.
+
+    from fmnist import api
+    splits = api.load_splits(seed=0)                   # the verified 48,000 / 12,000 / 10,000 split
+    cnn = api.fit(api.model("cnn"), splits)            # any registry model, its preset, any hyper-parameter
+    result = api.evaluate(cnn, splits)                 # the report's metrics: accuracy, F1, confusion, ...
+    api.learning_curves(cnn)                           # a matplotlib Figure: shown inline in Jupyter
+
+Every model is trained by the same code as `fmnist train` (the same classes, seeds and threads), so the same
+model, preset and seed give the same accuracy here and on the command line. Figures are returned, never shown
+or saved behind your back: `fig.savefig("file.png")` writes one. Mistakes raise `fmnist.errors.UserError` with a
+one-line message naming the thing at fault.
+
+This is the only module of the API that reaches into fmnist's internals; scripts and notebooks import it, not them.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fmnist import checkpoint, data, pipeline, registry, rundir, text
+from fmnist import predict as _predict
+from fmnist.data import CLASS_NAMES
+from fmnist.errors import UserError
+from fmnist.report import plots
+
+__all__ = [
+    "CLASS_NAMES",
+    "Model",
+    "compare",
+    "confusion_matrix",
+    "convergence",
+    "evaluate",
+    "examples",
+    "feature_space",
+    "fit",
+    "learning_curves",
+    "load",
+    "load_splits",
+    "misclassified",
+    "model",
+    "predict",
+    "predict_image",
+    "prediction_figure",
+    "probabilities",
+    "table",
+    "vectors",
+]
+
+
+@dataclasses.dataclass
+class Model:
+    """A registry model by name, with its settings and, once trained or loaded, its per-epoch history.
+
+    `classifier` is the model object itself (`predict_logits(images)`, `save(folder)`, and `features(images)` for
+    the CNN and the hybrid); `history` maps a column (epoch, loss, accuracy, val_loss, val_accuracy, seconds, lr)
+    to one value per epoch.
+    """
+
+    name: str
+    preset: str
+    hparams: dict
+    classifier: object
+    reuses: dict = dataclasses.field(default_factory=dict)  # registry name -> trained Model passed to the class
+    history: dict | None = None
+    train_seconds: float | None = None
+    seed: int | None = None
+
+    def __repr__(self):
+        state = f"trained, {len(self.history['epoch'])} epochs" if self.history else "not trained"
+        return f"Model({self.name!r}, preset={self.preset!r}, {state})"
+
+
+def load_splits(seed=0, subset=None, data_dir=None):
+    """The verified dataset split as `fmnist train --seed SEED [--subset N]` splits it (a `fmnist.data.Splits`).
+
+    x_train / x_val / x_test are uint8 images (N, 28, 28), y_* int64 labels (N,); mean and std are the train
+    pixels' statistics. seed: the stratified 80/20 train/validation split. subset: train on the first `subset`
+    images and validate and test on a quarter as many (a quick look; None: all of them). data_dir: the folder
+    of the four IDX files (default: $FMNIST_DATA_DIR, the Debian package, then ~/.cache/fmnist).
+    """
+    splits = data.split(data.load(data_dir), seed)
+    return splits.quick(subset) if subset else splits
+
+
+def model(name, preset="fast", **hparams):
+    """An untrained model: registry `name` (linear, mlp, cnn, scratch-mlp, hybrid) with the `preset`'s
+    hyper-parameters, overridden by `hparams` (e.g. epochs=5; None means: the preset's value).
+
+    The hybrid accepts `cnn=` a trained CNN Model, whose features it then uses instead of training its own CNN.
+    """
+    spec = registry.spec(name)
+    reuses = {key: hparams.pop(key) for key in spec.reuses if hparams.get(key) is not None}
+    for key, reused in reuses.items():
+        if not isinstance(reused, Model) or reused.name != key or not reused.history:
+            raise UserError(f"{name} {key}=: expected a trained {key!r} Model, got {reused!r}")
+    unknown = sorted(set(hparams) - set(spec.hparams))
+    if unknown:
+        raise UserError(f"{name}: unknown hyper-parameter {unknown[0]!r} (known: {', '.join(spec.hparams)})")
+    values = spec.resolve(preset, hparams)
+    return Model(name, preset, values, _build(name, values, reuses), reuses)
+
+
+def _build(name, hparams, reuses):
+    """The model object, constructed as `fmnist train` constructs it."""
+    return registry.spec(name).load_class()(**hparams, **{key: m.classifier for key, m in reuses.items()})
+
+
+def _check_splits(splits):
+    if not isinstance(splits, data.Splits):
+        raise UserError(f"splits: expected the result of api.load_splits(), got {type(splits).__name__}")
+
+
+def _history_columns(rows):
+    return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in rundir.HISTORY_COLUMNS}
+
+
+def fit(model, splits, seed=0, progress=True):
+    """Train `model` (from `api.model`) from scratch on splits.x_train, choosing its best epoch on splits.x_val;
+    return the same Model, now trained. progress: a progress bar (a widget in Jupyter, text in a terminal).
+
+    seed fixes the initial weights, the batch order and the augmentation, as `fmnist train --seed` does.
+    """
+    if not isinstance(model, Model):
+        raise UserError(f"model: expected the result of api.model(), got {type(model).__name__}")
+    _check_splits(splits)
+    model.classifier = _build(model.name, model.hparams, model.reuses)
+    start = time.perf_counter()
+    rows = model.classifier.fit(splits, seed=seed, progress=progress)
+    model.train_seconds = time.perf_counter() - start
+    model.history, model.seed = _history_columns(rows), seed
+    return model
+
+
+def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
+    """Train several models on the same split, as `fmnist compare` does; return {name: trained Model}.
+
+    names: a list or a comma-separated string, trained in registry order so that the hybrid reuses the CNN
+    trained here. hparams apply to every model that has them (e.g. epochs=5 caps every model).
+    """
+    names = pipeline.parse_models(names if isinstance(names, str) else ",".join(names))
+    unknown = sorted(set(hparams).difference(*(registry.spec(name).hparams for name in names)))
+    if unknown:
+        raise UserError(f"compare: no model among {', '.join(names)} has a hyper-parameter {unknown[0]!r}")
+    trained = {}
+    for name in tqdm(names, desc="models", unit="model", disable=not progress):
+        spec = registry.spec(name)
+        reused = {key: trained[key] for key in spec.reuses if key in trained}
+        given = {key: value for key, value in hparams.items() if key in spec.hparams}
+        trained[name] = fit(model(name, preset, **given, **reused), splits, seed=seed, progress=progress)
+    return trained
+
+
+def load(run_dir):
+    """A Model saved by `fmnist train` (its run directory) or by `fmnist compare` (one model's folder in it),
+    checksums verified, with its recorded history and settings."""
+    classifier, manifest = checkpoint.load(run_dir)
+    folder = checkpoint.resolve(run_dir)
+    saved = rundir.load_model_run(folder, manifest["kind"], "rerun `fmnist train`")
+    config = saved.config
+    hparams = registry.spec(saved.name).from_json(config["hparams"])
+    loaded = Model(saved.name, config.get("preset", "fast"), hparams, classifier, history=saved.history)
+    loaded.train_seconds, loaded.seed = float(saved.metrics["train_seconds"]), config["seed"]
+    return loaded
+
+
+def _trained(model):
+    if not isinstance(model, Model):
+        raise UserError(f"model: expected an api Model, got {type(model).__name__}")
+    if model.history is None:
+        raise UserError(f"{model.name}: not trained yet — call api.fit(model, splits) or api.load(run_dir)")
+    return model.classifier
+
+
+def probabilities(model, images):
+    """Class probabilities float64 (N, 10) for uint8 images (N, 28, 28)."""
+    return _predict.probabilities(_trained(model), _images(images))
+
+
+def predict(model, images):
+    """Predicted class indices int64 (N,) for uint8 images (N, 28, 28); CLASS_NAMES[i] names class i."""
+    return probabilities(model, images).argmax(axis=1)
+
+
+def _images(images):
+    """uint8 (N, 28, 28) as given, or one (28, 28) image as a batch of one."""
+    given = np.asarray(images)
+    batch = given[None] if given.ndim == 2 else given
+    if batch.dtype != np.uint8 or batch.shape[1:] != (data.SIDE, data.SIDE):
+        raise UserError(f"images: expected uint8 (N, 28, 28) or (28, 28), got {given.dtype} {given.shape}")
+    return batch
+
+
+def evaluate(model, splits):
+    """The report's figures for one model: val_accuracy, test_accuracy, parameters, train_seconds, epochs,
+    inference_images_per_s, and under "val" and "test" the detailed metrics (accuracy, log-loss, per-class and
+    macro precision / recall / F1, the confusion matrix, the most-confused pairs) — what metrics.json holds."""
+    classifier = _trained(model)
+    _check_splits(splits)
+    facts = {"model": model.name, "parameters": int(classifier.num_parameters())}
+    facts |= {"train_seconds": model.train_seconds, "epochs": len(model.history["epoch"])}
+    return pipeline.measure(classifier, splits, facts)[1]
+
+
+def table(results):
+    """The `fmnist compare` table (text) of {name: evaluate(...)}."""
+    return text.comparison(results)
+
+
+def vectors(images, splits):
+    """uint8 images (N, 28, 28) -> float32 (N, 784), standardised with the train split's pixel statistics:
+    what the MLPs see."""
+    return data.normalise_flat(_images(images), splits.mean, splits.std)
+
+
+def predict_image(model, path, top_k=3):
+    """Classify an image file (any format Pillow reads), converted to 28x28 the way Fashion-MNIST was made.
+
+    Returns a `fmnist.predict.Prediction`: path, image (the uint8 (28, 28) the model saw) and top, the
+    ((class index, probability), ...) most probable first.
+    """
+    predictions, failures = _predict.predict_files(_trained(model), [path], top_k)
+    if failures:
+        raise failures[0]
+    return predictions[0]
+
+
+# -- figures: each returns a matplotlib Figure ----------------------------------------------------------------
+
+
+def examples(splits, per_class=8, seed=0):
+    """A grid of random training images, one row per class."""
+    return plots.class_grid(splits.x_train, splits.y_train, per_class=per_class, seed=seed)
+
+
+def learning_curves(model):
+    """Train and validation loss and accuracy per epoch."""
+    _trained(model)
+    return plots.learning_curves(model.history, f"{model.name}: learning curves")
+
+
+def convergence(models):
+    """Validation accuracy of several trained models ({name: Model}) per epoch and per second of training."""
+    for m in models.values():
+        _trained(m)
+    return plots.convergence({name: m.history for name, m in models.items()})
+
+
+def confusion_matrix(result, split="test"):
+    """Counts and row-normalised confusion matrix of an `evaluate` result."""
+    if split not in rundir.SPLITS:
+        raise UserError(f"split {split!r}: choose one of {', '.join(rundir.SPLITS)}")
+    title = f"{result['model']}: {split} confusion matrix"
+    return plots.confusion(result[split]["confusion_matrix"], title)
+
+
+def misclassified(model, splits, count=24):
+    """The model's `count` most confident mistakes on the test split (None if it makes none)."""
+    probs = probabilities(model, splits.x_test)
+    title = f"{model.name}: most confident test mistakes"
+    return plots.misclassified(splits.x_test, splits.y_test, probs, title, count=count)
+
+
+def feature_space(model, splits, sample=pipeline.FEATURE_SAMPLE, seed=0):
+    """The feature vectors of `sample` test images in 2-D (PCA and t-SNE), coloured by class (CNN, hybrid)."""
+    classifier = _trained(model)
+    if not hasattr(classifier, "features"):
+        raise UserError(f"{model.name}: has no feature layer (the cnn and the hybrid have one)")
+    pick = np.random.default_rng(seed).permutation(len(splits.x_test))[:sample]
+    features = classifier.features(splits.x_test[pick])
+    return plots.feature_space(features, splits.y_test[pick], f"{model.name}: feature space by class", seed=seed)
+
+
+def prediction_figure(prediction):
+    """What `predict_image` saw (the 28x28 image) beside its top classes and their probabilities."""
+    return plots.prediction(prediction.image, prediction.top, f"{_predict.shown(prediction.path.name)}")
