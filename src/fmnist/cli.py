@@ -31,6 +31,12 @@ def add_run_options(parser):
         metavar="N",
         help="quick look: train on N images, validate and test on N/4 (figures are then not comparable)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads (default: OMP_NUM_THREADS if set, else the cores free at the start; recorded)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_options(parser)
 

@@ -58,18 +58,16 @@ def hparam_overrides(args, spec):
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
-def setup_from(args, *, seed=None, subset=None, preset=None):
-    """The data and settings of a run: the flags, or (for --resume) the run's recorded ones."""
+def setup_from(args, recorded=None):
+    """The data and settings of a run: the flags, or (for --resume) the run's `recorded` config."""
     from fmnist import pipeline
 
-    return pipeline.load_setup(
-        args.data_dir,
-        args.allow_unverified,
-        seed=(0 if args.seed is None else args.seed) if seed is None else seed,
-        subset=args.subset if subset is None else subset,
-        preset=preset or args.preset or "fast",
-        progress=not args.no_progress,
-    )
+    if recorded is not None:
+        settings = {k: recorded.get(k) for k in ("seed", "subset", "preset", "threads")}
+    else:
+        settings = {"seed": args.seed or 0, "subset": args.subset, "preset": args.preset or "fast"}
+        settings["threads"] = args.threads
+    return pipeline.load_setup(args.data_dir, args.allow_unverified, progress=not args.no_progress, **settings)
 
 
 def resumed(args, spec):
@@ -77,13 +75,13 @@ def resumed(args, spec):
     from fmnist import pipeline, rundir
 
     given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
-    given += [f"--{name}" for name in ("preset", "seed", "subset") if getattr(args, name) is not None]
+    given += [f"--{name}" for name in ("preset", "seed", "subset", "threads") if getattr(args, name) is not None]
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         given.append("--out")
     if given:
         raise UserError(f"--resume {args.resume}: continues with the run's own settings; drop {' '.join(given)}")
     hparams, config = pipeline.resume_settings(args.resume, args.model)
-    setup = setup_from(args, seed=config["seed"], subset=config.get("subset") or 0, preset=config["preset"])
+    setup = setup_from(args, recorded=config)  # the recorded thread count too: the arithmetic depends on it
     rundir.check_same_data(args.resume, config, setup.dataset)
     return hparams, setup
 

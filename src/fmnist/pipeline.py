@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from fmnist import checkpoint, metrics, registry, rundir
 from fmnist import data as data_module
+from fmnist.engine import threads as threads_module
 from fmnist.engine.loop import best_epoch
 from fmnist.errors import Diverged, UserError
 from fmnist.files import read_json, write_json
@@ -30,18 +31,22 @@ class Setup:
     preset: str = "fast"
     seed: int = 0
     progress: bool = True
+    threads: int | None = None  # torch's intra-op threads (None: torch's own default)
 
     def record(self):
         """The settings config.json keeps; subset is None for the full split."""
         subset = None if len(self.splits.y_train) == 48_000 else len(self.splits.y_train)
-        return {"preset": self.preset, "seed": self.seed, "subset": subset}
+        return {"preset": self.preset, "seed": self.seed, "subset": subset, "threads": self.threads}
 
 
-def load_setup(data_dir=None, allow_unverified=False, *, seed=0, subset=None, **settings):
-    """Find and verify the data, split it with `seed`, keep `subset` training images (None: all)."""
+def load_setup(data_dir=None, allow_unverified=False, *, seed=0, subset=None, threads=None, **settings):
+    """Find and verify the data, split it with `seed`, keep `subset` training images (None: all).
+
+    threads: as given, else OMP_NUM_THREADS, else the cores free right now (fmnist.engine.threads)."""
     dataset = data_module.load(data_dir, allow_unverified)
     splits = data_module.split(dataset, seed)
-    return Setup(splits.quick(subset) if subset else splits, dataset, seed=seed, **settings)
+    chosen = threads_module.choose(threads)
+    return Setup(splits.quick(subset) if subset else splits, dataset, seed=seed, threads=chosen, **settings)
 
 
 def timed_logits(model, images):
@@ -66,6 +71,8 @@ def measure(model, splits, facts):
 
 def _fit(model, setup, resumer):
     """Train, counting the time of interrupted sessions too; a diverged run leaves nothing to resume."""
+    if setup.threads is not None:
+        threads_module.apply(setup.threads)
     with resumer or contextlib.nullcontext():
         start = time.perf_counter()
         try:

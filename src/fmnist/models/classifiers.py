@@ -17,7 +17,7 @@ from fmnist.engine import loop
 from fmnist.errors import HparamError, UserError
 from fmnist.files import atomic_path, read_json, write_json
 from fmnist.models import nets
-from fmnist.models.torch_backend import TorchBackend, predict, to_tensor, use_all_cores
+from fmnist.models.torch_backend import TorchBackend, predict, to_tensor
 
 WEIGHTS = "weights.safetensors"
 METADATA = "model.json"
@@ -56,7 +56,6 @@ class TorchClassifier:
 
         resumer and on_epoch(epoch): see `fmnist.engine.loop.fit`.
         """
-        use_all_cores()
         self.mean, self.std = float(splits.mean), float(splits.std)
         train = (to_tensor(splits.x_train, self.mean, self.std), torch.from_numpy(splits.y_train))
         val = (to_tensor(splits.x_val, self.mean, self.std), splits.y_val)
@@ -72,7 +71,6 @@ class TorchClassifier:
 
     def restore(self, module_state, splits):
         """Become the model that `fit(splits, ...)` left with this state dict (for a resumed composite model)."""
-        use_all_cores()  # as fit does: the same threads, the same arithmetic
         self.mean, self.std = float(splits.mean), float(splits.std)
         self.module.load_state_dict(module_state)
 

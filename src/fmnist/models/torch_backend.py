@@ -6,7 +6,6 @@ Data stay in memory as one float32 tensor (N, 1, 28, 28); the loop slices batche
 
 import copy
 import math
-import os
 
 import numpy as np
 import torch
@@ -15,11 +14,6 @@ import torch.nn.functional as F
 from fmnist.models.augment import augment_batch
 
 EVAL_BATCH = 256  # measured faster than 1024 or 4096 (cache-sized batches); see bench/NOTES.md
-
-
-def use_all_cores():
-    """Threads = cores: the conv kernels scale to both cores; called by fit, never at import."""
-    torch.set_num_threads(os.cpu_count() or 1)
 
 
 def to_tensor(images, mean, std):
