@@ -6,7 +6,7 @@ FMNIST := $(VENV)/bin/fmnist
 STAMP := $(VENV)/.installed
 OUT ?= runs/latest
 
-.PHONY: help run test lint format data bench clean
+.PHONY: help run test lint format data browser bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,10 +22,13 @@ $(STAMP): pyproject.toml
 data: $(STAMP)  ## find the dataset, or install / download it
 	@FMNIST=$(FMNIST) sh scripts/ensure-data.sh
 
+browser:  ## install Debian's chromium + chromium-driver for the browser test (as root with apt; else skipped)
+	@sh scripts/ensure-browser.sh
+
 run: data  ## the main job: train and compare the five models; report in $(OUT)/report.html
 	$(FMNIST) compare --out $(OUT)
 
-test: data lint  ## lint, then the whole test suite
+test: data browser lint  ## lint, then the whole test suite
 	$(PY) -m pytest
 
 lint: $(STAMP)  ## ruff lint and format check
@@ -36,8 +39,9 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: data  ## run every benchmark in bench/ (slow)
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+bench: data  ## run every benchmark in bench/ (slow; bench_serve serves $(OUT)/cnn, written by make run)
+	for b in bench/bench_*.py; do [ $$b = bench/bench_serve.py ] || $(PY) $$b || exit 1; done
+	$(PY) bench/bench_serve.py $(OUT)/cnn
 
 clean:  ## remove the venv and caches (keeps runs/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -229,6 +229,14 @@ def cmd_predict(args):
     return 2 if failures else 0
 
 
+def cmd_serve(args):
+    try:
+        from fmnist import serve
+    except ModuleNotFoundError as exc:
+        raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
+    return serve.run(args.run_dir, host=args.host, port=args.port)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fmnist",
@@ -301,6 +309,12 @@ def build_parser():
     pred.add_argument("--json", action="store_true", help="print one JSON document (errors included)")
     pred.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
     pred.set_defaults(func=cmd_predict)
+
+    srv = commands.add_parser("serve", help="a web page and an HTTP API for a run's models")
+    srv.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    srv.set_defaults(func=cmd_serve)
     return parser
 
 
