@@ -1,12 +1,16 @@
 """Helpers for the serve tests: a free port, product-style photos, a real server in a subprocess."""
 
 import contextlib
+import io
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
+import numpy as np
 from PIL import Image
 
 SERVE_MODELS = ("cnn", "scratch-mlp")
@@ -62,3 +66,28 @@ def running_server(run_dir, log_path, *, env=None, timeout=60):
     log = log_path.read_text()
     assert code == -signal.SIGTERM, log
     assert "Traceback" not in log, log
+
+
+def encoded(image, fmt="PNG", **options):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def garment():
+    array = np.full((120, 80, 3), 255, np.uint8)
+    array[20:100, 15:40] = (30, 30, 30)
+    array[20:45, 40:70] = (90, 40, 20)
+    return Image.fromarray(array)
+
+
+def noise(side=64):
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8))
+
+
+def bomb(width, height):
+    """A tiny valid PNG whose header claims width x height (CRC fixed)."""
+    raw = bytearray(encoded(Image.new("L", (1, 1))))
+    raw[16:24] = struct.pack(">II", width, height)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    return bytes(raw)

@@ -6,10 +6,8 @@ import io
 import json
 import shutil
 import socket
-import struct
 import subprocess
 import sys
-import zlib
 
 import httpx
 import numpy as np
@@ -19,35 +17,10 @@ from PIL import Image
 from fmnist import checkpoint, predict
 from fmnist.cli import main
 from fmnist.data import CLASS_NAMES
-from serve_helpers import SERVE_MODELS, product_photo, running_server
+from serve_helpers import SERVE_MODELS, bomb, encoded, garment, noise, product_photo, running_server
 
 MAX_BODY = 20_000_000  # the server's limits (fmnist.serve), written out: a test of them must not borrow them
 MAX_FILES = 16
-
-
-def encoded(image, fmt="PNG", **options):
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def garment():
-    array = np.full((120, 80, 3), 255, np.uint8)
-    array[20:100, 15:40] = (30, 30, 30)
-    array[20:45, 40:70] = (90, 40, 20)
-    return Image.fromarray(array)
-
-
-def noise(side=64):
-    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8))
-
-
-def bomb(width, height):
-    """A tiny valid PNG whose header claims width x height (CRC fixed)."""
-    raw = bytearray(encoded(Image.new("L", (1, 1))))
-    raw[16:24] = struct.pack(">II", width, height)
-    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
-    return bytes(raw)
 
 
 def post(url, files, **data):
