@@ -11,11 +11,11 @@ from serve_helpers import SERVE_MODELS, running_server
 
 @pytest.fixture(scope="session")
 def serve_run(tmp_path_factory):
-    """A compare run of a small CNN and the scratch MLP, trained for seconds on a subset."""
+    """A compare run of a small CNN and the scratch MLP, trained for seconds on a subset (about 80 % test)."""
     from fmnist.cli import main
 
     out = tmp_path_factory.mktemp("serve") / "compare"
-    argv = ["compare", "--models", ",".join(SERVE_MODELS), "--subset", "2000", "--epochs", "1", "--out", str(out)]
+    argv = ["compare", "--models", ",".join(SERVE_MODELS), "--subset", "4000", "--epochs", "3", "--out", str(out)]
     assert main([*argv, "--no-progress"]) == 0
     return out
 

@@ -11,18 +11,19 @@ import base64
 import contextlib
 import dataclasses
 import io
+import os
 import socket
 import sys
 from importlib import resources
 from pathlib import Path
 
+import anyio
 import numpy as np
 import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from fmnist import checkpoint, predict
 from fmnist.data import CLASS_NAMES
@@ -33,6 +34,7 @@ from fmnist.uploads import RequestError, read_multipart
 
 MAX_BODY = 20_000_000  # bytes per request: a few phone photos; checked before and while reading
 MAX_FILES = 16  # per request
+DECODE_THREADS = None  # None: as many as cores (measured in bench/bench_serve.py)
 PAGE_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript")}
 PAGE_FILES["/style.css"] = ("style.css", "text/css")
 # The page must work offline: the browser may load nothing but this server's own files.
@@ -157,6 +159,8 @@ def document(served, names, images, probs, failures, top_k):
 def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1):
     """The FastAPI application for loaded models ({name: ServedModel}, as `load_run` gives them)."""
     worker = InferenceWorker(lambda name, images: predict.probabilities(served[name].model, images))
+    # Decoding holds the GIL much of the time: more threads than cores only trade it back and forth.
+    decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
     web = resources.files("fmnist") / "web"
     pages = {route: (web.joinpath(file).read_bytes(), media) for route, (file, media) in PAGE_FILES.items()}
 
@@ -195,7 +199,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         files = [u for u in uploads if u.filename is not None]
         if not files:
             raise RequestError(400, "no files: send one or more images in the multipart field 'files'")
-        names, images, failures = await run_in_threadpool(convert_uploads, files)
+        names, images, failures = await anyio.to_thread.run_sync(convert_uploads, files, limiter=decoders)
         probs = await asyncio.wrap_future(worker.submit(one.name, images)) if len(images) else np.empty((0, 10))
         doc = document(one, names, images, probs, failures, top_k)  # small: a thread hop would cost more
         return JSONResponse(doc, status_code=422 if failures else 200)
