@@ -2,7 +2,7 @@
 
 The run directory is loaded and verified once, before the socket is handed to uvicorn, so a bad one is the
 CLI's one-line error. Requests are read into memory under limits (`fmnist.uploads`); images are decoded and
-converted in Starlette's thread pool; all inference runs in one worker thread (`InferenceWorker`) that
+converted in worker threads, as many as cores; all inference runs in one more thread (`InferenceWorker`) that
 batches the images of concurrent requests, so torch's threads are never oversubscribed on a small machine.
 """
 
