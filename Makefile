@@ -6,7 +6,7 @@ FMNIST := $(VENV)/bin/fmnist
 STAMP := $(VENV)/.installed
 OUT ?= runs/latest
 
-.PHONY: help run test test-fast lint format data bench notebooks clean
+.PHONY: help run test test-fast lint format data browser bench notebooks clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,10 +22,13 @@ $(STAMP): pyproject.toml constraints.txt
 data: $(STAMP)  ## find the dataset, or install / download it
 	@FMNIST=$(FMNIST) sh scripts/ensure-data.sh
 
+browser:  ## install Debian's chromium + chromium-driver for the browser test (as root with apt; else skipped)
+	@sh scripts/ensure-browser.sh
+
 run: data  ## the main job: train and compare the five models; report in $(OUT)/report.html
 	$(FMNIST) compare --out $(OUT)
 
-test: data lint  ## lint, then the whole test suite
+test: data browser lint  ## lint, then the whole test suite
 	$(PY) -m pytest
 
 test-fast: data  ## the tests not marked slow (no end-to-end runs on real data, no subprocesses)
@@ -39,8 +42,9 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench scripts
 	$(VENV)/bin/ruff format src tests bench scripts
 
-bench: data  ## run every benchmark in bench/ (slow)
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+bench: data  ## run every benchmark in bench/ (slow; bench_serve serves $(OUT)/cnn, written by make run)
+	for b in bench/bench_*.py; do [ $$b = bench/bench_serve.py ] || $(PY) $$b || exit 1; done
+	$(PY) bench/bench_serve.py $(OUT)/cnn
 
 notebooks: data  ## run notebooks/ on the full data; executed copies with figures (.ipynb, .html) in runs/notebooks/
 	$(PY) scripts/run_notebooks.py --out runs/notebooks

@@ -145,6 +145,12 @@ def add_result_commands(subparsers):
     pred.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
     pred.set_defaults(func=commands.cmd_predict)
 
+    srv = subparsers.add_parser("serve", help="a web page and an HTTP API for a run's models")
+    srv.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    srv.set_defaults(func=commands.cmd_serve)
+
 
 def worded(exc):
     """The one line a user sees for an error the training code raised in its own terms."""

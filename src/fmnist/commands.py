@@ -175,3 +175,11 @@ def cmd_predict(args):
     if args.save_preprocessed:
         predict.save_preprocessed(predictions, args.save_preprocessed)
     return 2 if failures else 0
+
+
+def cmd_serve(args):
+    try:
+        from fmnist import serve
+    except ModuleNotFoundError as exc:
+        raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
+    return serve.run(args.run_dir, host=args.host, port=args.port)

@@ -9,6 +9,7 @@ Every bad input becomes an `ImageError` naming its file; `predict_files` collect
 """
 
 import dataclasses
+import io
 import json
 import os
 import warnings
@@ -105,6 +106,10 @@ def _check_file(path, max_bytes):
         raise ImageError(path, f"cannot read ({exc.strerror})") from None
     if path.is_dir():
         raise ImageError(path, "is a folder, expected an image file")
+    _check_size(path, size, max_bytes)
+
+
+def _check_size(path, size, max_bytes):
     if size == 0:
         raise ImageError(path, "empty file")
     if size > max_bytes:
@@ -122,19 +127,23 @@ def _to_8bit(img):
     return Image.fromarray(np.rint(np.clip(scaled, 0, 255)).astype(np.uint8), "L")
 
 
-def load_image(path, *, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, work_side=WORK_SIDE):
+def load_image(path, *, content=None, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, work_side=WORK_SIDE):
     """The first frame of any image Pillow reads, as 8-bit RGB, upright by its EXIF orientation, transparency
     on white, reduced to at most `work_side` pixels on the longest edge. Raises ImageError naming `path`.
+    `content`: the image's bytes, already in memory (an upload); `path` then only names it in errors.
 
     Memory stays bounded: the file size is checked before reading and the pixel count before decoding;
     Pillow's own decompression-bomb warning counts as an error here (only inside this call).
     """
     path = Path(path)
-    _check_file(path, max_bytes)
+    if content is None:
+        _check_file(path, max_bytes)
+    else:
+        _check_size(path, len(content), max_bytes)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
+            with Image.open(path if content is None else io.BytesIO(content)) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageError(path, f"{width}x{height} pixels is over the limit of {max_pixels:,}")

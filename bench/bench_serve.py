@@ -1,0 +1,198 @@
+"""Throughput and latency of `fmnist serve` over HTTP: 8 concurrent keep-alive clients, one image per request.
+
+    flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_serve.py RUN_DIR [--seconds 15] [--out FILE]
+
+Starts the real server (`python -m fmnist serve RUN_DIR`) on a free loopback port and drives it from one
+asyncio loop with plain sockets, so the client costs little of the CPU the server needs. Each request sends one
+product-style JPEG (a test item upscaled 6x on white, as a shop shows it); every answer is checked against
+the model run in this process. Prints the CPU, the date, a JSON document and a table.
+"""
+
+import argparse
+import asyncio
+import datetime
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fmnist import checkpoint, predict
+
+TARGETS = {"requests_per_s": 300, "p99_ms": 100}
+PHOTOS = 64
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def photos(run_dir):
+    """PHOTOS product-style JPEGs made from the run's test images (beside the model or one level up)."""
+    run_dir = Path(run_dir)
+    source = next((p for p in (run_dir, run_dir.parent) if (p / "test_images.npz").exists()), None)
+    if source is None:
+        sys.exit(f"bench_serve: no test_images.npz in {run_dir} or its parent")
+    items = np.load(source / "test_images.npz")["images"][:PHOTOS]
+    encoded = []
+    for item in items:
+        photo = Image.new("L", (28 * 6 + 70, 28 * 6 + 60), 255)
+        photo.paste(Image.fromarray(255 - item).resize((168, 168), Image.Resampling.BICUBIC), (30, 40))
+        buffer = io.BytesIO()
+        photo.convert("RGB").save(buffer, format="JPEG", quality=90)
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+def request_bytes(port, name, content):
+    boundary = b"fmnistbench"
+    disposition = b'Content-Disposition: form-data; name="files"; filename="' + name.encode() + b'"\r\n'
+    body = b"--%s\r\n%sContent-Type: image/jpeg\r\n\r\n%s\r\n--%s--\r\n" % (boundary, disposition, content, boundary)
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary.decode()}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def client(port, requests, expected, stop_at, latencies, wrong, offset):
+    """One keep-alive connection sending requests back to back until `stop_at` (time.perf_counter)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    index = offset
+    while time.perf_counter() < stop_at:
+        start = time.perf_counter()
+        writer.write(requests[index % len(requests)])
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        body = await reader.readexactly(int(length.split(b":")[1]))
+        latencies.append(time.perf_counter() - start)
+        ok = head.startswith(b"HTTP/1.1 200 ")
+        if not ok or json.loads(body)["predictions"][0]["class_index"] != expected[index % len(requests)]:
+            wrong.append(index)
+        index += 1
+    writer.close()
+
+
+async def drive(port, requests, expected, clients, seconds):
+    latencies, wrong = [], []
+    stop_at = time.perf_counter() + seconds
+    start = time.perf_counter()
+    await asyncio.gather(*(client(port, requests, expected, stop_at, latencies, wrong, i * 7) for i in range(clients)))
+    return latencies, wrong, time.perf_counter() - start
+
+
+def start_server(run_dir, model):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "fmnist", "serve", str(run_dir), "--port", str(port)]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/models", timeout=1) as response:
+                listing = json.load(response)
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        server.kill()
+        sys.exit(f"bench_serve: the server did not start: {server.stderr.read()}")
+    chosen = model or listing["default"]
+    return server, port, chosen
+
+
+def percentile(values, q):
+    return float(np.percentile(values, q)) * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by fmnist train or compare")
+    parser.add_argument("--model", help="for a compare run: which model (default: the server's default)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive connections (default: 8)")
+    parser.add_argument("--seconds", type=float, default=15, help="measured time (default: 15)")
+    parser.add_argument("--out", metavar="FILE", help="also write the JSON document here")
+    args = parser.parse_args()
+
+    images = photos(args.run_dir)
+    server, port, model_name = start_server(args.run_dir, args.model)
+    try:
+        single = (Path(args.run_dir) / checkpoint.MANIFEST).exists()
+        model, _ = checkpoint.load(Path(args.run_dir) if single else Path(args.run_dir) / model_name)
+        seen = np.stack([predict.to_fashion_mnist(predict.load_image("p.jpg", content=c)) for c in images])
+        expected = predict.probabilities(model, seen).argmax(1).tolist()
+        del model  # the server needs the CPU from here on
+        query = f"?model={model_name}" if args.model else ""
+        requests = [request_bytes(port, f"photo{i}.jpg", c) for i, c in enumerate(images)]
+        requests = [r.replace(b"POST /predict ", f"POST /predict{query} ".encode(), 1) for r in requests]
+        asyncio.run(drive(port, requests, expected, args.clients, 2))  # warm-up: threads, caches, allocator
+        latencies, wrong, elapsed = asyncio.run(drive(port, requests, expected, args.clients, args.seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return report(args, model_name, images, latencies, wrong, elapsed)
+
+
+def show(results):
+    print(f"CPU: {results['cpu']} ({results['cores']} cores); {results['date']}")
+    print(json.dumps(results, indent=2))
+    print(
+        f"\n{'model':<12}{'clients':>8}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'wrong':>7}"
+    )
+    print(
+        f"{results['model']:<12}{results['clients']:>8}{results['requests']:>10}{results['requests_per_s']:>9.1f}"
+        f"{results['p50_ms']:>9.2f}{results['p90_ms']:>9.2f}{results['p99_ms']:>9.2f}{results['wrong_answers']:>7}"
+    )
+    print(
+        f"targets: >= {TARGETS['requests_per_s']} req/s, p99 <= {TARGETS['p99_ms']} ms: "
+        + ("met" if results["meets_targets"] else "NOT met")
+    )
+
+
+def report(args, model_name, images, latencies, wrong, elapsed):
+    import torch
+
+    results = {
+        "benchmark": "fmnist serve over HTTP",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "run_dir": str(args.run_dir),
+        "model": model_name,
+        "clients": args.clients,
+        "image": f"JPEG {Image.open(io.BytesIO(images[0])).size[0]}x{Image.open(io.BytesIO(images[0])).size[1]},"
+        f" {statistics.mean(map(len, images)) / 1000:.1f} kB on average",
+        "seconds": round(elapsed, 2),
+        "requests": len(latencies),
+        "wrong_answers": len(wrong),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        **{f"p{q}_ms": round(percentile(latencies, q), 2) for q in (50, 90, 99)},
+        "max_ms": round(max(latencies) * 1000, 2),
+        "targets": TARGETS,
+    }
+    results["meets_targets"] = (
+        results["requests_per_s"] >= TARGETS["requests_per_s"] and results["p99_ms"] <= TARGETS["p99_ms"] and not wrong
+    )
+    show(results)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0 if results["meets_targets"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

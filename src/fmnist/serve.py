@@ -1,0 +1,241 @@
+"""`fmnist serve`: a web page and an HTTP API for the models of a run directory (FastAPI + uvicorn).
+
+The run directory is loaded and verified once, before the socket is handed to uvicorn, so a bad one is the
+CLI's one-line error. Requests are read into memory under limits (`fmnist.uploads`); images are decoded and
+converted in worker threads, as many as cores; all inference runs in one more thread (`InferenceWorker`) that
+batches the images of concurrent requests, so torch's threads are never oversubscribed on a small machine.
+"""
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import io
+import os
+import socket
+import sys
+from importlib import resources
+from pathlib import Path
+
+import anyio
+import numpy as np
+import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from PIL import Image
+
+from fmnist import checkpoint, predict
+from fmnist.data import CLASS_NAMES
+from fmnist.errors import UserError
+from fmnist.files import read_json
+from fmnist.inference import InferenceWorker
+from fmnist.uploads import RequestError, read_multipart
+
+MAX_BODY = 20_000_000  # bytes per request: a few phone photos; checked before and while reading
+MAX_FILES = 16  # per request
+DECODE_THREADS = None  # None: as many as cores (measured in bench/bench_serve.py)
+PAGE_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript")}
+PAGE_FILES["/style.css"] = ("style.css", "text/css")
+# The page must work offline: the browser may load nothing but this server's own files.
+PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
+PREDICT_BODY = {  # /predict reads its body itself (see fmnist.uploads), so its form is described by hand
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "model": {"type": "string", "description": "a name from GET /models (default: the best)"},
+                        "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+    name: str
+    kind: str
+    model: object
+    val_accuracy: float
+    test_accuracy: float
+    parameters: int
+
+    def describe(self):
+        fields = ("name", "kind", "val_accuracy", "test_accuracy", "parameters")
+        return {field: getattr(self, field) for field in fields}
+
+
+def model_dirs(run_dir):
+    """A single-model run directory -> [it]; a compare run -> its model folders (sorted)."""
+    run_dir = Path(run_dir)
+    if (run_dir / checkpoint.MANIFEST).exists():
+        return [run_dir]
+    inner = sorted(p.parent for p in run_dir.glob(f"*/{checkpoint.MANIFEST}")) if run_dir.is_dir() else []
+    return inner or [checkpoint.resolve(run_dir)]  # resolve names what is wrong with the path
+
+
+def load_one(folder, name):
+    model, manifest = checkpoint.load(folder)
+    if manifest.get("class_names") != list(CLASS_NAMES):
+        raise UserError(f"{folder / checkpoint.MANIFEST}: its class names are not Fashion-MNIST's")
+    metrics = read_json(folder / "metrics.json", missing="missing (the run did not finish)")
+    values = {}
+    for key, kind in (("val_accuracy", float), ("test_accuracy", float), ("parameters", int)):
+        value = metrics.get(key) if isinstance(metrics, dict) else None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise UserError(f"{folder / 'metrics.json'}: {key} is {value!r}, not a number")
+        values[key] = kind(value)
+    predict.probabilities(model, np.zeros((1, 28, 28), np.uint8))  # a model that loads but cannot run: now
+    return ServedModel(name=name, kind=manifest["kind"], model=model, **values)
+
+
+def load_run(run_dir):
+    """Verify and load every model of a run directory: ({name: ServedModel}, default name = best validation)."""
+    folders = model_dirs(run_dir)
+    single = len(folders) == 1 and folders[0] == Path(run_dir)
+    served = {}
+    for folder in folders:
+        one = load_one(folder, None)
+        served[one.kind if single else folder.name] = dataclasses.replace(one, name=one.kind if single else folder.name)
+    best = max(served.values(), key=lambda m: m.val_accuracy)
+    return served, best.name
+
+
+def png_base64(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image, "L").save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def convert_uploads(files):
+    """Uploaded files -> (kept names, uint8 (N, 28, 28) images, [ImageError]), the way `fmnist predict` does."""
+    names, images, failures = [], [], []
+    for number, upload in enumerate(files, 1):
+        name = upload.filename or f"file {number}"
+        try:
+            picture = predict.load_image(name, content=upload.content)
+            images.append(predict.to_fashion_mnist(picture))
+        except predict.ImageError as exc:
+            failures.append(exc)
+            continue
+        names.append(name)
+    return names, np.array(images, np.uint8).reshape(-1, 28, 28), failures
+
+
+def request_options(served, default, options):
+    """The model and top-k a request asks for (form fields or query parameters); RequestError if unusable."""
+    name = options.get("model") or default
+    if name not in served:
+        raise RequestError(400, f"model {name!r}: not in this run (choose from {', '.join(served)})")
+    top_k = options.get("top_k") or "3"
+    if not top_k.isdigit() or not 1 <= int(top_k) <= len(CLASS_NAMES):
+        raise RequestError(400, f"top_k {top_k!r}: must be a whole number from 1 to {len(CLASS_NAMES)}")
+    return served[name], int(top_k)
+
+
+def document(served, names, images, probs, failures, top_k):
+    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG."""
+    ranked = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    results = [
+        predict.Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in order))
+        for name, image, p, order in zip(names, images, probs, ranked, strict=True)
+    ]
+    doc = {"model": served.name, **predict.as_json(results, failures)}
+    for entry, image in zip(doc["predictions"], images, strict=True):
+        entry["image_png"] = png_base64(image)
+    if failures:
+        doc["detail"] = str(failures[0]) + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
+    return doc
+
+
+def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1):
+    """The FastAPI application for loaded models ({name: ServedModel}, as `load_run` gives them)."""
+    worker = InferenceWorker(lambda name, images: predict.probabilities(served[name].model, images))
+    # Decoding holds the GIL much of the time: more threads than cores only trade it back and forth.
+    decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
+    web = resources.files("fmnist") / "web"
+    pages = {route: (web.joinpath(file).read_bytes(), media) for route, (file, media) in PAGE_FILES.items()}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        torch.set_num_threads(threads)  # process-wide; only the inference worker runs torch
+        worker.start()
+        yield
+        worker.stop()
+
+    app = FastAPI(title="fmnist serve", summary="Fashion-MNIST classifiers over HTTP", lifespan=lifespan)
+
+    @app.exception_handler(RequestError)
+    async def refused(_request, exc):
+        # Closing stops a client still sending a refused body; uvicorn would otherwise read it all to discard it.
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers={"Connection": "close"})
+
+    for route, (content, media) in pages.items():
+        app.add_api_route(route, page_handler(content, media), methods=["GET"], include_in_schema=False)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": list(served)}
+
+    @app.get("/models")
+    async def models():
+        listed = [one.describe() | {"default": name == default} for name, one in served.items()]
+        return {"default": default, "models": listed, "classes": list(CLASS_NAMES)}
+
+    @app.post("/predict", openapi_extra=PREDICT_BODY)
+    async def predict_images(request: Request):
+        """Classify one or more images (multipart field `files`); 422 with the same document if any is bad."""
+        uploads = await read_multipart(request.headers, request.stream(), max_body=max_body, max_files=max_files)
+        fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
+        one, top_k = request_options(served, default, {**request.query_params, **fields})
+        files = [u for u in uploads if u.filename is not None]
+        if not files:
+            raise RequestError(400, "no files: send one or more images in the multipart field 'files'")
+        names, images, failures = await anyio.to_thread.run_sync(convert_uploads, files, limiter=decoders)
+        probs = await asyncio.wrap_future(worker.submit(one.name, images)) if len(images) else np.empty((0, 10))
+        doc = document(one, names, images, probs, failures, top_k)  # small: a thread hop would cost more
+        return JSONResponse(doc, status_code=422 if failures else 200)
+
+    return app
+
+
+def page_handler(content, media):
+    async def page():
+        return Response(content, media_type=media, headers={"Content-Security-Policy": PAGE_POLICY})
+
+    return page
+
+
+def listen(host, port):
+    """A listening socket, or the one-line error the CLI prints (address in use, unknown host...)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
+    return sock
+
+
+def run(run_dir, *, host="127.0.0.1", port=8000):
+    """Load and verify the run, then serve until Ctrl-C or SIGTERM."""
+    served, default = load_run(run_dir)
+    sock = listen(host, port)
+    app = create_app(served, default)
+    shown_host = f"[{host}]" if ":" in host else host
+    names = ", ".join(name + (" (default)" if name == default else "") for name in served)
+    print(f"serving {run_dir}: {names} at http://{shown_host}:{sock.getsockname()[1]}/", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
+    return 0

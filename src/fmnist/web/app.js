@@ -1,0 +1,94 @@
+// The page's only script: fill the model selector, send the chosen or dropped images to /predict, show each answer.
+"use strict";
+
+const MAX_FILES = 16;  // per request, as the server accepts
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+async function loadModels() {
+  const select = document.getElementById("model");
+  const response = await fetch("/models");
+  const info = await response.json();
+  for (const model of info.models) {
+    const option = element("option", "", `${model.name} (test ${(100 * model.test_accuracy).toFixed(1)}%)`);
+    option.value = model.name;
+    option.selected = model.default;
+    select.append(option);
+  }
+}
+
+function showPrediction(prediction, file, model) {
+  const card = document.getElementById("result").content.firstElementChild.cloneNode(true);
+  card.querySelector(".original").src = URL.createObjectURL(file);
+  card.querySelector(".preview").src = "data:image/png;base64," + prediction.image_png;
+  card.querySelector(".class-name").textContent = prediction.class;
+  card.querySelector(".probability").textContent = (100 * prediction.probability).toFixed(1) + "%";
+  card.querySelector(".file").textContent = prediction.file;
+  card.querySelector(".model-used").textContent = model;
+  const bars = card.querySelector(".bars");
+  for (const ranked of prediction.top_k) {
+    const row = element("li");
+    const bar = element("div", "bar");
+    const fill = element("span");
+    fill.style.width = (100 * ranked.probability).toFixed(1) + "%";
+    bar.append(fill);
+    row.append(element("span", "name", ranked.class), bar, element("span", "pct", (100 * ranked.probability).toFixed(1) + "%"));
+    bars.append(row);
+  }
+  return card;
+}
+
+function showError(message) {
+  const card = element("article", "result error");
+  card.append(element("strong", "", "Not classified: "), element("span", "message", message));
+  return card;
+}
+
+async function classify(files) {
+  const results = document.getElementById("results");
+  const status = document.getElementById("status");
+  status.textContent = `classifying ${files.length} image${files.length === 1 ? "" : "s"}…`;
+  for (let start = 0; start < files.length; start += MAX_FILES) {
+    const group = files.slice(start, start + MAX_FILES);
+    const form = new FormData();
+    group.forEach((file) => form.append("files", file, file.name));
+    form.append("model", document.getElementById("model").value);
+    form.append("top_k", document.getElementById("top-k").value);
+    let answer;
+    try {
+      const response = await fetch("/predict", { method: "POST", body: form });
+      answer = await response.json();
+    } catch (error) {
+      results.prepend(showError(`the server did not answer (${error})`));
+      continue;
+    }
+    const byName = new Map(group.map((file) => [file.name, file]));
+    for (const prediction of answer.predictions || []) {
+      results.prepend(showPrediction(prediction, byName.get(prediction.file) || group[0], answer.model));
+    }
+    for (const failure of answer.errors || []) results.prepend(showError(`${failure.file}: ${failure.error}`));
+    if (!answer.predictions && !answer.errors) results.prepend(showError(answer.detail || "unexpected answer"));
+  }
+  status.textContent = "";
+}
+
+function setUp() {
+  const drop = document.getElementById("drop");
+  const input = document.getElementById("files");
+  input.addEventListener("change", () => { classify([...input.files]); input.value = ""; });
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    classify([...event.dataTransfer.files].filter((file) => file.type.startsWith("image/") || !file.type));
+  });
+  loadModels().catch((error) => document.getElementById("status").textContent = `cannot list the models (${error})`);
+}
+
+setUp();

@@ -1,0 +1,93 @@
+"""Helpers for the serve tests: a free port, product-style photos, a real server in a subprocess."""
+
+import contextlib
+import io
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+from PIL import Image
+
+SERVE_MODELS = ("cnn", "scratch-mlp")
+
+
+def free_port():
+    """A loopback port nobody listens on now (the kernel's pick for port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def product_photo(item, factor=6, margins=(30, 50, 40, 20)):
+    """A dataset item the way a shop shows it: dark object on white, upscaled, uneven margins (RGB)."""
+    side = 28 * factor
+    left, top, right, bottom = margins
+    photo = Image.new("L", (side + left + right, side + top + bottom), 255)
+    photo.paste(Image.fromarray(255 - item).resize((side, side), Image.Resampling.BICUBIC), (left, top))
+    return photo.convert("RGB")
+
+
+@contextlib.contextmanager
+def running_server(run_dir, log_path, *, env=None, timeout=60):
+    """`python -m fmnist serve RUN_DIR` on a free loopback port until the block ends; yields its base URL.
+
+    On leaving: SIGTERM, and the server must stop without a traceback in its log (uvicorn shuts down, then
+    re-raises the signal, so the status is "killed by SIGTERM").
+    """
+    import httpx
+
+    port = free_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fmnist", "serve", str(run_dir), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert process.poll() is None, f"server exited {process.returncode}: {log_path.read_text()}"
+            assert time.monotonic() < deadline, f"server not up after {timeout} s: {log_path.read_text()}"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        code = process.wait(timeout=20)
+    log = log_path.read_text()
+    assert code == -signal.SIGTERM, log
+    assert "Traceback" not in log, log
+
+
+def encoded(image, fmt="PNG", **options):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def garment():
+    array = np.full((120, 80, 3), 255, np.uint8)
+    array[20:100, 15:40] = (30, 30, 30)
+    array[20:45, 40:70] = (90, 40, 20)
+    return Image.fromarray(array)
+
+
+def noise(side=64):
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8))
+
+
+def bomb(width, height):
+    """A tiny valid PNG whose header claims width x height (CRC fixed)."""
+    raw = bytearray(encoded(Image.new("L", (1, 1))))
+    raw[16:24] = struct.pack(">II", width, height)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    return bytes(raw)

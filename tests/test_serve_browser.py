@@ -1,0 +1,90 @@
+"""The page at / in a real browser: Debian's chromium, headless, driven by Selenium through chromium-driver."""
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist import checkpoint, predict
+from fmnist.data import CLASS_NAMES
+from serve_helpers import product_photo
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Without these chromium waits on the network (updates, sync, QUIC probes) that this machine does not have.
+QUIET = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1100,900",
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}); make test installs them",
+    ),
+]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in (*QUIET, f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    images, _ = serve_items
+    photo = tmp_path / "my coat.png"
+    product_photo(images[0]).save(photo)
+    seen = predict.to_fashion_mnist(predict.load_image(photo))
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 20)
+    wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+    model = Select(browser.find_element(By.ID, "model"))
+    assert model.first_selected_option.get_attribute("value") == httpx.get(server.url + "/models").json()["default"]
+    model.select_by_value("cnn")
+    browser.find_element(By.ID, "files").send_keys(str(photo))
+
+    card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
+    probs = predict.probabilities(checkpoint.load(serve_run / "cnn")[0], seen[None])[0]
+    assert card.find_element(By.CSS_SELECTOR, ".class-name").text == CLASS_NAMES[int(np.argmax(probs))]
+    assert card.find_element(By.CSS_SELECTOR, ".model-used").text == "cnn"
+    assert card.find_element(By.CSS_SELECTOR, ".file").text == "my coat.png"
+    assert len(card.find_elements(By.CSS_SELECTOR, ".bars li")) == 3
+    preview = card.find_element(By.CSS_SELECTOR, "img.preview")
+    wait.until(lambda _: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", preview))
+    assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", preview) == [28, 28]
+    source = preview.get_attribute("src").removeprefix("data:image/png;base64,")
+    (tmp_path / "preview.png").write_bytes(base64.b64decode(source))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "preview.png")), seen)
+
+    browser.find_element(By.ID, "files").send_keys(str(Path(__file__)))  # not an image: an error card, no crash
+    wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, ".result.error"))
+    assert "not an image file" in browser.find_element(By.CSS_SELECTOR, ".result.error").text
+    browser.save_screenshot(str(tmp_path / "serve.png"))
+    assert (tmp_path / "serve.png").stat().st_size > 10_000
+    if shot := os.environ.get("FMNIST_SCREENSHOT"):  # where to keep a copy, e.g. docs/serve.png for the README
+        shutil.copy(tmp_path / "serve.png", shot)
