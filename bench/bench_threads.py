@@ -13,19 +13,20 @@ re-measured every couple of seconds while training; `OMP_NUM_THREADS` or an expl
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
 POLICIES = {
     # name: (environment, thread rule)
-    "2 threads": ({}, "all"),
-    "1 thread": ({}, "one"),
-    "2 threads, PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, "all"),
-    "2 threads, spin 10k": ({"GOMP_SPINCOUNT": "10000"}, "all"),
-    "free cores at start": ({}, "free"),
-    "free cores, re-checked": ({}, "recheck"),
-    "free cores, re-checked, PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, "recheck"),
+    "all-cores": ({}, "all"),  # torch's default: one thread per core
+    "one-thread": ({}, "one"),
+    "all-cores-passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "all"),
+    "all-cores-spin10k": ({"GOMP_SPINCOUNT": "10000"}, "all"),
+    "free-at-start": ({}, "free"),
+    "free-cores": ({}, "recheck"),  # the proposal: free cores at start, re-checked every 2 s
+    "free-cores-passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "recheck"),
 }
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 
@@ -86,18 +87,19 @@ def worker(rule, seconds, recheck_seconds=2.0):
     recipe = Recipe()
     torch.manual_seed(0)
     x, y = torch.randn(4096, 1, 28, 28), torch.randint(0, 10, (4096,))
-    net = build(recipe, x)
+    memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    net = build(recipe, x).to(memory_format=memory)
     optimizer = make_optimizer(net, recipe)
     batch, used, images = recipe.batch_size, [threads], 0
 
     def step(i):
         start = (i * batch) % (len(x) - batch)
-        loss = F.cross_entropy(net(x[start : start + batch]), y[start : start + batch])
+        loss = F.cross_entropy(net(x[start : start + batch].contiguous(memory_format=memory)), y[start : start + batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    for i in range(4):
+    for i in range(8):
         step(i)
     start = last_check = time.perf_counter()
     i = 0
@@ -137,6 +139,11 @@ def run_policy(name, seconds, busy):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def median_run(runs):
+    speeds = [r["images_per_s"] for r in runs]
+    return {"images_per_s": statistics.median(speeds), "all": [round(v) for v in speeds], "threads": runs[0]["threads"]}
+
+
 def cpu_model():
     with open("/proc/cpuinfo") as f:
         return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
@@ -145,6 +152,7 @@ def cpu_model():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per policy and condition")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per policy and condition (median)")
     parser.add_argument("--policies", help="comma-separated subset of: " + ", ".join(POLICIES))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out")
@@ -153,10 +161,14 @@ def main():
         worker(args.worker, args.seconds)
         return
     names = args.policies.split(",") if args.policies else list(POLICIES)
-    results = {}
-    for name in names:
-        results[name] = {cond: run_policy(name, args.seconds, cond == "busy") for cond in ("idle", "busy")}
-    single_idle = results.get("1 thread", {}).get("idle", {}).get("images_per_s")
+    # Repeats interleave the policies so that a drift in the machine's speed affects them all alike.
+    runs = {name: {"idle": [], "busy": []} for name in names}
+    for _ in range(args.repeats):
+        for name in names:
+            for condition in ("idle", "busy"):
+                runs[name][condition].append(run_policy(name, args.seconds, condition == "busy"))
+    results = {name: {c: median_run(r) for c, r in conditions.items()} for name, conditions in runs.items()}
+    single_idle = results.get("one-thread", {}).get("idle", {}).get("images_per_s")
     print(f"{'policy':34} {'idle img/s':>11} {'busy img/s':>11} {'busy/1-thread idle':>19}  threads (busy)")
     for name, r in results.items():
         ratio = f"{r['busy']['images_per_s'] / single_idle:.2f}" if single_idle else "-"
@@ -170,6 +182,7 @@ def main():
         "cores": len(os.sched_getaffinity(0)),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": args.seconds,
+        "repeats": args.repeats,
         "results": results,
     }
     print(json.dumps(report))
