@@ -319,8 +319,10 @@ def train(recipe, splits, seed, *, x_test=None, y_test=None, eval_every_epoch=Fa
     result = {"seed": seed, "epochs_done": epoch, "steps": step, "complete": step >= total}
     eval_start = time.perf_counter()
     result["val"] = accuracy(tta_logits(net, x_val, recipe, fill), y_val)
-    result["val_plain"] = rows[-1].get("val")
     tta_seconds = time.perf_counter() - eval_start
+    result["val_plain"] = rows[-1].get("val")
+    result["val_flip_only"] = accuracy(tta_logits(net, x_val, dataclasses.replace(recipe, tta=1), fill), y_val)
+    result["inference_images_per_s"] = round(len(x_val) / tta_seconds)
     if x_test is not None:
         result["test"] = accuracy(tta_logits(net, x_test, recipe, fill), y_test)
         result["test_plain"] = rows[-1].get("test")
