@@ -6,7 +6,8 @@
 
 Standalone on purpose: the package's training loop is being restructured, so this file carries its own network
 and loop, to be ported. Recipe, in airbench's spirit (KellerJordan/airbench), on 28x28 grey images:
-a frozen patch-whitening 2x2 convolution, three conv groups (conv, max-pool, BN, GELU, conv, BN, GELU) with
+a frozen patch-whitening 2x2 convolution at stride 2 (a whitened space-to-depth: 14x14 maps from the
+start, the cheapest input stage on a CPU), three conv groups (conv, max-pool, BN, GELU, conv, BN, GELU) with
 dirac-initialised convolutions and batch norms that train only their biases (at a higher learning rate), a
 max-pool + linear head, SGD-Nesterov with a triangular schedule, label smoothing, alternating flips and 1 px
 translations, a lookahead average of the weights, and flip + translation test-time augmentation.
