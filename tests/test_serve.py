@@ -19,6 +19,8 @@ from fmnist.cli import main
 from fmnist.data import CLASS_NAMES
 from serve_helpers import SERVE_MODELS, bomb, encoded, garment, noise, product_photo, running_server
 
+pytestmark = pytest.mark.slow  # a real server on a freshly trained run: make test-fast leaves it out
+
 MAX_BODY = 20_000_000  # the server's limits (fmnist.serve), written out: a test of them must not borrow them
 MAX_FILES = 16
 
@@ -196,7 +198,6 @@ def test_uploads_never_touch_disk(server):
 # -- concurrency -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_eight_clients_fifty_requests_each_all_right(server, serve_items, models):
     images, _ = serve_items
     photos = [encoded(product_photo(images[i], factor=4), "JPEG", quality=90) for i in range(40)]
