@@ -41,9 +41,11 @@ class ScratchClassifier:
         train = (data.normalise_flat(splits.x_train, self.mean, self.std), splits.y_train)
         val = (data.normalise_flat(splits.x_val, self.mean, self.std), splits.y_val)
         fill = (0.0 - self.mean) / self.std  # a blank pixel, standardised
-        return self.fit_features(train, val, seed=seed, progress=progress, resumer=resumer, fill=fill)
+        return self.fit_features(
+            train, val, seed=seed, progress=progress, resumer=resumer, fill=fill, on_epoch=on_epoch
+        )
 
-    def fit_features(self, train, val, *, seed, progress=True, resumer=None, fill=None):
+    def fit_features(self, train, val, *, seed, progress=True, resumer=None, fill=None, on_epoch=None):
         """Train on float features train = (x (N, D), int labels (N,)); validate on val = ((M, D), (M,)).
 
         Features are used as given (no standardisation). `seed` fixes the initialisation ([seed, 0]), the
@@ -62,7 +64,7 @@ class ScratchClassifier:
         )
         config = loop.LoopConfig.from_hparams(NAME, hp, progress=progress)
         try:
-            history = loop.fit(backend, train, val, config, resumer)
+            history = loop.fit(backend, train, val, config, resumer, on_epoch)
         except Diverged as exc:
             self.best_epoch = exc.best_epoch
             raise
