@@ -69,6 +69,7 @@ def test_a_compare_stopped_in_its_third_model_resumes_without_retraining_the_fir
     pipeline.compare(names, setup, tmp_path / "whole", overrides)
 
     out = tmp_path / "stopped"
+    StopThirdModel.made = 0
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pipeline, "Resumer", StopThirdModel)
         with pytest.raises(Interrupted):

@@ -53,7 +53,9 @@ def cmd_train(args, spec):
     try:
         record = parallel.start()
         return _train(args, spec, record)
-    except (RuntimeError, dist.DistError) as exc:  # a lost peer surfaces as a gloo error in any collective
+    except RuntimeError as exc:  # a lost peer surfaces as a gloo error in whichever collective comes next
+        if not isinstance(exc, dist.DistError) and "gloo" not in str(exc).lower():
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"rank {parallel.rank()}: lost contact with the other processes ({first[:200]})") from exc
     finally:

@@ -152,7 +152,7 @@ def run(task, url, name, trials):
 
 
 def _say(study, trial):
-    value = "pruned" if trial.state == TrialState.PRUNED else f"validation accuracy {trial.value:.4f}"
+    value = f"validation accuracy {trial.value:.4f}" if trial.state == TrialState.COMPLETE else trial.state.name.lower()
     print(f"trial {trial.number}: {value}  {trial.params}", flush=True)
 
 
