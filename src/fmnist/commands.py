@@ -195,6 +195,8 @@ def compare_plan(args):
         "epochs": args.epochs,
         "data": data.load(args.data_dir, args.allow_unverified).provenance(),
     }
+    for name in plan["models"]:  # every value checked before anything is written
+        registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
     return plan, args.out or "runs/compare"
 
 
