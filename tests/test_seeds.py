@@ -85,6 +85,7 @@ def test_a_compare_stopped_in_its_third_model_resumes_without_retraining_the_fir
     assert without_timings(records[0]) == without_timings(records[1])
 
 
+@pytest.mark.slow
 def test_compare_over_seeds_keeps_each_seed_and_reports_mean_and_spread(tmp_path, capsys):
     out = tmp_path / "study"
     argv = ["compare", "--models", "linear,mlp", "--seeds", "0,1", "--subset", "200", "--epochs", "1"]
