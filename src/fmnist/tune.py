@@ -49,7 +49,9 @@ def storage(url):
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     try:
         # The heartbeat marks a trial whose worker died as failed, so it never holds a place in the study.
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120)
     except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable server are many
         raise UserError(f"--storage {url}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
 
