@@ -94,3 +94,18 @@ def test_two_workers_share_one_sqlite_study_and_the_best_command_reproduces_its_
     assert train.wait(timeout=120) == 0, train.stderr.read()
     metrics = json.loads((tmp_path / "best" / "metrics.json").read_text())
     assert metrics["val_accuracy"] == study.best_value
+
+
+class PruneAfterFirstEpoch(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_a_pruned_trial_stops_after_the_epoch_it_reported_and_keeps_no_weights(splits, dataset, tmp_path):
+    task = tune.Task("linear", Setup(tune.without_test(splits.subset(300, 100, 100)), dataset), 3, tmp_path)
+    study = optuna.create_study(direction="maximize", pruner=PruneAfterFirstEpoch())
+    study.optimize(lambda trial: tune.objective(task, trial), n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
+    assert sorted(p.name for p in (tmp_path / "trial-0").iterdir()) == ["config.json", "history.csv"]
+    assert len((tmp_path / "trial-0" / "history.csv").read_text().splitlines()) == 2  # the header and epoch 1
