@@ -1,6 +1,10 @@
 """fmnist compare --seeds (mean ± sd per model) and --resume (skip what finished, continue what stopped)."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -115,3 +119,30 @@ def test_a_stopped_compare_cannot_be_overwritten_by_a_new_one(tmp_path, capsys):
     assert main(["compare", "--models", "linear", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"continue it with --resume {tmp_path}" in err[0]
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_third_model_then_compare_resume_equals_an_uninterrupted_compare(tmp_path):
+    argv = ["compare", "--models", "linear,mlp,scratch-mlp", "--subset", "12000", "--epochs", "6", "--no-progress"]
+    whole = subprocess.run([sys.executable, "-m", "fmnist", *argv, "--out", str(tmp_path / "whole")], timeout=200)
+    assert whole.returncode == 0
+    out = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fmnist", *argv, "--out", str(out)], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "scratch-mlp" / resume.STATE_FILE).exists():  # the third model's first epoch is done
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.002)
+    process.send_signal(signal.SIGSTOP)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGCONT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert f"continue with: fmnist compare --resume {out}" in err.strip().splitlines()[-1]
+    finished = {p: p.stat().st_mtime_ns for name in ("linear", "mlp") for p in (out / name).rglob("*")}
+
+    assert main(["compare", "--resume", str(out), "--no-progress"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    records = [json.loads((d / "compare.json").read_text()) for d in (out, tmp_path / "whole")]
+    assert without_timings(records[0]) == without_timings(records[1])
