@@ -69,7 +69,8 @@ def run_scratch(splits, x, y, hp, seed):
     model = ScratchClassifier(**hp)
     # fit_features on the prepared pixels that torch and scikit-learn get too; fit(splits) would standardise anew.
     train, val = (x["train"], y["train"]), (x["val"], y["val"])
-    history = model.fit_features(train, val, seed=seed, progress=False, fill=blank_pixel(splits))
+    model.mean, model.std = splits.mean, splits.std  # the scale of the prepared pixels, for augmentation
+    history = model.fit_features(train, val, seed=seed, progress=False)
     test_acc = float(np.mean(model.logits_from_arrays(x["test"]).argmax(axis=1) == y["test"]))
     return history, test_acc
 

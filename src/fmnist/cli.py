@@ -119,11 +119,33 @@ def add_training_commands(subparsers):
 
     every = ",".join(REGISTRY)
     comp = subparsers.add_parser("compare", help="train all models on one split, evaluate, write a comparison report")
-    comp.add_argument("--models", default=every, help=f"comma-separated models (default: {every})")
-    comp.add_argument("--out", metavar="DIR", default="runs/compare", help="run directory (default: runs/compare)")
+    comp.add_argument("--models", help=f"comma-separated models (default: {every})")
+    comp.add_argument("--out", metavar="DIR", help="run directory (default: runs/compare)")
     comp.add_argument("--epochs", type=int, help="cap every model at this many epochs (default: each preset's own)")
+    comp.add_argument("--seeds", metavar="S,S,...", help="one compare per seed in OUT/seed-S; report mean ± sd")
+    comp.add_argument("--resume", metavar="OUT", help="continue a stopped compare: skip what finished, resume the rest")
     add_run_options(comp)
     comp.set_defaults(func=commands.cmd_compare)
+    add_tune_command(subparsers)
+
+
+def add_tune_command(subparsers):
+    from fmnist.registry import REGISTRY
+
+    tune = subparsers.add_parser("tune", help="search a model's hyper-parameters with Optuna; workers share a study")
+    tune.add_argument("model", choices=[n for n, s in REGISTRY.items() if any(h.search for h in s.hparams.values())])
+    tune.add_argument("--trials", type=int, required=True, help="finished trials the study should hold (all workers)")
+    tune.add_argument(
+        "--storage",
+        required=True,
+        metavar="URL",
+        help="sqlite:///study.db, or e.g. postgresql://host/db across machines",
+    )
+    tune.add_argument("--study", metavar="NAME", help="study name (default: MODEL-PRESET)")
+    tune.add_argument("--epochs-cap", type=int, metavar="N", help="train each trial at most N epochs")
+    tune.add_argument("--out", metavar="DIR", help="trial folders and tune-report.html (default: runs/tune-STUDY)")
+    add_run_options(tune)
+    tune.set_defaults(func=commands.cmd_tune)
 
 
 def add_result_commands(subparsers):

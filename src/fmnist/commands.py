@@ -3,6 +3,8 @@
 Imports are local to each command so that `fmnist data ...` and `--help` never load torch.
 """
 
+import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,33 +88,46 @@ def resumed(args, spec):
     return hparams, setup
 
 
-def cmd_train(args):
-    from fmnist import pipeline, registry, rundir
+def train_settings(args, spec):
+    """(hparams, setup, run directory) of `fmnist train`: from the flags, or the run's own for --resume."""
     from fmnist.engine import resume
-    from fmnist.report import report
+
+    if args.resume:
+        return *resumed(args, spec), args.resume
+    hparams = spec.resolve(args.preset or "fast", hparam_overrides(args, spec))
+    out = args.out or f"runs/{args.model}-seed{0 if args.seed is None else args.seed}"
+    if (Path(out) / resume.STATE_FILE).exists():
+        raise UserError(f"{out}: holds an interrupted run; continue it with --resume {out}, or choose another --out")
+    return hparams, setup_from(args), out
+
+
+def cmd_train(args):
+    from fmnist import pipeline, registry
+    from fmnist.engine import resume
 
     spec = registry.spec(args.model)
-    if args.resume:
-        hparams, setup = resumed(args, spec)
-        out = args.resume
-    else:
-        hparams = spec.resolve(args.preset or "fast", hparam_overrides(args, spec))
-        out = args.out or f"runs/{args.model}-seed{0 if args.seed is None else args.seed}"
-        if (Path(out) / resume.STATE_FILE).exists():
-            raise UserError(
-                f"{out}: holds an interrupted run; continue it with --resume {out}, or choose another --out"
-            )
-        setup = setup_from(args)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: data-parallel
+        from fmnist import launch
+
+        return launch.cmd_train(args, spec)
+    hparams, setup, out = train_settings(args, spec)
     try:
         _, metrics = pipeline.train_one(
             args.model, hparams, setup, out, resumer=resume.Resumer(out, resume=bool(args.resume))
         )
     except Interrupted as exc:
         raise Interrupted(f"{exc}; continue with: fmnist train {args.model} --resume {out}", exc.signum) from None
+    report_train(args.model, out, setup, metrics)
+
+
+def report_train(model, out, setup, metrics):
+    from fmnist import rundir
+    from fmnist.report import report
+
     rundir.write_test_images(out, setup.splits)
     report_paths = report.build(out)
     print(
-        f"{args.model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
+        f"{model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
         f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"
         f"run written to {out}; report: {report_paths[1]}"
     )
@@ -134,14 +149,85 @@ def evaluation_table(results, split):
     return f"{split} split\n" + table(headers, rows)
 
 
+def compare_plan(args):
+    """--resume OUT: (plan, out) as the compare recorded them (other settings are an error); else from the flags."""
+    from fmnist import data, pipeline, registry, seeds
+
+    if args.resume:
+        given = [
+            f"--{n}" for n in ("models", "seeds", "epochs", "preset", "seed", "subset") if getattr(args, n) is not None
+        ]
+        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+            given.append("--out")
+        if given:
+            raise UserError(
+                f"--resume {args.resume}: continues with the compare's own settings; drop {' '.join(given)}"
+            )
+        return seeds.read_plan(args.resume, data.load(args.data_dir, args.allow_unverified)), args.resume
+    if args.seeds is not None and args.seed is not None:
+        raise UserError("--seed and --seeds: give one of them")
+    plan = {
+        "models": pipeline.parse_models(args.models or ",".join(registry.REGISTRY)),
+        "seeds": None if args.seeds is None else seeds.parse_seeds(args.seeds),
+        "seed": args.seed or 0,
+        "preset": args.preset or "fast",
+        "subset": args.subset,
+        "epochs": args.epochs,
+        "data": data.load(args.data_dir, args.allow_unverified).provenance(),
+    }
+    for name in plan["models"]:  # every value checked before anything is written
+        registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
+    return plan, args.out or "runs/compare"
+
+
 def cmd_compare(args):
-    from fmnist import pipeline, text
+    from fmnist import seeds, text
     from fmnist.report import report
 
-    names = pipeline.parse_models(args.models)
-    results = pipeline.compare(names, setup_from(args), args.out, overrides={"epochs": args.epochs})
-    report_paths = report.build(args.out)
-    print(f"\n{text.comparison(results)}\n\nrun written to {args.out}; report: {report_paths[1]}")
+    plan, out = compare_plan(args)
+    if not args.resume:
+        seeds.write_plan(out, plan)
+
+    def setup_for(seed):
+        recorded = {"seed": seed, "subset": plan["subset"] or 0, "preset": plan["preset"], "threads": args.threads}
+        return setup_from(args, recorded=recorded)
+
+    try:
+        results = seeds.run_compare(plan, out, setup_for, resume=bool(args.resume))
+    except Interrupted as exc:
+        raise Interrupted(f"{exc}; continue with: fmnist compare --resume {out}", exc.signum) from None
+    if plan["seeds"] is not None:
+        header, rows = seeds.seeds_table(results)
+        from fmnist.text import table
+
+        notes = "\n".join(seeds.close_call_lines(seeds.close_calls(results)))
+        md = Path(out) / "report.md"
+        print(f"\n{table(header, rows)}\n{notes}\n\nrun written to {out}; report: {md.with_suffix('.html')}")
+        return
+    report_paths = report.build(out)
+    print(f"\n{text.comparison(results)}\n\nrun written to {out}; report: {report_paths[1]}")
+
+
+def cmd_tune(args):
+    try:
+        from fmnist import tune
+    except ImportError as exc:
+        raise UserError(f"fmnist tune needs Optuna ({exc}); install it with: pip install 'fmnist[tune]'") from None
+    if args.trials < 1:
+        raise UserError(f"--trials {args.trials}: need at least 1")
+    if args.epochs_cap is not None and args.epochs_cap < 1:
+        raise UserError(f"--epochs-cap {args.epochs_cap}: need at least 1 epoch")
+    setup = setup_from(args)
+    setup = dataclasses.replace(setup, splits=tune.without_test(setup.splits), progress=False)
+    name = args.study or f"{args.model}-{setup.preset}"
+    out = Path(args.out or f"runs/tune-{name}")
+    task = tune.Task(args.model, setup, args.epochs_cap, out)
+    study = tune.run(task, args.storage, name, args.trials)
+    top = tune.best(study)
+    _, page = tune.write_report(study, out)
+    done = len(study.get_trials(deepcopy=False, states=tune.FINISHED))
+    print(f"study {name!r}: {done} finished trials; best: trial {top.number}, validation accuracy {top.value:.4f}")
+    print(f"report: {page}\ntrain it with:\n{top.user_attrs['command']}")
 
 
 def cmd_evaluate(args):

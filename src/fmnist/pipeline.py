@@ -16,6 +16,7 @@ from fmnist import checkpoint, metrics, registry, rundir
 from fmnist import data as data_module
 from fmnist.engine import threads as threads_module
 from fmnist.engine.loop import best_epoch
+from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import Diverged, UserError
 from fmnist.files import read_json, write_json
 
@@ -32,11 +33,13 @@ class Setup:
     seed: int = 0
     progress: bool = True
     threads: int | None = None  # torch's intra-op threads (None: torch's own default)
+    distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.engine.parallel)
 
     def record(self):
         """The settings config.json keeps; subset is None for the full split."""
         subset = None if len(self.splits.y_train) == 48_000 else len(self.splits.y_train)
-        return {"preset": self.preset, "seed": self.seed, "subset": subset, "threads": self.threads}
+        extra = {"distributed": self.distributed} if self.distributed else {}
+        return {"preset": self.preset, "seed": self.seed, "subset": subset, "threads": self.threads, **extra}
 
 
 def load_setup(data_dir=None, allow_unverified=False, *, seed=0, subset=None, threads=None, **settings):
@@ -129,10 +132,11 @@ def parse_models(text):
     return [n for n in registry.REGISTRY if n in names]
 
 
-def compare(names, setup, out_dir, overrides=None):
+def compare(names, setup, out_dir, overrides=None, *, resume=False):
     """Train `names` in order on one split, each into out_dir/<name>/, then write compare.json.
 
-    Returns {name: metrics}."""
+    Ctrl-C or SIGTERM stops the model in training with a resumable state. resume: skip the models already
+    finished (their metrics.json exists) and continue the one stopped. Returns {name: metrics}."""
     hparams = {name: registry.spec(name).resolve(setup.preset, overrides) for name in names}  # all checked first
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,13 +146,22 @@ def compare(names, setup, out_dir, overrides=None):
     start = time.perf_counter()
     for name in overall:
         overall.set_postfix_str(name)
-        trained[name], results[name] = train_one(name, hparams[name], setup, out_dir / name, trained=trained)
+        trained[name], results[name] = _compare_one(name, hparams[name], setup, out_dir / name, trained, resume)
     overall.close()
     record = rundir.config_record("compare", {}, setup.record(), setup.dataset)
     summary = {name: {k: v for k, v in m.items() if k not in rundir.SPLITS} for name, m in results.items()}
     record.update(models=names, total_seconds=round(time.perf_counter() - start, 1), results=summary)
     write_json(out_dir / rundir.COMPARE, record)
     return results
+
+
+def _compare_one(name, hparams, setup, model_dir, trained, resume):
+    """One model of a compare: reloaded if a resumed compare finished it already, else trained (or continued)."""
+    if resume and (model_dir / rundir.METRICS).is_file():
+        model, _ = checkpoint.load(model_dir)  # a later model may reuse it (the hybrid reuses the CNN)
+        return model, read_json(model_dir / rundir.METRICS)
+    resumer = Resumer(model_dir, resume=resume and (model_dir / STATE_FILE).is_file())
+    return train_one(name, hparams, setup, model_dir, trained=trained, resumer=resumer)
 
 
 def resume_settings(run_dir, model_name):

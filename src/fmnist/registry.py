@@ -26,7 +26,8 @@ class Hparam:
     """One hyper-parameter: its default (whose type is the value's type), meaning and allowed values.
 
     low / high bound a number, or every entry of a tuple, inclusively; choices lists a string's values;
-    length, if not 0, is the number of entries a tuple must have.
+    length, if not 0, is the number of entries a tuple must have. search, if not empty, is where `fmnist tune`
+    looks: ("log", low, high), ("float", low, high), ("int", low, high) or ("choice", (values...)).
     """
 
     default: object
@@ -35,6 +36,7 @@ class Hparam:
     high: float = math.inf
     choices: tuple = ()
     length: int = 0
+    search: tuple = ()
 
     def problem(self, value):
         """None if `value` is allowed, else why not (for an error message)."""
@@ -122,6 +124,15 @@ class Spec:
     hparams: dict  # name -> Hparam
     presets: dict  # preset name -> {hparam: value}
     reuses: tuple = ()  # names of trained models passed to the constructor as keyword arguments
+    search: dict = dataclasses.field(default_factory=dict)  # hparam -> Hparam.search, for `fmnist tune`
+
+    def __post_init__(self):
+        # Each space lands on its Hparam, next to the default and bounds it must stay within.
+        unknown = sorted(set(self.search) - set(self.hparams))
+        if unknown:
+            raise ValueError(f"{self.name}: search space for {unknown[0]!r}, not a hyper-parameter")
+        hparams = {k: dataclasses.replace(h, search=self.search.get(k, h.search)) for k, h in self.hparams.items()}
+        object.__setattr__(self, "hparams", hparams)
 
     def load_class(self):
         module, cls = self.target.split(":")
@@ -164,6 +175,11 @@ REGISTRY = {
         summary="multinomial logistic regression in torch (784 -> 10)",
         hparams={**loop_hparams(20, 256, 3e-3, 10, 0.25), **torch_hparams("adamw", 1e-4, 0.0)},
         presets={"fast": {}, "best": {}},
+        search={
+            "lr": ("log", 3e-4, 3e-2),
+            "weight_decay": ("log", 1e-6, 1e-2),
+            "batch_size": ("choice", (128, 256, 512)),
+        },
     ),
     "mlp": Spec(
         name="mlp",
@@ -177,6 +193,12 @@ REGISTRY = {
             **torch_augment_hparams(False, 0),
         },
         presets={"fast": {}, "best": {}},
+        search={
+            "lr": ("log", 3e-4, 1e-2),
+            "weight_decay": ("log", 1e-4, 1e-1),
+            "dropout": ("float", 0.0, 0.5),
+            "label_smoothing": ("float", 0.0, 0.2),
+        },
     ),
     "cnn": Spec(
         name="cnn",
@@ -203,6 +225,13 @@ REGISTRY = {
                 "epochs": 48,
             },
         },
+        search={
+            "lr": ("log", 0.01, 0.3),
+            "weight_decay": ("log", 1e-5, 2e-3),
+            "dropout": ("float", 0.0, 0.3),
+            "label_smoothing": ("float", 0.0, 0.2),
+            "feature_dim": ("choice", (64, 128, 256)),
+        },
     ),
     "scratch-mlp": Spec(
         name="scratch-mlp",
@@ -219,6 +248,11 @@ REGISTRY = {
         presets={
             "fast": {"epochs": 15},
             "best": {"epochs": 120, "shift": 1, "shift_prob": 0.5, "patience": 120},
+        },
+        search={
+            "lr": ("log", 1e-4, 1e-2),
+            "weight_decay": ("log", 1e-6, 1e-2),
+            "batch_size": ("choice", (64, 128, 256)),
         },
     ),
     "hybrid": Spec(

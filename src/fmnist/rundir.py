@@ -242,6 +242,13 @@ def _load_test_images(path, models, rerun):
     return images
 
 
+def _is_seeds_study(folder):
+    if not (folder / COMPARE).is_file():
+        return False
+    record = read_json(folder / COMPARE)
+    return isinstance(record, dict) and isinstance(record.get("seeds"), list)
+
+
 def load_run(run_dir):
     """Read and check a run directory (single-model or compare); raise UserError naming whatever is missing."""
     folder = Path(run_dir)
@@ -257,6 +264,10 @@ def load_run(run_dir):
     started_compare = (folder / TEST_IMAGES).exists() or any((e / CONFIG).exists() for e in entries)
     if (folder / COMPARE).exists() or (started_compare and not single):
         rerun = "rerun `fmnist compare`"
+        if _is_seeds_study(folder):
+            raise UserError(
+                f"{folder}: a compare over seeds; its report.md sums them up, seed-N/ holds each seed's run"
+            )
         compare = _read_json(folder / COMPARE, COMPARE_KEYS, rerun)
         names = compare["models"]
         if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):

@@ -74,7 +74,8 @@ def fit(backend, train, val, config, resumer=None, on_epoch=None):
 
     The backend ends with its best-on-validation weights. resumer: a `fmnist.engine.resume.Resumer` (or None):
     its saved state, if any, is continued; the state is saved after every epoch, and training stops at the
-    first batch boundary after a stop request. on_epoch(epoch): called after each epoch, outside the timed part.
+    first batch boundary after a stop request. on_epoch(row): called with the epoch's history row after each
+    epoch that training continues past, outside the timed part (it may raise to end training, e.g. pruning).
     Raises Diverged on a non-finite loss, after loading the best weights so far.
     """
     if len(train[0]) == 0 or len(val[0]) == 0:
@@ -98,7 +99,7 @@ def fit(backend, train, val, config, resumer=None, on_epoch=None):
             if _end_epoch(backend, val, config, loop, bar):
                 break
             if on_epoch is not None:
-                on_epoch(loop["epoch"])
+                on_epoch(loop["history"][-1])
             loop |= {"epoch": loop["epoch"] + 1, "step": 0, "order": None, "loss_sum": 0.0, "correct": 0, "seen": 0}
             loop["epoch_seconds"] = 0.0
             if resumer is not None and loop["epoch"] <= config.epochs:

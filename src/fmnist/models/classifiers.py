@@ -54,7 +54,7 @@ class TorchClassifier:
     def fit(self, splits, *, seed, progress=True, resumer=None, on_epoch=None):
         """Train on splits.x_train, validate on splits.x_val every epoch; returns the per-epoch history.
 
-        resumer and on_epoch(epoch): see `fmnist.engine.loop.fit`.
+        resumer and on_epoch(row): see `fmnist.engine.loop.fit`.
         """
         self.mean, self.std = float(splits.mean), float(splits.std)
         train = (to_tensor(splits.x_train, self.mean, self.std), torch.from_numpy(splits.y_train))
@@ -64,9 +64,13 @@ class TorchClassifier:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = self._placed(self.build_module())
-            backend = TorchBackend(
-                self.module, self.hparams, seed=seed, fill=-self.mean / self.std, channels_last=self.channels_last
-            )
+            backend_args = {"seed": seed, "fill": -self.mean / self.std, "channels_last": self.channels_last}
+            if torch.distributed.is_initialized():  # launched by torchrun: this rank's share of every batch
+                from fmnist.engine import parallel
+
+                backend, resumer = parallel.wrap(self.module, self.hparams, resumer, **backend_args)
+            else:
+                backend = TorchBackend(self.module, self.hparams, **backend_args)
             return loop.fit(backend, train, val, config, resumer, on_epoch)
 
     def restore(self, module_state, splits):

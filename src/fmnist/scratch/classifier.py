@@ -40,15 +40,14 @@ class ScratchClassifier:
         self.mean, self.std = float(splits.mean), float(splits.std)
         train = (data.normalise_flat(splits.x_train, self.mean, self.std), splits.y_train)
         val = (data.normalise_flat(splits.x_val, self.mean, self.std), splits.y_val)
-        fill = (0.0 - self.mean) / self.std  # a blank pixel, standardised
-        return self.fit_features(train, val, seed=seed, progress=progress, resumer=resumer, fill=fill)
+        return self.fit_features(train, val, seed=seed, progress=progress, resumer=resumer, on_epoch=on_epoch)
 
-    def fit_features(self, train, val, *, seed, progress=True, resumer=None, fill=None):
+    def fit_features(self, train, val, *, seed, progress=True, resumer=None, on_epoch=None):
         """Train on float features train = (x (N, D), int labels (N,)); validate on val = ((M, D), (M,)).
 
         Features are used as given (no standardisation). `seed` fixes the initialisation ([seed, 0]), the
         shuffle and the augmentation. Augmentation (the flip and shift hyper-parameters) needs images,
-        x (N, 784), and `fill`, the value of a blank pixel in their scale. Returns the loop's history; the
+        x (N, 784), standardised with the model's `mean` and `std` (which `fit` sets). Returns the loop's history; the
         model ends with the weights of the best validation accuracy.
         """
         train, val = _as_features(*train, "training"), _as_features(*val, "validation")
@@ -58,23 +57,24 @@ class ScratchClassifier:
         self.mlp = MLP([train[0].shape[1], *hp["hidden"], data.NUM_CLASSES], rng=np.random.default_rng([seed, 0]))
         optimizer = make_optimizer(hp["optimizer"], self.mlp.params, hp["lr"], hp["momentum"])
         backend = NumpyBackend(
-            self.mlp, optimizer, weight_decay=hp["weight_decay"], seed=seed, augment=self._augmenter(train, fill)
+            self.mlp, optimizer, weight_decay=hp["weight_decay"], seed=seed, augment=self._augmenter(train)
         )
         config = loop.LoopConfig.from_hparams(NAME, hp, progress=progress)
         try:
-            history = loop.fit(backend, train, val, config, resumer)
+            history = loop.fit(backend, train, val, config, resumer, on_epoch)
         except Diverged as exc:
             self.best_epoch = exc.best_epoch
             raise
         self.best_epoch = loop.best_epoch(history)
         return history
 
-    def _augmenter(self, train, fill):
+    def _augmenter(self, train):
         hp = self.hparams
         if not (hp["flip"] or hp["shift"]):
             return None
-        if train[0].shape[1] != augment.SIDE**2 or fill is None:
+        if train[0].shape[1] != augment.SIDE**2 or self.mean is None:
             raise ValueError(f"{NAME} flip/shift: augment images only, not feature arrays")
+        fill = (0.0 - self.mean) / self.std  # a blank pixel, standardised
         return lambda x, rng: augment.augment(
             x, flip=hp["flip"], shift=hp["shift"], fill=fill, rng=rng, shift_prob=hp["shift_prob"]
         )

@@ -1,0 +1,150 @@
+"""Data-parallel training of the torch models under torchrun: DistributedDataParallel over gloo (CPU).
+
+Every rank draws the same batch order and the same augmentation from its identically seeded generator, takes
+its share of each global batch, and DDP averages the gradients: with a global batch divisible by the number of
+processes, the updates are those of the single-process run (batch norm aside: its batch statistics are each
+process's own, as CPU has no SyncBatchNorm). One all-reduce per step also sums the loss, the right answers and
+the stop requests, so that every rank sees the same history, the same divergence and stops at the same batch.
+Rank 0 alone validates (the logits are broadcast, so every rank makes the same best-weights and patience
+decision), reads and writes files and shows progress; a resumed state is read by rank 0 and broadcast.
+"""
+
+import datetime
+import math
+import os
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from fmnist.data import NUM_CLASSES
+from fmnist.engine import resume
+from fmnist.errors import Interrupted, UserError
+from fmnist.models.torch_backend import TorchBackend
+
+TIMEOUT = datetime.timedelta(seconds=40)  # a lost peer is an error well within a minute
+
+
+def launched():
+    """True under torchrun (or any launcher that sets WORLD_SIZE) with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def start():
+    """Join the process group torchrun describes; returns what config.json records about it."""
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=TIMEOUT)
+    return {"processes": dist.get_world_size(), "backend": dist.get_backend(), "nodes": _nodes()}
+
+
+def _nodes():
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+    return max(1, dist.get_world_size() // local)
+
+
+def restarted():
+    """True when torchrun restarted the workers after a failure (--max-restarts): they continue the run."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
+def threads_per_rank():
+    """The cores of this machine shared among its ranks (torchrun's OMP_NUM_THREADS, if given, wins)."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, (os.cpu_count() or 1) // local)
+
+
+def stop():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DistributedBackend(TorchBackend):
+    """TorchBackend whose steps run on this rank's share of each global batch, its module wrapped in DDP."""
+
+    def __init__(self, module, hparams, *, seed, fill, channels_last=False):
+        super().__init__(module, hparams, seed=seed, fill=fill, channels_last=channels_last)
+        self.ddp = torch.nn.parallel.DistributedDataParallel(module)
+        self.world, self.rank = dist.get_world_size(), dist.get_rank()
+        self.listener = None  # this process's signal listener (a Resumer), polled once per step
+        self.stop_agreed = False
+
+    def train_step(self, x, y, lr):
+        self.module.train()
+        if any(self.augment.values()):  # the whole global batch, as one process would: the generators stay equal
+            from fmnist.models.augment import augment_batch
+
+            x = augment_batch(x, **self.augment, fill=self.fill, generator=self.generator)
+        share = len(x) // self.world
+        x, y = x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
+        x = x.contiguous(memory_format=self.memory_format)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        logits = self.ddp(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        with torch.no_grad():
+            plain = F.cross_entropy(logits, y) if self.label_smoothing else loss
+            wants_stop = float(self.listener is not None and self.listener.stop_requested)
+            totals = torch.stack(
+                [loss.detach(), plain, (logits.argmax(1) == y).sum().float(), torch.tensor(wants_stop)]
+            )
+        dist.all_reduce(totals)
+        objective, plain, correct, stops = totals.tolist()
+        self.stop_agreed = stops > 0
+        if not math.isfinite(objective):  # every rank sees the same sum: all skip the update together
+            return objective, objective, 0
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return objective / self.world, plain / self.world, int(correct)
+
+    def logits(self, x):
+        """Computed by rank 0 alone, then broadcast: one validation, one decision."""
+        out = torch.from_numpy(super().logits(x)).contiguous() if self.rank == 0 else torch.empty(len(x), NUM_CLASSES)
+        dist.broadcast(out, src=0)
+        return out.numpy()
+
+
+class RankResumer:
+    """The Resumer interface for one rank: rank 0's state broadcast to all, the stop decision agreed, files on
+    rank 0 only. `local` is this process's Resumer (rank 0's reads and writes; the others' only listen)."""
+
+    def __init__(self, local, backend):
+        self.local, self.backend = local, backend
+        backend.listener = local
+        saved = [local.saved if backend.rank == 0 and local is not None else None]
+        dist.broadcast_object_list(saved, src=0)
+        self.saved = saved[0]
+
+    @property
+    def stop_requested(self):
+        return self.backend.stop_agreed
+
+    def save(self, state):
+        if self.backend.rank == 0 and self.local is not None:
+            self.local.save(state)
+
+    def stop(self, state, where):
+        if self.backend.rank == 0 and self.local is not None:
+            self.local.stop(state, where)
+        raise Interrupted(f"stopped at {where} with rank 0", getattr(self.local, "signum", None) or 15)
+
+    def restore(self, restore_state):
+        try:
+            restored = restore_state(self.saved)
+            resume.set_rng_states(self.saved["rng"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise UserError(f"rank 0's saved state does not fit this model and settings ({exc!r})") from exc
+        return restored
+
+
+def wrap(module, hparams, resumer, **backend_args):
+    """(backend, resumer) for training `module` on this rank, with the threads this rank may use."""
+    torch.set_num_threads(threads_per_rank())
+    backend = DistributedBackend(module, hparams, **backend_args)
+    return backend, RankResumer(resumer, backend)

@@ -1,0 +1,228 @@
+"""fmnist tune: Optuna's TPE sampler over a model's search space (the registry's), in a study many workers share.
+
+The objective is the validation accuracy of a trial's best epoch, the figure `fmnist train` records as
+val_accuracy. Trials get the splits with the test set taken out, so no trial can look at it; the study's user
+attributes say so. A median pruner stops a trial whose validation accuracy, reported after each epoch, falls
+below the median of the earlier trials at that epoch. A trial leaves OUT/trial-N/ with config.json and
+history.csv only: no weights, no predictions. Workers on one or many machines given the same storage URL
+(an SQLite file locally, a database server across machines) work on one study; --trials counts all of them.
+"""
+
+import dataclasses
+import shlex
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from fmnist import registry, rundir
+from fmnist.errors import Diverged, UserError
+from fmnist.files import write_json, write_text
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+OBJECTIVE = "validation accuracy of the best epoch (the val_accuracy fmnist train records)"
+TEST_SET = "never evaluated: every trial trains and validates on splits without the test set"
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What every trial of a study shares: the model, the data (no test set), the fixed settings."""
+
+    model: str
+    setup: object  # a pipeline.Setup whose splits hold no test images
+    epochs_cap: int | None
+    out: Path
+
+    def settings(self):
+        """The study's user attributes; workers joining a study must bring the same ones."""
+        record = self.setup.record()
+        return {"model": self.model, **record, "epochs_cap": self.epochs_cap, "objective": OBJECTIVE}
+
+
+def without_test(splits):
+    return dataclasses.replace(splits, x_test=splits.x_test[:0], y_test=splits.y_test[:0])
+
+
+def storage(url):
+    """An RDB storage for `url`; SQLite waits for the file lock instead of failing when workers collide."""
+    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    try:
+        # The heartbeat marks a trial whose worker died as failed, so it never holds a place in the study.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120)
+    except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable server are many
+        raise UserError(f"--storage {url}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+
+
+def suggest(trial, spec):
+    """One value per searched hyper-parameter of `spec`, drawn by the trial's sampler."""
+    params = {}
+    for name, hparam in spec.hparams.items():
+        if not hparam.search:
+            continue
+        kind, *bounds = hparam.search
+        if kind in ("log", "float"):
+            params[name] = trial.suggest_float(name, bounds[0], bounds[1], log=kind == "log")
+        elif kind == "int":
+            params[name] = trial.suggest_int(name, bounds[0], bounds[1])
+        else:
+            params[name] = trial.suggest_categorical(name, list(bounds[0]))
+    return params
+
+
+def trial_hparams(task, params):
+    spec = registry.spec(task.model)
+    hparams = spec.resolve(task.setup.preset, params)
+    if task.epochs_cap:
+        hparams = spec.complete({**hparams, "epochs": min(hparams["epochs"], task.epochs_cap)})
+    return hparams
+
+
+def train_command(task, params, hparams):
+    """The `fmnist train` command that trains the trial's model again."""
+    words = ["fmnist", "train", task.model]
+    for name in params:
+        value = hparams[name]
+        words += [f"--{name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
+    record = task.setup.record()
+    words += ["--epochs", str(hparams["epochs"]), "--preset", record["preset"], "--seed", str(record["seed"])]
+    return shlex.join(words + (["--subset", str(record["subset"])] if record["subset"] else []))
+
+
+def objective(task, trial):
+    """Train one trial; return its best validation accuracy. Pruned (or diverged) trials raise TrialPruned."""
+    spec = registry.spec(task.model)
+    params = suggest(trial, spec)
+    hparams = trial_hparams(task, params)
+    trial.set_user_attr("command", train_command(task, params, hparams))
+    folder = task.out / f"trial-{trial.number}"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(
+        folder / rundir.CONFIG, rundir.config_record(task.model, hparams, task.setup.record(), task.setup.dataset)
+    )
+    rows = []
+
+    def report(row):
+        rows.append(row)
+        trial.report(row["val_accuracy"], row["epoch"])
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {row['epoch']}: validation accuracy {row['val_accuracy']:.4f}")
+
+    try:
+        history = spec.load_class()(**hparams).fit(
+            task.setup.splits, seed=task.setup.seed, progress=False, on_epoch=report
+        )
+    except Diverged as exc:
+        raise optuna.TrialPruned(f"diverged: {exc}") from None
+    finally:
+        rundir.write_history(folder, rows)
+    rundir.write_history(folder, history)
+    return max(row["val_accuracy"] for row in history)
+
+
+def open_study(task, url, name):
+    """Create the study, or join it; a study tuning something else is a one-line error."""
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage(url),
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(),  # unseeded: workers must not all draw the same first trials
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
+        load_if_exists=True,
+    )
+    wanted = task.settings()
+    for key, value in wanted.items():
+        found = study.user_attrs.get(key, value)
+        if found != value:
+            raise UserError(f"study {name!r} in {url}: has {key} {found!r}, this tune {value!r}; use another --study")
+    if study.user_attrs.get("test_set") != TEST_SET:
+        for key, value in {**wanted, "test_set": TEST_SET}.items():
+            study.set_user_attr(key, value)
+    return study
+
+
+def run(task, url, name, trials):
+    """Work on study `name` until it holds `trials` finished trials (this worker's and the others')."""
+    study = open_study(task, url, name)
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if finished < trials:
+        stop = optuna.study.MaxTrialsCallback(trials, states=FINISHED)
+        study.optimize(lambda t: objective(task, t), n_trials=trials - finished, callbacks=[stop, _say])
+    return study
+
+
+def _say(study, trial):
+    value = f"validation accuracy {trial.value:.4f}" if trial.state == TrialState.COMPLETE else trial.state.name.lower()
+    print(f"trial {trial.number}: {value}  {trial.params}", flush=True)
+
+
+def best(study):
+    """The best complete trial, or a one-line error if there is none yet."""
+    try:
+        return study.best_trial
+    except ValueError:
+        raise UserError(f"study {study.study_name!r}: no trial has completed yet") from None
+
+
+def summary_figures(study):
+    """(optimisation history, parameter importances or None) as matplotlib figures."""
+    from optuna.visualization import matplotlib as ovm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        history = ovm.plot_optimization_history(study).figure
+        try:
+            importance = ovm.plot_param_importances(study).figure
+        except (ValueError, RuntimeError):  # fewer than two complete trials, or a single value per parameter
+            importance = None
+    return history, importance
+
+
+def _cell(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def trials_table(study):
+    """(header, rows): every trial with its state, value, epochs trained and parameters."""
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({name for t in trials for name in t.params})
+    header = ["trial", "state", "val accuracy", "epochs", *names]
+    rows = [
+        [t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}", len(t.intermediate_values)]
+        + [_cell(t.params.get(name, "")) for name in names]
+        for t in trials
+    ]
+    return header, rows
+
+
+def write_report(study, out):
+    """OUT/tune-report.md and .html: the best trial's command, the history and importance plots, all trials."""
+    from fmnist.report import plots
+    from fmnist.report.report import to_html, to_markdown
+
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    images = []
+    captions = ("best validation accuracy so far, trial by trial", "how much each hyper-parameter mattered (fANOVA)")
+    for figure, stem, caption in zip(
+        summary_figures(study), ("tune-history", "tune-importance"), captions, strict=True
+    ):
+        if figure is not None:
+            plots.save(figure, out / "plots" / f"{stem}.png")
+            images.append(("image", out / "plots" / f"{stem}.png", caption))
+    top, attrs = best(study), study.user_attrs
+    text = (
+        f"Study {study.study_name!r}: {attrs.get('model')} ({attrs.get('preset')} preset, seed {attrs.get('seed')}, "
+        f"subset {attrs.get('subset') or 'none'}, epochs capped at {attrs.get('epochs_cap') or 'the preset'}). "
+        f"Objective: {attrs.get('objective')}. Test set: {attrs.get('test_set')}. "
+        f"Best: trial {top.number}, validation accuracy {top.value:.4f}; train it again with:"
+    )
+    header, rows = trials_table(study)
+    blocks = [("h1", f"Tuning study {study.study_name}"), ("p", text), ("pre", top.user_attrs["command"]), *images]
+    blocks += [("h2", "Trials"), ("table", header, rows)]
+    md, page = out / "tune-report.md", out / "tune-report.html"
+    write_text(md, to_markdown(blocks, out))
+    write_text(page, to_html(blocks, f"Tuning study {study.study_name}"))
+    return md, page
