@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from fmnist import commands, pipeline
+from fmnist import pipeline, runargs
 from fmnist.engine import parallel, resume
 from fmnist.errors import Interrupted, UserError
 
@@ -21,9 +21,9 @@ def settings(args, spec):
     out = args.resume or args.out or f"runs/{args.model}-seed{0 if args.seed is None else args.seed}"
     if parallel.restarted() and (Path(out) / resume.STATE_FILE).exists():
         hparams, config = pipeline.resume_settings(out, args.model)
-        setup = commands.setup_from(args, recorded=config)
+        setup = runargs.setup_from(args, recorded=config)
         return hparams, setup, out, config
-    hparams, setup, out = commands.train_settings(args, spec)
+    hparams, setup, out = runargs.train_settings(args, spec)
     config = pipeline.resume_settings(out, args.model)[1] if args.resume else None
     return hparams, setup, out, config
 
@@ -76,5 +76,5 @@ def _train(args, spec, record):
     except Interrupted as exc:
         launch = f"torchrun --nproc-per-node={record['processes']} -m fmnist train {args.model} --resume {out}"
         raise Interrupted(f"{exc}; continue with: {launch}", exc.signum) from None
-    commands.report_train(args.model, out, setup, metrics)
+    runargs.report_train(args.model, out, setup, metrics)
     return 0

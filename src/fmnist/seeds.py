@@ -137,7 +137,7 @@ def close_call_lines(calls):
 
 
 def write_seeds_report(out_dir, record):
-    from fmnist.report.report import to_html, to_markdown
+    from fmnist.report.render import to_html, to_markdown
 
     header, rows = seeds_table(record["results"])
     text = (

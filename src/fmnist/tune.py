@@ -10,6 +10,7 @@ history.csv only: no weights, no predictions. Workers on one or many machines gi
 
 import dataclasses
 import shlex
+import time
 import warnings
 from pathlib import Path
 
@@ -44,16 +45,23 @@ def without_test(splits):
     return dataclasses.replace(splits, x_test=splits.x_test[:0], y_test=splits.y_test[:0])
 
 
-def storage(url):
-    """An RDB storage for `url`; SQLite waits for the file lock instead of failing when workers collide."""
+def storage(url, attempts=5):
+    """An RDB storage for `url`; SQLite waits for the file lock instead of failing when workers collide.
+
+    Workers that start together on a new database race to create its schema; the loser's IntegrityError only
+    means the schema now exists, so opening is tried again (measured: 2 of 4 simultaneous starts hit it)."""
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    try:
-        # The heartbeat marks a trial whose worker died as failed, so it never holds a place in the study.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120)
-    except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable server are many
-        raise UserError(f"--storage {url}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+    for attempt in range(attempts):
+        try:
+            # The heartbeat marks a trial whose worker died as failed, so it never holds a place in the study.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120)
+        except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable server are many
+            if type(exc).__name__ == "IntegrityError" and attempt + 1 < attempts:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise UserError(f"--storage {url}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
 
 
 def suggest(trial, spec):
@@ -200,7 +208,7 @@ def trials_table(study):
 def write_report(study, out):
     """OUT/tune-report.md and .html: the best trial's command, the history and importance plots, all trials."""
     from fmnist.report import plots
-    from fmnist.report.report import to_html, to_markdown
+    from fmnist.report.render import to_html, to_markdown
 
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)

@@ -5,12 +5,8 @@ checksums. Both files are rendered from one list of blocks, so they always say t
 every image as a base64 data URI and opens offline with nothing beside it.
 """
 
-import base64
-import html
 import json
-import re
 import shlex
-from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +15,7 @@ from fmnist.data import CLASS_NAMES
 from fmnist.files import write_text
 from fmnist.metrics import probabilities
 from fmnist.report import plots
+from fmnist.report.render import to_html, to_markdown
 
 PLOTS_DIR = "plots"
 COMPARISON_HEADER = [
@@ -31,18 +28,6 @@ COMPARISON_HEADER = [
     "test log-loss",
     "inference (images/s)",
 ]
-NUMBER = re.compile(r"-?[\d,]+(\.\d+)?( %| s| min)?")  # cells right-aligned in HTML tables
-CSS = """
-body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
-table { border-collapse: collapse; margin: 1rem 0; font-size: 0.92rem; }
-th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-th { background: #f0f0f0; }
-figure { margin: 1rem 0; }
-img { max-width: 100%; height: auto; }
-figcaption { font-size: 0.9rem; color: #555; }
-pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
-"""
 
 
 def _percent(x):
@@ -236,68 +221,6 @@ def blocks_for(run, results, run_plots, model_plots):
     for name, model in run.models.items():
         out += _model_blocks(name, model, results[name]["test"], model_plots[name])
     return out + _reproducibility_blocks(record)
-
-
-def _is_number(cell):
-    return NUMBER.fullmatch(cell) is not None
-
-
-def to_markdown(blocks, root):
-    """Markdown with images linked relative to `root` (the folder report.md is written to)."""
-    lines = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "h3"):
-            lines += ["#" * int(kind[1]) + " " + block[1], ""]
-        elif kind == "p":
-            lines += [block[1], ""]
-        elif kind == "pre":
-            lines += ["```", block[1], "```", ""]
-        elif kind == "table":
-            header, rows = block[1], block[2]
-
-            def cells(row):
-                return "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
-
-            numeric = [bool(rows) and all(_is_number(str(row[i])) for row in rows) for i in range(len(header))]
-            rule = "|" + "|".join("---:" if right else "---" for right in numeric) + "|"
-            lines += [cells(header), rule, *map(cells, rows), ""]
-        elif kind == "image":
-            lines += [f"![{block[2]}]({Path(block[1]).relative_to(root).as_posix()})", ""]
-    return "\n".join(lines)
-
-
-def _html_cell(text):
-    numeric = ' class="num"' if _is_number(text) else ""
-    return f"<td{numeric}>{html.escape(text)}</td>"
-
-
-def to_html(blocks, title):
-    """A complete HTML page; every text is escaped and every image embedded as a data URI."""
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        f'<head><meta charset="utf-8"><title>{esc(title)}</title><style>{CSS}</style></head>',
-        "<body>",
-    ]
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "h3", "p"):
-            parts.append(f"<{kind}>{esc(block[1])}</{kind}>")
-        elif kind == "pre":
-            parts.append(f"<pre>{esc(block[1])}</pre>")
-        elif kind == "table":
-            head = "".join(f"<th>{esc(str(c))}</th>" for c in block[1])
-            body = "".join("<tr>" + "".join(_html_cell(str(c)) for c in row) + "</tr>" for row in block[2])
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif kind == "image":
-            data = base64.b64encode(Path(block[1]).read_bytes()).decode("ascii")
-            caption = esc(block[2])
-            image = f'<img src="data:image/png;base64,{data}" alt="{caption}">'
-            parts.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)
 
 
 def build(run_dir, dpi=plots.DPI):
