@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from fmnist.errors import Diverged, Interrupted, UserError
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
 from fmnist.models.hybrid import HybridClassifier
 from fmnist.scratch.classifier import ScratchClassifier
+from processes import sigterm_once_ready
 
 
 class StopAt(resume.Resumer):
@@ -282,15 +282,7 @@ def test_sigterm_then_resume_on_the_command_line_equals_an_uninterrupted_run(tmp
 
     out = tmp_path / "stopped"
     process = subprocess.Popen([sys.executable, "-m", "fmnist", *args, str(out)], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out / resume.STATE_FILE).exists():  # written at the end of the first epoch
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.002)
-    # Held still while the signal is sent, so that it surely lands before training ends.
-    process.send_signal(signal.SIGSTOP)
-    process.send_signal(signal.SIGTERM)
-    process.send_signal(signal.SIGCONT)
-    _, err = process.communicate(timeout=120)
+    err = sigterm_once_ready(process, out / resume.STATE_FILE)  # written at the end of the first epoch
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and not (out / "metrics.json").exists()
     last = err.strip().splitlines()[-1]

@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from fmnist import pipeline, seeds
 from fmnist.cli import main
 from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
+from processes import sigterm_once_ready
 
 TIMINGS = ("train_seconds", "inference_images_per_s", "total_seconds", "created", "command")
 
@@ -130,14 +130,7 @@ def test_sigterm_in_the_third_model_then_compare_resume_equals_an_uninterrupted_
     process = subprocess.Popen(
         [sys.executable, "-m", "fmnist", *argv, "--out", str(out)], stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 120
-    while not (out / "scratch-mlp" / resume.STATE_FILE).exists():  # the third model's first epoch is done
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.002)
-    process.send_signal(signal.SIGSTOP)
-    process.send_signal(signal.SIGTERM)
-    process.send_signal(signal.SIGCONT)
-    _, err = process.communicate(timeout=120)
+    err = sigterm_once_ready(process, out / "scratch-mlp" / resume.STATE_FILE)  # the third model's first epoch
     assert process.returncode == 128 + signal.SIGTERM, err
     assert f"continue with: fmnist compare --resume {out}" in err.strip().splitlines()[-1]
     finished = {p: p.stat().st_mtime_ns for name in ("linear", "mlp") for p in (out / name).rglob("*")}

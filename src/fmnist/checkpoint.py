@@ -57,6 +57,15 @@ def _read_manifest(run_dir):
     return manifest
 
 
+def model_dirs(path):
+    """The model folders `path` holds: [path] for one model's run directory, the sub-folders with a checkpoint for
+    a compare run (sorted), [] for anything else."""
+    path = Path(path)
+    if (path / MANIFEST).exists():
+        return [path]
+    return sorted(p.parent for p in path.glob(f"*/{MANIFEST}")) if path.is_dir() else []
+
+
 def resolve(path):
     """A run directory, its checkpoint.json, or a compare run holding exactly one model -> the run directory."""
     path = Path(path)
@@ -65,7 +74,7 @@ def resolve(path):
     if not path.exists():
         raise UserError(f"{path}: no such model (give a run directory written by fmnist train or compare)")
     if path.is_dir() and not (path / MANIFEST).exists():
-        inner = sorted(p.parent for p in path.glob(f"*/{MANIFEST}"))
+        inner = model_dirs(path)
         if len(inner) == 1:
             return inner[0]
         if inner:

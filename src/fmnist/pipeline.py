@@ -176,11 +176,7 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
     The data must have the checksums the run recorded, so the figures are about the same images.
     Returns {model name: metrics}."""
     run_dir = Path(run_dir)
-    model_dirs = (
-        [run_dir]
-        if (run_dir / checkpoint.MANIFEST).exists()
-        else sorted(p.parent for p in run_dir.glob(f"*/{checkpoint.MANIFEST}"))
-    )
+    model_dirs = checkpoint.model_dirs(run_dir)
     if not model_dirs:
         raise UserError(f"{run_dir}: no saved models (no {checkpoint.MANIFEST} here or one level down)")
     dataset = data_module.load(data_dir, allow_unverified)

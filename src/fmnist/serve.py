@@ -75,11 +75,7 @@ class ServedModel:
 
 def model_dirs(run_dir):
     """A single-model run directory -> [it]; a compare run -> its model folders (sorted)."""
-    run_dir = Path(run_dir)
-    if (run_dir / checkpoint.MANIFEST).exists():
-        return [run_dir]
-    inner = sorted(p.parent for p in run_dir.glob(f"*/{checkpoint.MANIFEST}")) if run_dir.is_dir() else []
-    return inner or [checkpoint.resolve(run_dir)]  # resolve names what is wrong with the path
+    return checkpoint.model_dirs(run_dir) or [checkpoint.resolve(run_dir)]  # resolve names what is wrong
 
 
 def load_one(folder, name):
