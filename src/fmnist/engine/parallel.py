@@ -37,7 +37,12 @@ def rank():
 def start():
     """Join the process group torchrun describes; returns what config.json records about it."""
     if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=TIMEOUT)
+        store, rank, world = next(dist.rendezvous("env://", timeout=TIMEOUT))
+        # torchrun's store outlives a restart (--max-restarts) and still holds the dead workers' gloo addresses
+        # (pytorch/pytorch#135712): each attempt keeps its keys apart, or a new rank may dial a dead one.
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"fmnist/attempt-{attempt}", store)
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=TIMEOUT)
     return {"processes": dist.get_world_size(), "backend": dist.get_backend(), "nodes": _nodes()}
 
 
