@@ -86,7 +86,8 @@ def test_console_script_user_error_has_no_traceback(tmp_path):
         (["train", "cnn", "--lr", "-1"], "cnn --lr: -1.0 is outside [1e-08, 100]"),
         (["train", "mlp", "--optimizer", "lbfgs"], "mlp --optimizer: 'lbfgs': choose one of sgd, adamw"),
         (["train", "scratch-mlp", "--hidden", "32", "0"], "scratch-mlp --hidden: 0 is outside [1, 65536]"),
-        (["train", "cnn", "--widths", "8", "8"], "cnn --widths: (8, 8): expected 5 whole numbers"),
+        (["train", "cnn", "--widths", "8", "8"], "cnn --widths: (8, 8): the whitened CNN takes 3 widths"),
+        (["train", "cnn", "--preset", "best", "--widths", "8"], "cnn --widths: (8,): the plain CNN takes 5 widths"),
         (["compare", "--epochs", "0", "--models", "linear"], "linear --epochs: 0 is outside [1, 10000]"),
     ],
 )

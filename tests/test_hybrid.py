@@ -9,7 +9,7 @@ from fmnist.errors import UserError
 from fmnist.models.classifiers import CNNClassifier
 from fmnist.models.hybrid import HybridClassifier
 
-TINY_CNN = {"widths": (8, 16, 16, 32, 32), "feature_dim": 32, "batch_size": 64, "epochs": 2}
+TINY_CNN = {"widths": (8, 16, 32), "batch_size": 64, "epochs": 2}
 MLP = {"hidden": (32,), "epochs": 3, "lr": 0.01, "batch_size": 32}
 
 

@@ -16,6 +16,7 @@ from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassi
         (models.CNN((4, 8, 8, 16, 16), 24, 0.1), None),
         (models.CNN((4, 8, 8, 16, 16), 24, 0.1, pools=(2, 4, 5)), None),
         (models.CNN((4, 8, 8, 16, 16), 24, 0.1, pools=(1, 2, 3, 4, 5)), None),
+        (models.WhitenedCNN((4, 8, 16)), None),
     ],
 )
 def test_networks_map_images_to_ten_logits(module, params):
@@ -37,6 +38,25 @@ def test_cnn_has_five_convolutions_and_a_feature_layer():
         models.CNN((4, 8, 8))
 
 
+def test_whitened_cnn_whitens_the_patches_with_a_frozen_first_layer():
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 28, 28).cumsum(-1) / 5  # correlated neighbours, like an image's
+    cnn = models.WhitenedCNN((4, 8, 16))
+    cnn.prepare(x)
+    out = cnn.stem(x) - cnn.stem.bias[:, None, None]  # (64, 8, 14, 14): 4 whitened channels and their negatives
+    torch.testing.assert_close(out[:, :4], -out[:, 4:])
+    patches = out[:, :4].permute(0, 2, 3, 1).reshape(-1, 4).double()
+    # the stride-2 patches are a quarter of those the covariance was taken over: white up to sampling error
+    torch.testing.assert_close(patches.T @ patches / len(patches), torch.eye(4, dtype=torch.double), atol=0.1, rtol=0)
+    trained = {n for n, p in cnn.named_parameters() if p.requires_grad}
+    assert "stem.weight" not in trained and "stem.bias" in trained
+    assert not any(n.endswith("weight") and p.ndim == 1 for n, p in cnn.named_parameters() if n in trained)
+    features = cnn.features(x[:3])
+    assert features.shape == (3, 16)
+    with pytest.raises(ValueError, match="3 group widths"):
+        models.WhitenedCNN((4, 8))
+
+
 def test_sides_follow_the_pools():
     assert models.sides((1, 2, 3, 4, 5)) == ([28, 14, 7, 4, 2], 1)
     assert models.sides((2, 4, 5)) == ([28, 28, 14, 14, 7], 4)
@@ -44,7 +64,12 @@ def test_sides_follow_the_pools():
 
 @pytest.mark.parametrize(
     ("cls", "hparams"),
-    [(LinearClassifier, {}), (MLPClassifier, {"hidden": (32,)}), (CNNClassifier, {"widths": (4, 8, 8, 16, 16)})],
+    [
+        (LinearClassifier, {}),
+        (MLPClassifier, {"hidden": (32,)}),
+        (CNNClassifier, {"widths": (4, 8, 16)}),
+        (CNNClassifier, {"arch": "plain", "widths": (4, 8, 8, 16, 16)}),
+    ],
 )
 def test_classifiers_return_float32_logits_for_uint8_images(cls, hparams):
     model = cls(**hparams)
@@ -57,16 +82,17 @@ def test_classifiers_return_float32_logits_for_uint8_images(cls, hparams):
 
 
 def test_cnn_classifier_features_have_feature_dim_columns():
-    model = CNNClassifier(widths=(4, 8, 8, 16, 16), feature_dim=20)
+    model = CNNClassifier(arch="plain", widths=(4, 8, 8, 16, 16), feature_dim=20)
     images = np.zeros((3, 28, 28), dtype=np.uint8)
     features = model.features(images)
     assert features.shape == (3, 20) and features.dtype == np.float32
+    assert CNNClassifier(widths=(4, 8, 12)).features(images).shape == (3, 12)
 
 
 def test_classifiers_refuse_bad_input():
     with pytest.raises(HparamError, match="mlp depth: not a hyper-parameter"):
         MLPClassifier(depth=3)
-    with pytest.raises(HparamError, match=r"cnn widths: \(8, 8\): expected 5 whole numbers"):
+    with pytest.raises(HparamError, match=r"cnn widths: \(8, 8\): the whitened CNN takes 3 widths"):
         CNNClassifier(widths=(8, 8))
     with pytest.raises(UserError, match="expected uint8"):
         LinearClassifier().predict_logits(np.zeros((2, 784), dtype=np.float32))

@@ -80,8 +80,10 @@ MODELS = {
     # flips, shifts and dropout draw from both the loop's generator and torch's global one
     "linear": lambda: LinearClassifier(epochs=3, batch_size=64),
     "mlp": lambda: MLPClassifier(epochs=3, hidden=(32,), batch_size=64, flip=True, shift=2, erase=0.5),
-    "cnn": lambda: CNNClassifier(
-        epochs=3, widths=(4, 4, 8, 8, 8), feature_dim=16, batch_size=64, dropout=0.2, flip=True, shift=1
+    "cnn": lambda: CNNClassifier(epochs=3, widths=(4, 8, 8), batch_size=64, lookahead=3),  # fast preset's shape
+    "cnn-plain": lambda: CNNClassifier(
+        **registry.spec("cnn").presets["best"]
+        | {"widths": (4, 4, 8, 8, 8), "feature_dim": 16, "dropout": 0.2, "epochs": 3, "batch_size": 64}
     ),
     "scratch-mlp": lambda: ScratchClassifier(hidden=(32,), epochs=3, batch_size=64, shift=1, shift_prob=0.5),
     "scratch-nesterov": lambda: ScratchClassifier(hidden=(16, 16), epochs=3, batch_size=100, optimizer="nesterov"),
@@ -100,8 +102,8 @@ def uninterrupted(small):
 
 
 # Per epoch: 6 batches of the torch models (400 // 64), 7 and 4 of the scratch ones (400 / 64 and 400 / 100
-# rounded up), 1 of the hybrid's CNN (400 // 256, for 18 epochs). So the stops fall on a first batch, on the last
-# batch of an epoch, and (scratch-nesterov's second stop) on the very last batch of training.
+# rounded up), 1 of the hybrid's CNN (400 images in batches of 512, for 10 epochs). So the stops fall on a first
+# batch, on the last batch of an epoch, and (scratch-nesterov's second stop) on the very last batch of training.
 # The hybrid's CNN is the cnn case; its MLP phase has a test of its own.
 STOPS = [(name, polls) for name in MODELS for polls in (0, 5, 8) if name != "hybrid" or polls == 0]
 
@@ -153,8 +155,8 @@ def test_early_stopping_counts_across_a_resume(small, tmp_path, make, polls):
 
 @pytest.mark.parametrize(
     ("name", "saves"),
-    # the hybrid's 18-epoch CNN saves 17 times, so its 18th save is its MLP's first
-    [("cnn", 2), ("scratch-mlp", 2), ("hybrid", 2), ("hybrid", 18)],
+    # the hybrid's 10-epoch CNN saves 9 times, so its 10th save is its MLP's first
+    [("cnn", 2), ("cnn-plain", 2), ("scratch-mlp", 2), ("hybrid", 2), ("hybrid", 10)],
 )
 def test_a_run_killed_without_warning_resumes_from_its_last_epoch(small, uninterrupted, tmp_path, name, saves):
     with pytest.raises(Killed):
@@ -166,7 +168,7 @@ def test_a_run_killed_without_warning_resumes_from_its_last_epoch(small, uninter
 
 
 def test_the_hybrid_stopped_while_training_its_mlp_keeps_its_trained_cnn(small, uninterrupted, tmp_path):
-    cnn_batches = 18 * (400 // 256)  # the fast CNN preset the hybrid trains first
+    cnn_batches = 10 * 1  # the fast CNN preset the hybrid trains first: 10 epochs of one batch
     with pytest.raises(Interrupted):
         MODELS["hybrid"]().fit(small, seed=3, progress=False, resumer=StopAt(tmp_path, cnn_batches + 4))
     saved = resume.Resumer(tmp_path, resume=True).saved
@@ -269,7 +271,7 @@ def fmnist(*args):
 
 TRAIN_ARGS = {
     "scratch-mlp": ["--subset", "12000", "--epochs", "8", "--hidden", "32"],
-    "cnn": ["--subset", "2000", "--epochs", "4", "--widths", "4", "4", "8", "8", "8", "--feature-dim", "16"],
+    "cnn": ["--subset", "2000", "--epochs", "4", "--widths", "4", "8", "8"],
 }
 
 

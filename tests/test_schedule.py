@@ -27,8 +27,15 @@ def test_warmup_then_cosine_and_constant():
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
     assert [learning_rate(s, 100, 0.2, 2, "constant") for s in (0, 1, 2, 99)] == [0.1, 0.2, 0.2, 0.2]
-    with pytest.raises(ValueError, match="triangle"):
-        learning_rate(0, 10, 1.0, shape="triangle")
+    with pytest.raises(ValueError, match="cosine, constant, triangle"):
+        learning_rate(0, 10, 1.0, shape="linear")
+
+
+def test_triangle_rises_from_a_fifth_of_the_peak_then_falls_to_seven_hundredths():
+    lrs = [learning_rate(s, 100, 2.0, 20, "triangle") for s in range(101)]
+    assert lrs[0] == pytest.approx(0.4) and lrs[10] == pytest.approx(1.2) and lrs[20] == pytest.approx(2.0)
+    assert lrs[100] == pytest.approx(0.14) and lrs[60] == pytest.approx(2.0 * (1 - 0.93 * 0.5))
+    assert all(a < b for a, b in itertools.pairwise(lrs[:21])) and all(a > b for a, b in itertools.pairwise(lrs[20:]))
 
 
 def test_one_cycle_warmup_matches_torch_lambda_lr_to_float32():

@@ -4,15 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist import data
+from fmnist import data, registry
 from fmnist.engine import loop
 from fmnist.errors import Diverged, HparamError, UserError
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
 from fmnist.models.torch_backend import TorchBackend
 
-ADAMW = {"optimizer": "adamw", "weight_decay": 1e-4, "label_smoothing": 0.0}
+ADAMW = {"optimizer": "adamw", "weight_decay": 1e-4, "label_smoothing": 0.0, "momentum": 0, "bias_lr": 1}
+ADAMW |= {"lookahead": 0}
 
-TINY_CNN = {"widths": (8, 16, 16, 32, 32), "feature_dim": 32, "batch_size": 64}
+TINY_CNN = {"widths": (8, 16, 32), "batch_size": 64}
+PLAIN_CNN = registry.spec("cnn").presets["best"]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,7 @@ def small(splits):
 
 
 def accuracy(model, images, labels):
-    return float((model.predict_logits(images).argmax(1) == labels).mean())
+    return float((model.predict_logits(images, tta=0).argmax(1) == labels).mean())
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,7 @@ def accuracy(model, images, labels):
         (LinearClassifier, {"epochs": 3}),
         (MLPClassifier, {"epochs": 3, "hidden": (128,)}),
         (CNNClassifier, {"epochs": 3, **TINY_CNN}),
+        (CNNClassifier, {**PLAIN_CNN, "epochs": 3, "widths": (8, 16, 16, 32, 32), "batch_size": 64}),
     ],
 )
 def test_short_run_on_real_subset_learns_far_above_chance(small, cls, hparams):
@@ -58,12 +61,22 @@ def test_same_seed_same_weights_other_seed_other_weights(small):
     assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
 
 
-def test_tta_averages_plain_and_mirrored_logits(small):
+def test_tta_averages_the_logits_of_mirrored_and_moved_images(small):
     model = CNNClassifier(epochs=1, **TINY_CNN)
     model.fit(small.subset(512, 256, 0), seed=0, progress=False)
     images = small.x_test[:50]
-    plain, mirrored = model.predict_logits(images), model.predict_logits(images[:, :, ::-1].copy())
-    np.testing.assert_allclose(model.predict_logits(images, tta=True), (plain + mirrored) / 2, rtol=1e-5, atol=1e-5)
+
+    def plain(x):
+        return model.predict_logits(x, tta=0)
+
+    def pair(x):
+        return (plain(x) + plain(x[:, :, ::-1].copy())) / 2
+
+    down, up = np.zeros_like(images), np.zeros_like(images)
+    down[:, 1:, 1:], up[:, :-1, :-1] = images[:, :-1, :-1], images[:, 1:, 1:]
+    np.testing.assert_allclose(model.predict_logits(images), pair(images), rtol=1e-5, atol=1e-5)  # the preset's
+    level_2 = (pair(images) + (pair(down) + pair(up)) / 2) / 2
+    np.testing.assert_allclose(model.predict_logits(images, tta=2), level_2, rtol=1e-5, atol=1e-5)
 
 
 class Saboteur(torch.nn.Module):
@@ -102,7 +115,7 @@ def test_nan_loss_stops_with_diverged_and_keeps_best_weights(small):
     steps = len(train[0]) // 100
     module = Saboteur(bad_from=steps + 5)  # breaks during the second epoch
     after_epoch_1 = {}
-    backend = TorchBackend(module, ADAMW, seed=0, fill=0.0)
+    backend = TorchBackend(module, ADAMW, seed=0, fill=0.0, total_steps=100)
     with pytest.raises(Diverged, match=r"linear-test: training loss became nan at epoch 2, batch 5 with lr"):
         loop.fit(
             backend,
@@ -118,7 +131,7 @@ def test_nan_loss_stops_with_diverged_and_keeps_best_weights(small):
 
 def test_early_stopping_after_patience_epochs_without_improvement(small):
     train, val = tensors(small.subset(500, 200, 0))
-    backend = TorchBackend(Saboteur(frozen=True), ADAMW, seed=0, fill=0.0)
+    backend = TorchBackend(Saboteur(frozen=True), ADAMW, seed=0, fill=0.0, total_steps=100)
     history = loop.fit(backend, train, val, config(epochs=20, patience=2))
     assert len(history) == 3
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from fmnist.data import NUM_CLASSES
 from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
-from fmnist.models.torch_backend import TorchBackend
+from fmnist.models.torch_backend import TorchBackend, set_lr
 
 TIMEOUT = datetime.timedelta(seconds=40)  # a lost peer is an error well within a minute
 
@@ -72,8 +72,8 @@ def stop():
 class DistributedBackend(TorchBackend):
     """TorchBackend whose steps run on this rank's share of each global batch, its module wrapped in DDP."""
 
-    def __init__(self, module, hparams, *, seed, fill, channels_last=False):
-        super().__init__(module, hparams, seed=seed, fill=fill, channels_last=channels_last)
+    def __init__(self, module, hparams, **backend_args):
+        super().__init__(module, hparams, **backend_args)
         self.ddp = torch.nn.parallel.DistributedDataParallel(module)
         self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.listener = None  # this process's signal listener (a Resumer), polled once per step
@@ -88,8 +88,7 @@ class DistributedBackend(TorchBackend):
         share = len(x) // self.world
         x, y = x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
         x = x.contiguous(memory_format=self.memory_format)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         logits = self.ddp(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         with torch.no_grad():
@@ -106,6 +105,7 @@ class DistributedBackend(TorchBackend):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.after_step()
         return objective / self.world, plain / self.world, int(correct)
 
     def logits(self, x):

@@ -4,6 +4,7 @@ Every random draw comes from the `torch.Generator` passed in, so one seed fixes 
 `fill` is the value of an empty pixel in the tensor's own scale (for normalised images: -mean / std).
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -61,3 +62,31 @@ def augment_batch(x, *, flip, shift, erase, fill, generator):
     if erase:
         x = random_erase(x, erase, fill, generator)
     return x
+
+
+def tta_logits(logits_of, images, level):
+    """Test-time augmentation of uint8 images (N, H, W): logits_of(images) -> (N, C) averaged over views.
+
+    level 0: the images alone; 1: with their mirror images; 2: half that, half the same for the images moved
+    one pixel up-left and one down-right (background-filled): six passes.
+    """
+
+    def flip_pair(x):
+        return (logits_of(x) + logits_of(np.ascontiguousarray(x[:, :, ::-1]))) / 2
+
+    if not level:
+        return logits_of(images)
+    if level == 1:
+        return flip_pair(images)
+    moved = (flip_pair(_moved(images, 1)) + flip_pair(_moved(images, -1))) / 2
+    return (flip_pair(images) + moved) / 2
+
+
+def _moved(images, d):
+    """uint8 images (N, H, W) moved d pixels down and right (up and left if d < 0), the gap filled with 0."""
+    out = np.zeros_like(images)
+    if d > 0:
+        out[:, d:, d:] = images[:, :-d, :-d]
+    else:
+        out[:, :d, :d] = images[:, -d:, -d:]
+    return out

@@ -17,10 +17,12 @@ from fmnist.engine import loop
 from fmnist.errors import HparamError, UserError
 from fmnist.files import atomic_path, read_json, write_json
 from fmnist.models import nets
+from fmnist.models.augment import tta_logits
 from fmnist.models.torch_backend import TorchBackend, predict, to_tensor
 
 WEIGHTS = "weights.safetensors"
 METADATA = "model.json"
+PREPARE_IMAGES = 5000  # what a network derives from the training images (whitening) needs no more
 FORMAT = 2  # 2: classes under fmnist.models, the shared loop's hyper-parameters
 
 
@@ -43,7 +45,10 @@ class TorchClassifier:
         try:
             self.module = self._placed(self.build_module())
         except (ValueError, TypeError, RuntimeError) as exc:
-            raise HparamError(self.registry_name, "hyper-parameters", str(exc)) from exc
+            # a network names the argument at fault first ("widths: ..."): the error names that flag
+            name, _, problem = str(exc).partition(": ")
+            name, problem = (name, problem) if name in self.hparams else ("hyper-parameters", str(exc))
+            raise HparamError(self.registry_name, name, problem) from exc
 
     def build_module(self):
         raise NotImplementedError
@@ -64,7 +69,10 @@ class TorchClassifier:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module = self._placed(self.build_module())
+            if hasattr(self.module, "prepare"):  # e.g. whitening filters from the training images
+                self.module.prepare(train[0][:PREPARE_IMAGES])
             backend_args = {"seed": seed, "fill": -self.mean / self.std, "channels_last": self.channels_last}
+            backend_args["total_steps"] = config.epochs * config.steps_per_epoch(len(train[0]))
             if torch.distributed.is_initialized():  # launched by torchrun: this rank's share of every batch
                 from fmnist.engine import parallel
 
@@ -82,12 +90,11 @@ class TorchClassifier:
         x = to_tensor(_as_images(images), self.mean, self.std)
         return predict(self.module, x, channels_last=self.channels_last, method=method)
 
-    def predict_logits(self, images, tta=False):
-        """uint8 (N, 28, 28) -> float32 (N, 10). tta: average with the logits of the mirrored images."""
-        logits = self._run(images)
-        if tta:
-            logits = (logits + self._run(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))) / 2
-        return logits.numpy()
+    def predict_logits(self, images, tta=None):
+        """uint8 (N, 28, 28) -> float32 (N, 10). tta: the test-time augmentation level (see
+        `fmnist.models.augment.tta_logits`); None: the model's own `tta` hyper-parameter (0 if it has none)."""
+        level = self.hparams.get("tta", 0) if tta is None else int(tta)
+        return tta_logits(lambda x: self._run(x).numpy(), _as_images(images), level)
 
     def num_parameters(self):
         return sum(p.numel() for p in self.module.parameters())
@@ -155,9 +162,8 @@ class CNNClassifier(TorchClassifier):
     channels_last = True  # twice the batched inference speed (bench/NOTES.md)
 
     def build_module(self):
-        hp = self.hparams
-        return nets.CNN(tuple(hp["widths"]), hp["feature_dim"], hp["dropout"], tuple(hp["pools"]))
+        return nets.CNNS[self.hparams["arch"]].from_hparams(self.hparams)
 
     def features(self, images):
-        """uint8 (N, 28, 28) -> float32 (N, feature_dim): the fully connected layer's output."""
+        """uint8 (N, 28, 28) -> float32 (N, D): the vector the classifier (the last linear layer) reads."""
         return self._run(images, method=self.module.features).numpy()

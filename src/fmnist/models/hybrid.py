@@ -18,6 +18,7 @@ from safetensors.numpy import load_file, save_file
 from fmnist import registry
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_json, write_json
+from fmnist.models.augment import tta_logits
 from fmnist.models.classifiers import CNNClassifier
 from fmnist.scratch.classifier import ScratchClassifier
 
@@ -90,12 +91,10 @@ class HybridClassifier:
         self._ready()
         return self._standardise(self.cnn.features(images)).astype(np.float32)
 
-    def predict_logits(self, images, tta=False):
-        """uint8 (N, 28, 28) -> float32 (N, 10). tta: average with the logits of the mirrored images."""
-        logits = self.mlp.logits_from_arrays(self.features(images))
-        if tta:
-            mirrored = np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
-            logits = (logits + self.mlp.logits_from_arrays(self.features(mirrored))) / 2
+    def predict_logits(self, images, tta=0):
+        """uint8 (N, 28, 28) -> float32 (N, 10). tta: the test-time augmentation level (see
+        `fmnist.models.augment.tta_logits`)."""
+        logits = tta_logits(lambda x: self.mlp.logits_from_arrays(self.features(x)), np.asarray(images), int(tta))
         return logits.astype(np.float32)
 
     def num_parameters(self):

@@ -1,9 +1,13 @@
-"""The torch networks: a linear model, an MLP and a five-convolution CNN.
+"""The torch networks: a linear model, an MLP and two CNNs (a whitened three-group one, and a plain
+five-convolution one).
 
-Every network takes normalised images (N, 1, 28, 28) float32 and returns logits (N, 10); the CNN also exposes
-`features(x) -> (N, feature_dim)`, the output of its fully connected layer that the classifier reads.
+Every network takes normalised images (N, 1, 28, 28) float32 and returns logits (N, 10); the CNNs also expose
+`features(x) -> (N, D)`, the vector their last fully connected layer (the classifier) reads. A network that
+derives something from the training images (the whitened CNN's first layer) does it in `prepare(x)`.
 """
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fmnist.data import NUM_CLASSES, SIDE
@@ -97,3 +101,69 @@ class CNN(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.dropout(self.features(x)))
+
+    @classmethod
+    def from_hparams(cls, hp):
+        return cls(tuple(hp["widths"]), hp["feature_dim"], hp["dropout"], tuple(hp["pools"]))
+
+
+class WhitenedCNN(nn.Module):
+    """A fast CNN for a CPU, in the spirit of KellerJordan/airbench (bench/NOTES.md has the measurements).
+
+    A frozen 2x2 stride-2 convolution whitens the input (the eigenvectors of the training images' 2x2 patch
+    covariance and their negatives: 8 channels at 14x14 from the start, the cheapest input stage on a CPU), then
+    three groups (conv, [max-pool], BN, GELU, conv, BN, GELU) of `widths` channels, the first two halving the
+    maps, a global max-pool (the features) and a bias-free linear classifier scaled by `scale`.
+    Batch norms train only their biases; the 3x3 convolutions start as identities where their shapes allow.
+    """
+
+    def __init__(self, widths=(32, 64, 128), scale=1 / 9, patch=2):
+        super().__init__()
+        if len(widths) != 3:
+            raise ValueError(f"widths: expected 3 group widths, got {len(widths)}")
+        self.stem = nn.Conv2d(1, 2 * patch * patch, patch, stride=patch)
+        self.stem.weight.requires_grad_(False)
+        inputs = (self.stem.out_channels, *widths[:-1])
+        groups = [_group(c_in, c_out, pool=i < 2) for i, (c_in, c_out) in enumerate(zip(inputs, widths, strict=True))]
+        self.body = nn.Sequential(nn.GELU(), *groups, nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(widths[-1], NUM_CLASSES, bias=False)
+        self.scale = scale
+        for conv in self.body.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.dirac_(conv.weight.data[: min(conv.in_channels, conv.out_channels)])
+
+    @classmethod
+    def from_hparams(cls, hp):
+        return cls(tuple(hp["widths"]))
+
+    def prepare(self, x, eps=5e-4):
+        """Whitening filters from x (N, 1, 28, 28): each covariance eigenvector / sqrt(eigenvalue + eps)."""
+        side = self.stem.kernel_size[0]
+        patches = F.unfold(x, side).transpose(1, 2).reshape(-1, side * side).double()
+        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, 1, side, side)
+        self.stem.weight.data.copy_(torch.cat([filters, -filters]).float())
+
+    def features(self, x):
+        """(N, 1, 28, 28) -> (N, widths[-1]): the globally max-pooled last group."""
+        return self.body(self.stem(x))
+
+    def forward(self, x):
+        return self.classifier(self.features(x)) * self.scale
+
+
+def _group(c_in, c_out, pool):
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
+    layers += [nn.MaxPool2d(2)] if pool else []
+    layers += [_batch_norm(c_out), nn.GELU(), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)]
+    return nn.Sequential(*layers, _batch_norm(c_out), nn.GELU())
+
+
+def _batch_norm(width):
+    # A fast-moving average for a short schedule; the scale stays 1 (only the bias trains), as in airbench.
+    norm = nn.BatchNorm2d(width, eps=1e-12, momentum=0.4)
+    norm.weight.requires_grad_(False)
+    return norm
+
+
+CNNS = {"whitened": WhitenedCNN, "plain": CNN}  # the cnn model's `arch` choices

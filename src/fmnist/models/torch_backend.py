@@ -22,16 +22,24 @@ def to_tensor(images, mean, std):
     return (x / 255.0 - mean) / std
 
 
-def make_optimizer(module, name, weight_decay):
-    """SGD with Nesterov momentum or AdamW; no weight decay on biases and batch-norm parameters.
+def make_optimizer(module, hparams):
+    """SGD with Nesterov momentum or AdamW; no weight decay on biases and batch-norm parameters, whose learning
+    rate is `bias_lr` times the others'. Frozen parameters are left out.
 
-    The learning rate is set by the loop before every step."""
-    decay = [p for p in module.parameters() if p.ndim > 1]
-    no_decay = [p for p in module.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=0.0, momentum=0.9, nesterov=True)
+    The learning rate is set by the loop before every step (`set_lr`)."""
+    trained = [p for p in module.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trained if p.ndim > 1], "weight_decay": hparams["weight_decay"], "lr_scale": 1.0},
+        {"params": [p for p in trained if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": hparams["bias_lr"]},
+    ]
+    if hparams["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=0.0, momentum=hparams["momentum"], nesterov=True)
     return torch.optim.AdamW(groups, lr=0.0)
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
 
 
 def predict(module, x, *, channels_last=False, batch_size=EVAL_BATCH, method=None):
@@ -44,17 +52,49 @@ def predict(module, x, *, channels_last=False, batch_size=EVAL_BATCH, method=Non
         return torch.cat([run(batch.contiguous(memory_format=memory_format)) for batch in batches])
 
 
+class Lookahead:
+    """A slow copy of the weights (and batch-norm statistics): every `every` steps it moves towards the weights,
+    and the weights are set to it. Its decay ramps up with the cube of progress (airbench's schedule), so early
+    training is barely averaged and the end is strongly; the last step leaves the weights on the slow copy."""
+
+    def __init__(self, module, every, total_steps):
+        self.module, self.every, self.total = module, every, max(1, total_steps)
+        self.slow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+        self.step = 0
+
+    def after_step(self):
+        self.step += 1
+        if self.step % self.every and self.step < self.total:
+            return
+        decay = 0.95**self.every * (self.step / self.total) ** 3 if self.step < self.total else 1.0
+        with torch.no_grad():
+            for key, value in self.module.state_dict().items():
+                if key in self.slow:
+                    self.slow[key].lerp_(value, 1 - decay)
+                    value.copy_(self.slow[key])
+
+    def state(self):
+        return {"slow": self.slow, "step": self.step}
+
+    def load_state(self, saved):
+        for key, value in saved["slow"].items():
+            self.slow[key].copy_(value)
+        self.step = int(saved["step"])
+
+
 class TorchBackend:
     """One torch module trained by `fmnist.engine.loop.fit`.
 
-    hparams: the model's (optimizer, weight_decay, label_smoothing and, if present, flip / shift / erase).
-    fill: the normalised value of an empty pixel (for augmentation). One generator, seeded by `seed`, draws the
-    batch order and the augmentation; dropout draws from torch's global generator (the caller seeds it).
+    hparams: the model's (optimizer, momentum, weight_decay, bias_lr, label_smoothing, lookahead and, if
+    present, flip / shift / erase). fill: the normalised value of an empty pixel (for augmentation). One
+    generator, seeded by `seed`, draws the batch order and the augmentation; dropout draws from torch's global
+    generator (the caller seeds it). total_steps: the planned number of steps (the lookahead's ramp).
     """
 
-    def __init__(self, module, hparams, *, seed, fill, channels_last=False):
+    def __init__(self, module, hparams, *, seed, fill, total_steps, channels_last=False):
         self.module = module
-        self.optimizer = make_optimizer(module, hparams["optimizer"], hparams["weight_decay"])
+        self.optimizer = make_optimizer(module, hparams)
+        self.lookahead = Lookahead(module, hparams["lookahead"], total_steps) if hparams["lookahead"] else None
         self.label_smoothing = hparams["label_smoothing"]
         self.augment = {k: hparams.get(k, 0) for k in ("flip", "shift", "erase")}
         self.fill = fill
@@ -69,8 +109,7 @@ class TorchBackend:
         if any(self.augment.values()):
             x = augment_batch(x, **self.augment, fill=self.fill, generator=self.generator)
         x = x.contiguous(memory_format=self.memory_format)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         logits = self.module(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         objective = loss.item()
@@ -79,9 +118,14 @@ class TorchBackend:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.after_step()
         with torch.no_grad():
             plain = F.cross_entropy(logits, y).item() if self.label_smoothing else objective
             return objective, plain, (logits.argmax(1) == y).sum().item()
+
+    def after_step(self):
+        if self.lookahead is not None:
+            self.lookahead.after_step()
 
     def logits(self, x):
         channels_last = self.memory_format == torch.channels_last
@@ -94,13 +138,16 @@ class TorchBackend:
         self.module.load_state_dict(weights)
 
     def state(self):
-        return {
+        state = {
             "module": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
         }
+        return state | ({"lookahead": self.lookahead.state()} if self.lookahead is not None else {})
 
     def load_state(self, saved):
         self.module.load_state_dict(saved["module"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.generator.set_state(saved["generator"])
+        if self.lookahead is not None:
+            self.lookahead.load_state(saved["lookahead"])
