@@ -80,7 +80,9 @@ MODELS = {
     # flips, shifts and dropout draw from both the loop's generator and torch's global one
     "linear": lambda: LinearClassifier(epochs=3, batch_size=64),
     "mlp": lambda: MLPClassifier(epochs=3, hidden=(32,), batch_size=64, flip=True, shift=2, erase=0.5),
-    "cnn": lambda: CNNClassifier(epochs=3, widths=(4, 8, 8), batch_size=64, lookahead=3),  # fast preset's shape
+    # the fast preset's shape, in both arithmetics
+    "cnn": lambda: CNNClassifier(epochs=3, widths=(4, 8, 8), batch_size=64, lookahead=3, precision="fp32"),
+    "cnn-bf16": lambda: CNNClassifier(epochs=3, widths=(4, 8, 8), batch_size=64, lookahead=3, precision="bf16"),
     "cnn-plain": lambda: CNNClassifier(
         **registry.spec("cnn").presets["best"]
         | {"widths": (4, 4, 8, 8, 8), "feature_dim": 16, "dropout": 0.2, "epochs": 3, "batch_size": 64}

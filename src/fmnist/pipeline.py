@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from fmnist import checkpoint, metrics, registry, rundir
 from fmnist import data as data_module
+from fmnist.engine import precision
 from fmnist.engine import threads as threads_module
 from fmnist.engine.loop import best_epoch
 from fmnist.engine.resume import STATE_FILE, Resumer
@@ -101,6 +102,7 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = registry.spec(name)
     if resumer is None or resumer.saved is None:  # a resumed run keeps the config it was started with
+        hparams = precision.settled(hparams)  # config.json records the precision that runs, and --resume reuses it
         (out_dir / rundir.METRICS).unlink(missing_ok=True)  # an older run's: this one is not complete yet
         write_json(out_dir / rundir.CONFIG, rundir.config_record(name, hparams, setup.record(), setup.dataset))
     reused = {other: trained[other] for other in spec.reuses if trained and other in trained}

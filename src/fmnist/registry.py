@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import math
 
+from fmnist.engine.precision import CHOICES as PRECISIONS
 from fmnist.engine.schedule import SCHEDULES
 from fmnist.errors import HparamError, UserError
 
@@ -90,6 +91,17 @@ def loop_hparams(epochs, batch_size, lr, patience, warmup, schedule="cosine"):
             "peak up over the warm-up, then linearly down to 0.07x)",
             choices=SCHEDULES,
         ),
+    }
+
+
+def precision_hparam(default):
+    return {
+        "precision": Hparam(
+            default,
+            "training arithmetic: fp32, bf16 (autocast forward and loss), or auto (bf16 where the CPU has it natively "
+            "and it measures faster; settled before training and recorded)",
+            choices=PRECISIONS,
+        )
     }
 
 
@@ -194,7 +206,11 @@ REGISTRY = {
         name="linear",
         target="fmnist.models.classifiers:LinearClassifier",
         summary="multinomial logistic regression in torch (784 -> 10)",
-        hparams={**loop_hparams(20, 256, 3e-3, 10, 0.25), **torch_hparams("adamw", 1e-4, 0.0)},
+        hparams={
+            **loop_hparams(20, 256, 3e-3, 10, 0.25),
+            **torch_hparams("adamw", 1e-4, 0.0),
+            **precision_hparam("fp32"),
+        },
         presets={"fast": {}, "best": {}},
         search={
             "lr": ("log", 3e-4, 3e-2),
@@ -212,6 +228,7 @@ REGISTRY = {
             **loop_hparams(30, 256, 2e-3, 8, 0.25),
             **torch_hparams("adamw", 1e-2, 0.1),
             **torch_augment_hparams(False, 0),
+            **precision_hparam("fp32"),
         },
         presets={"fast": {}, "best": {}},
         search={
@@ -242,6 +259,7 @@ REGISTRY = {
             **loop_hparams(10, 512, 0.5, 10, 0.23, "triangle"),
             **torch_hparams("sgd", 2e-3, 0.2, momentum=0.85, bias_lr=64.0, lookahead=5),
             **torch_augment_hparams(True, 1),
+            **precision_hparam("auto"),
         },
         # fast: the airbench-like recipe screened on validation (bench/NOTES.md). best: two convolutions at full
         # resolution and wider late layers pay off given about 20 minutes (chosen on validation).
@@ -263,6 +281,7 @@ REGISTRY = {
                 "momentum": 0.9,
                 "bias_lr": 1.0,
                 "lookahead": 0,
+                "precision": "fp32",
             },
         },
         check=_cnn_widths,

@@ -89,8 +89,9 @@ class DistributedBackend(TorchBackend):
         x, y = x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
         x = x.contiguous(memory_format=self.memory_format)
         set_lr(self.optimizer, lr)
-        logits = self.ddp(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.ddp(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         with torch.no_grad():
             plain = F.cross_entropy(logits, y) if self.label_smoothing else loss
             wants_stop = float(self.listener is not None and self.listener.stop_requested)

@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fmnist import registry
-from fmnist.engine import loop
+from fmnist.engine import loop, precision
 from fmnist.errors import HparamError, UserError
 from fmnist.files import atomic_path, read_json, write_json
 from fmnist.models import nets
@@ -62,6 +62,7 @@ class TorchClassifier:
         resumer and on_epoch(row): see `fmnist.engine.loop.fit`.
         """
         self.mean, self.std = float(splits.mean), float(splits.std)
+        self.hparams = precision.settled(self.hparams)
         train = (to_tensor(splits.x_train, self.mean, self.std), torch.from_numpy(splits.y_train))
         val = (to_tensor(splits.x_val, self.mean, self.std), splits.y_val)
         config = loop.LoopConfig.from_hparams(self.registry_name, self.hparams, drop_last=True, progress=progress)

@@ -100,6 +100,13 @@ class TorchBackend:
         self.fill = fill
         self.generator = torch.Generator().manual_seed(seed)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.bf16 = hparams.get("precision") == "bf16"  # settled by the classifier: never "auto" here
+
+    def forward_loss(self, x, y):
+        """(logits, training loss) of a batch, in the run's precision (bf16 autocast: forward and loss only)."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.module(x)
+            return logits, F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     def shuffle(self, n):
         return torch.randperm(n, generator=self.generator)
@@ -110,8 +117,7 @@ class TorchBackend:
             x = augment_batch(x, **self.augment, fill=self.fill, generator=self.generator)
         x = x.contiguous(memory_format=self.memory_format)
         set_lr(self.optimizer, lr)
-        logits = self.module(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        logits, loss = self.forward_loss(x, y)
         objective = loss.item()
         if not math.isfinite(objective):
             return objective, objective, 0
