@@ -24,7 +24,8 @@ FIRST_REACH = 0.930
 IMAGES_PER_S_TARGET = 5_000
 
 
-def accuracy(model, images, labels, tta=False):
+def accuracy(model, images, labels, tta=None):
+    """As `predict` gives it (the model's own test-time augmentation), unless `tta` names a level."""
     return float((model.predict_logits(images, tta=tta).argmax(1) == labels).mean())
 
 
@@ -66,7 +67,7 @@ def bench_fast_cnn(splits, seed):
     )
     reached = [row["seconds"] for row in history if per_epoch[row["epoch"]] >= FIRST_REACH]
     extra = {
-        "test_accuracy_tta": accuracy(model, splits.x_test, splits.y_test, tta=True),
+        "test_accuracy_tta2": accuracy(model, splits.x_test, splits.y_test, tta=2),
         "seconds_to_first_93": round(reached[0], 1) if reached else None,
         "test_accuracy_per_epoch": [round(per_epoch[e], 4) for e in sorted(per_epoch)],
         "inference_images_per_s": round(images_per_second(model, splits.x_test)),
@@ -118,7 +119,7 @@ def run(args):
 def bench_best(splits):
     model, history = train("cnn", "best", splits, 0)
     extra = {
-        "test_accuracy_tta": accuracy(model, splits.x_test, splits.y_test, tta=True),
+        "test_accuracy_tta": accuracy(model, splits.x_test, splits.y_test, tta=1),
         "inference_images_per_s": round(images_per_second(model, splits.x_test)),
     }
     return {"cnn-best": result(model, history, splits, **extra)}
@@ -161,7 +162,7 @@ def table(report):
 
 def fast_cnn_lines(cnn, seeds):
     return [
-        f"cnn fast: with flip TTA {cnn['test_accuracy_tta']:.2%}; first reached 93.0 % test after "
+        f"cnn fast: with TTA level 2 {cnn['test_accuracy_tta2']:.2%}; first reached 93.0 % test after "
         f"{cnn['seconds_to_first_93']} s; inference {cnn['inference_images_per_s']:,} images/s "
         f"(target {IMAGES_PER_S_TARGET:,})",
         f"cnn fast over seeds {seeds['seeds']}: mean {seeds['mean']:.2%}, stdev {100 * seeds['stdev']:.2f} points, "
