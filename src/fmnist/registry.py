@@ -324,6 +324,7 @@ REGISTRY = {
                 "preset of the CNN trained first (unless compare passes its trained CNN)",
                 choices=("fast", "best"),
             ),
+            "tta": Hparam(1, "test-time augmentation when predicting, as the cnn's", 0, 2),
             **scratch_hparams((256,), 5e-4),
             **loop_hparams(20, 128, 1e-3, 10, 0.0),
         },

@@ -25,6 +25,7 @@ from fmnist.scratch.classifier import ScratchClassifier
 NAME = "hybrid"
 STATS = "feature_stats.safetensors"
 METADATA = "model.json"
+OWN_HPARAMS = ("cnn_preset", "tta")  # the hybrid's own; the others are its MLP's
 FORMAT = "fmnist-hybrid/2"  # 2: the MLP's hyper-parameters all listed in the registry
 
 
@@ -32,8 +33,8 @@ class HybridClassifier:
     def __init__(self, cnn=None, **hparams):
         self.hparams = registry.spec(NAME).complete(hparams)
         self.cnn = cnn
-        # Every hyper-parameter but the CNN's preset is the MLP's: the registry lists them all for the hybrid.
-        self.mlp = ScratchClassifier(**{k: v for k, v in self.hparams.items() if k != "cnn_preset"})
+        # Every hyper-parameter but these is the MLP's: the registry lists them all for the hybrid.
+        self.mlp = ScratchClassifier(**{k: v for k, v in self.hparams.items() if k not in OWN_HPARAMS})
         self.feature_mean = self.feature_std = None
         self.cnn_history = []  # the CNN's own history when it was trained here
 
@@ -91,10 +92,11 @@ class HybridClassifier:
         self._ready()
         return self._standardise(self.cnn.features(images)).astype(np.float32)
 
-    def predict_logits(self, images, tta=0):
+    def predict_logits(self, images, tta=None):
         """uint8 (N, 28, 28) -> float32 (N, 10). tta: the test-time augmentation level (see
-        `fmnist.models.augment.tta_logits`)."""
-        logits = tta_logits(lambda x: self.mlp.logits_from_arrays(self.features(x)), np.asarray(images), int(tta))
+        `fmnist.models.augment.tta_logits`); None: the `tta` hyper-parameter."""
+        level = self.hparams["tta"] if tta is None else int(tta)
+        logits = tta_logits(lambda x: self.mlp.logits_from_arrays(self.features(x)), np.asarray(images), level)
         return logits.astype(np.float32)
 
     def num_parameters(self):
