@@ -87,8 +87,9 @@ def test_two_workers_share_one_sqlite_study_and_the_best_command_reproduces_its_
         "history.csv",
     }
 
-    command = outputs[0][0].strip().splitlines()[-1]
-    assert command == study.best_trial.user_attrs["command"]
+    # Each worker prints the best trial it saw at its end; the last to finish has seen every trial.
+    command = study.best_trial.user_attrs["command"]
+    assert command in [out.strip().splitlines()[-1] for out, _ in outputs]
     words = shlex.split(command)
     train = fmnist(*words[1:], "--no-progress", "--out", str(tmp_path / "best"), stderr=subprocess.PIPE)
     assert train.wait(timeout=120) == 0, train.stderr.read()
