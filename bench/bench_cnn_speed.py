@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fmnist import data, registry
+from fmnist import data, metrics, registry
 from fmnist.machine import cpu_name
 from fmnist.models.torch_backend import to_tensor
 
@@ -92,7 +92,7 @@ def run_fast(splits, seed, budget):
     model, rows = registry.build("cnn", "fast"), []
 
     def record(epoch, seconds):
-        test = float((model.predict_logits(splits.x_test).argmax(1) == splits.y_test).mean())
+        test = metrics.accuracy(model.predict_logits(splits.x_test), splits.y_test)
         rows.append({"epoch": epoch, "elapsed": round(seconds, 1), "test": round(test, 4)})
         print(json.dumps(rows[-1]), file=sys.stderr)
 

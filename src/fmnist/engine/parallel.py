@@ -74,7 +74,7 @@ class DistributedBackend(TorchBackend):
 
     def __init__(self, module, hparams, **backend_args):
         super().__init__(module, hparams, **backend_args)
-        self.ddp = torch.nn.parallel.DistributedDataParallel(module)
+        self.runner = torch.nn.parallel.DistributedDataParallel(module)
         self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.listener = None  # this process's signal listener (a Resumer), polled once per step
         self.stop_agreed = False
@@ -89,9 +89,7 @@ class DistributedBackend(TorchBackend):
         x, y = x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
         x = x.contiguous(memory_format=self.memory_format)
         set_lr(self.optimizer, lr)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.ddp(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        logits, loss = self.forward_loss(x, y)
         with torch.no_grad():
             plain = F.cross_entropy(logits, y) if self.label_smoothing else loss
             wants_stop = float(self.listener is not None and self.listener.stop_requested)

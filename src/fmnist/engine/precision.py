@@ -65,7 +65,8 @@ def settle(requested, *, native=None, speedup=None):
 @functools.cache
 def _measured():
     """auto on this machine, measured once per process: every model of a run trains alike."""
-    return settle("auto", native=native_bf16(), speedup=probe_speedup() if native_bf16() else 0.0)
+    native = native_bf16()
+    return settle("auto", native=native, speedup=probe_speedup() if native else 0.0)
 
 
 def settled(hparams):

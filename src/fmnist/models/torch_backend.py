@@ -93,6 +93,7 @@ class TorchBackend:
 
     def __init__(self, module, hparams, *, seed, fill, total_steps, channels_last=False):
         self.module = module
+        self.runner = module  # what a training step calls (the DDP wrapper in a data-parallel run)
         self.optimizer = make_optimizer(module, hparams)
         self.lookahead = Lookahead(module, hparams["lookahead"], total_steps) if hparams["lookahead"] else None
         self.label_smoothing = hparams["label_smoothing"]
@@ -105,7 +106,7 @@ class TorchBackend:
     def forward_loss(self, x, y):
         """(logits, training loss) of a batch, in the run's precision (bf16 autocast: forward and loss only)."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.module(x)
+            logits = self.runner(x)
             return logits, F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     def shuffle(self, n):
