@@ -167,6 +167,7 @@ REGISTRY = {
                 "bias_lr": 1.0,
                 "lookahead": 0,
                 "precision": "fp32",
+                "tta": 0,  # mirror averaging was chosen on validation for the whitened net only
             },
         },
         check=_cnn_widths,
@@ -213,7 +214,7 @@ REGISTRY = {
             **scratch_hparams((256,), 5e-4),
             **loop_hparams(20, 128, 1e-3, 10, 0.0),
         },
-        presets={"fast": {}, "best": {"cnn_preset": "best"}},
+        presets={"fast": {}, "best": {"cnn_preset": "best", "tta": 0}},  # tta: chosen on the fast CNN's features
         reuses=("cnn",),
     ),
 }
