@@ -43,11 +43,13 @@ def test_whitened_cnn_whitens_the_patches_with_a_frozen_first_layer():
     x = torch.randn(64, 1, 28, 28).cumsum(-1) / 5  # correlated neighbours, like an image's
     cnn = models.WhitenedCNN((4, 8, 16))
     cnn.prepare(x)
-    out = cnn.stem(x) - cnn.stem.bias[:, None, None]  # (64, 8, 14, 14): 4 whitened channels and their negatives
-    torch.testing.assert_close(out[:, :4], -out[:, 4:])
-    patches = out[:, :4].permute(0, 2, 3, 1).reshape(-1, 4).double()
+    out = cnn.stem(x) - cnn.stem.bias[:, None, None]  # (64, 18, 14, 14): 9 whitened channels and their negatives
+    assert out.shape == (64, 18, 14, 14)
+    torch.testing.assert_close(out[:, :9], -out[:, 9:])
+    inside = out[:, :9, 1:, 1:]  # the outputs whose 3x3 patch lies inside the image (no zero padding)
+    patches = inside.permute(0, 2, 3, 1).reshape(-1, 9).double()
     # the stride-2 patches are a quarter of those the covariance was taken over: white up to sampling error
-    torch.testing.assert_close(patches.T @ patches / len(patches), torch.eye(4, dtype=torch.double), atol=0.1, rtol=0)
+    torch.testing.assert_close(patches.T @ patches / len(patches), torch.eye(9, dtype=torch.double), atol=0.1, rtol=0)
     trained = {n for n, p in cnn.named_parameters() if p.requires_grad}
     assert "stem.weight" not in trained and "stem.bias" in trained
     assert not any(n.endswith("weight") and p.ndim == 1 for n, p in cnn.named_parameters() if n in trained)

@@ -141,7 +141,7 @@ REGISTRY = {
             "tta": Hparam(
                 1, "test-time augmentation when predicting: 0 none, 1 + mirror, 2 + mirror and 1 px moves", 0, 2
             ),
-            **loop_hparams(10, 512, 0.5, 10, 0.23, "triangle"),
+            **loop_hparams(11, 512, 0.5, 10, 0.23, "triangle"),
             **torch_hparams("sgd", 2e-3, 0.2, momentum=0.85, bias_lr=64.0, lookahead=5),
             **torch_augment_hparams(True, 1),
             **precision_hparam("auto"),

@@ -23,7 +23,7 @@ from fmnist.models.torch_backend import TorchBackend, predict, to_tensor
 WEIGHTS = "weights.safetensors"
 METADATA = "model.json"
 PREPARE_IMAGES = 5000  # what a network derives from the training images (whitening) needs no more
-FORMAT = 2  # 2: classes under fmnist.models, the shared loop's hyper-parameters
+FORMAT = 3  # 2: classes under fmnist.models, the shared loop's hyper-parameters; 3: the 3x3 whitening stem
 
 
 def _as_images(images):

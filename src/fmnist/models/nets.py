@@ -110,18 +110,18 @@ class CNN(nn.Module):
 class WhitenedCNN(nn.Module):
     """A fast CNN for a CPU, in the spirit of KellerJordan/airbench (bench/NOTES.md has the measurements).
 
-    A frozen 2x2 stride-2 convolution whitens the input (the eigenvectors of the training images' 2x2 patch
-    covariance and their negatives: 8 channels at 14x14 from the start, the cheapest input stage on a CPU), then
+    A frozen 3x3 stride-2 convolution whitens the input (the eigenvectors of the training images' 3x3 patch
+    covariance and their negatives: 18 channels, at 14x14 from the start because full-size maps cost a CPU too much), then
     three groups (conv, [max-pool], BN, GELU, conv, BN, GELU) of `widths` channels, the first two halving the
     maps, a global max-pool (the features) and a bias-free linear classifier scaled by `scale`.
     Batch norms train only their biases; the 3x3 convolutions start as identities where their shapes allow.
     """
 
-    def __init__(self, widths=(32, 64, 128), scale=1 / 9, patch=2):
+    def __init__(self, widths=(32, 64, 128), scale=1 / 9, patch=3):
         super().__init__()
         if len(widths) != 3:
             raise ValueError(f"widths: expected 3 group widths, got {len(widths)}")
-        self.stem = nn.Conv2d(1, 2 * patch * patch, patch, stride=patch)
+        self.stem = nn.Conv2d(1, 2 * patch * patch, patch, stride=2, padding=(patch - 1) // 2)
         self.stem.weight.requires_grad_(False)
         inputs = (self.stem.out_channels, *widths[:-1])
         groups = [_group(c_in, c_out, pool=i < 2) for i, (c_in, c_out) in enumerate(zip(inputs, widths, strict=True))]
@@ -137,7 +137,8 @@ class WhitenedCNN(nn.Module):
         return cls(tuple(hp["widths"]))
 
     def prepare(self, x, eps=5e-4):
-        """Whitening filters from x (N, 1, 28, 28): each covariance eigenvector / sqrt(eigenvalue + eps)."""
+        """Whitening filters from x (N, 1, 28, 28): each eigenvector of the covariance of all the patches inside the
+        images (the zero-padded border excluded), divided by sqrt(eigenvalue + eps)."""
         side = self.stem.kernel_size[0]
         patches = F.unfold(x, side).transpose(1, 2).reshape(-1, side * side).double()
         eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
