@@ -111,9 +111,9 @@ class WhitenedCNN(nn.Module):
     """A fast CNN for a CPU, in the spirit of KellerJordan/airbench (bench/NOTES.md has the measurements).
 
     A frozen 3x3 stride-2 convolution whitens the input (the eigenvectors of the training images' 3x3 patch
-    covariance and their negatives: 18 channels, at 14x14 from the start because full-size maps cost a CPU too much), then
-    three groups (conv, [max-pool], BN, GELU, conv, BN, GELU) of `widths` channels, the first two halving the
-    maps, a global max-pool (the features) and a bias-free linear classifier scaled by `scale`.
+    covariance and their negatives: 18 channels, at 14x14 from the start because full-size maps cost a CPU too
+    much), then three groups (conv, [max-pool], BN, GELU, conv, BN, GELU) of `widths` channels, the first two
+    halving the maps, a global max-pool (the features) and a bias-free linear classifier scaled by `scale`.
     Batch norms train only their biases; the 3x3 convolutions start as identities where their shapes allow.
     """
 
