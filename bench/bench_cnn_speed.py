@@ -149,9 +149,9 @@ def main():
         report["speedup"] = {n: round(reference / seconds, 2) for n, seconds in reached.items()}
     print(f"{'recipe':18} {'s to 92 %':>10} {'epochs':>7} {'last test':>10} {'speed-up':>9}")
     for name, r in results.items():
-        reached = r["seconds_to_92"]
         speedup = report.get("speedup", {}).get(name, "")
-        print(f"{name:18} {reached or 'not reached':>10} {len(r['epochs']):7} {r['final_test']:10.4f} {speedup:>9}")
+        seconds = r["seconds_to_92"] or "not reached"
+        print(f"{name:18} {seconds:>10} {len(r['epochs']):7} {r['final_test']:10.4f} {speedup:>9}")
     print(json.dumps(report))
     if args.out:
         with open(args.out, "w") as f:
