@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from fmnist.engine import precision
-from fmnist.machine import cpu_name
-from fmnist.text import table
+from fmnist.engine.machine import cpu_name
+from fmnist.report.tables import table
 
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 

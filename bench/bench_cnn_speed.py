@@ -28,8 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fmnist import data, metrics, registry
-from fmnist.machine import cpu_name
+from fmnist.data import dataset
+from fmnist.engine.machine import cpu_name
+from fmnist.metrics import scores
+from fmnist.models import registry
 from fmnist.models.torch_backend import to_tensor
 
 TARGET = 0.92
@@ -96,7 +98,7 @@ def run_fast(splits, seed, budget, epochs=None):
     model, rows = registry.build("cnn", "fast", **({"epochs": epochs} if epochs else {})), []
 
     def record(epoch, seconds):
-        test = metrics.accuracy(model.predict_logits(splits.x_test), splits.y_test)
+        test = scores.accuracy(model.predict_logits(splits.x_test), splits.y_test)
         rows.append({"epoch": epoch, "elapsed": round(seconds, 1), "test": round(test, 4)})
         print(json.dumps(rows[-1]), file=sys.stderr)
 
@@ -125,7 +127,7 @@ def main():
     parser.add_argument("--full", action="store_true", help="run the examples recipe's 14 epochs")
     parser.add_argument("--out")
     args = parser.parse_args()
-    splits = data.split(data.load(), args.seed)
+    splits = dataset.split(dataset.load(), args.seed)
     runners = {"examples": lambda: run_examples(splits, args.seed, args.budget, args.full)}
     for epochs in [int(e) for e in args.fast_epochs.split(",") if e] or [None]:
         label = f"fast, {epochs} epochs" if epochs else "fast"

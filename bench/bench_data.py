@@ -9,8 +9,8 @@ import json
 import statistics
 import time
 
-from fmnist import data
-from fmnist.machine import environment
+from fmnist.data import dataset as data
+from fmnist.engine.machine import environment
 
 
 def main():

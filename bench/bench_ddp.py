@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmnist import machine
+from fmnist.engine import machine
 from fmnist.files import write_json
-from fmnist.text import table
+from fmnist.report.tables import table
 
 LOOPBACK = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
@@ -50,7 +50,7 @@ def allreduce_worker(repeats):
     import torch
     import torch.distributed as dist
 
-    from fmnist import registry
+    from fmnist.models import registry
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")

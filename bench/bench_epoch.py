@@ -16,7 +16,8 @@ import statistics
 import sys
 import time
 
-from fmnist import data, registry
+from fmnist.data import dataset
+from fmnist.models import registry
 
 MODELS = ("linear", "mlp", "cnn", "scratch-mlp", "hybrid")
 
@@ -49,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
-    splits = data.split(data.load(), seed=0)
+    splits = dataset.split(dataset.load(), seed=0)
     results = {}
     for name in args.models.split(","):
         results[name] = seconds_per_epoch(name, splits, args.epochs)

@@ -14,10 +14,12 @@ import statistics
 import sys
 import time
 
-from fmnist import data, machine, registry
+from fmnist.data import dataset as data
+from fmnist.engine import machine
 from fmnist.files import write_json
+from fmnist.models import registry
 from fmnist.models.hybrid import HybridClassifier
-from fmnist.text import table as text_table
+from fmnist.report.tables import table as text_table
 
 TARGETS = {"linear": 0.845, "mlp": 0.900, "cnn": 0.930, "cnn-best": 0.945}  # test accuracy; hybrid: cnn - 0.3
 FIRST_REACH = 0.930

@@ -15,16 +15,18 @@ import statistics
 import sys
 import time
 
-from fmnist import data, machine, metrics, registry
-from fmnist.engine import precision
+from fmnist.data import dataset as data
+from fmnist.engine import machine, precision
 from fmnist.files import write_json
-from fmnist.text import table
+from fmnist.metrics import scores
+from fmnist.models import registry
+from fmnist.report.tables import table
 
 RULE = 0.0015  # bf16 is used only within 0.15 points of fp32 validation accuracy
 
 
 def accuracy(model, images, labels):
-    return metrics.accuracy(model.predict_logits(images), labels)  # as `predict` gives it (the model's own TTA)
+    return scores.accuracy(model.predict_logits(images), labels)  # as `predict` gives it (the model's own TTA)
 
 
 def one_run(name, preset, splits, seed, arithmetic):

@@ -9,7 +9,7 @@ validation weights; seconds per epoch include that validation pass for both. sci
 batch size, peak learning rate and L2 strength (its alpha is scaled per batch), with its own constant schedule.
 Hyper-parameters are the registry's "best" preset (chosen on validation) with early stopping off, so that every
 variant trains the same epochs; the test set is only scored, once, at the end. The preset's augmentation
-(NumPy, `fmnist.scratch.augment`) gives torch the very same batches as the scratch model, inside its timed epoch;
+(NumPy, `fmnist.models.scratch.augment`) gives torch the very same batches as the scratch model, inside its timed epoch;
 scikit-learn's `fit` has no place for it, so it trains on the plain images for the same number of epochs.
 Seconds per epoch are the median over epochs and seeds. On a shared machine, run it under
 `flock /tmp/fmnist-cpu.lock`: two-thread BLAS slows down many times when another process competes for the cores.
@@ -27,13 +27,16 @@ import warnings
 
 import numpy as np
 
-from fmnist import data, files, machine, registry
+from fmnist import files
+from fmnist.data import dataset
+from fmnist.engine import machine
 from fmnist.engine.schedule import learning_rate, warmup_steps
-from fmnist.scratch.augment import augment
-from fmnist.scratch.mlp import MLP
+from fmnist.models import registry
+from fmnist.models.scratch.augment import augment
+from fmnist.models.scratch.mlp import MLP
 
 VARIANTS = ("scratch", "torch", "sklearn")
-ENGINES = {"scratch": "fmnist.scratch.model", "torch": "torch", "sklearn": "sklearn.neural_network"}
+ENGINES = {"scratch": "fmnist.models.scratch.model", "torch": "torch", "sklearn": "sklearn.neural_network"}
 TARGET_ACCURACY = 0.895
 TARGET_RATIO = 1.2
 
@@ -51,10 +54,12 @@ def reset_peak_rss():
 
 
 def prepare(args, seed):
-    splits = data.split(data.load(args.data_dir), seed)
+    splits = dataset.split(dataset.load(args.data_dir), seed)
     if args.quick:
         splits = splits.subset(8000, 2000, 10000)
-    x = {k: data.normalise_flat(getattr(splits, f"x_{k}"), splits.mean, splits.std) for k in ("train", "val", "test")}
+    x = {
+        k: dataset.normalise_flat(getattr(splits, f"x_{k}"), splits.mean, splits.std) for k in ("train", "val", "test")
+    }
     y = {k: getattr(splits, f"y_{k}") for k in ("train", "val", "test")}
     return splits, x, y
 
@@ -64,7 +69,7 @@ def blank_pixel(splits):
 
 
 def run_scratch(splits, x, y, hp, seed):
-    from fmnist.scratch.classifier import ScratchClassifier
+    from fmnist.models.scratch.classifier import ScratchClassifier
 
     model = ScratchClassifier(**hp)
     # fit_features on the prepared pixels that torch and scikit-learn get too; fit(splits) would standardise anew.
@@ -83,7 +88,7 @@ def run_torch(splits, x, y, hp, seed):
     # same in hardware, so that neither engine is timed on subnormal arithmetic.
     torch.set_flush_denormal(True)
     # The scratch model's initial weights (same seed stream), so that only the engine differs.
-    init = MLP([784, *hp["hidden"], data.NUM_CLASSES], rng=np.random.default_rng([seed, 0]))
+    init = MLP([784, *hp["hidden"], dataset.NUM_CLASSES], rng=np.random.default_rng([seed, 0]))
     layers = []
     for i, (w, b) in enumerate(zip(init.weights, init.biases, strict=True)):
         linear = torch.nn.Linear(*w.shape)

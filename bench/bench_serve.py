@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fmnist import checkpoint, predict
+from fmnist.data import images as image_files
+from fmnist.rundir import checkpoint
+from fmnist.serve import answers
 
 TARGETS = {"requests_per_s": 300, "p99_ms": 100}
 PHOTOS = 64
@@ -133,8 +135,8 @@ def main():
     try:
         single = (Path(args.run_dir) / checkpoint.MANIFEST).exists()
         model, _ = checkpoint.load(Path(args.run_dir) if single else Path(args.run_dir) / model_name)
-        seen = np.stack([predict.to_fashion_mnist(predict.load_image("p.jpg", content=c)) for c in images])
-        expected = predict.probabilities(model, seen).argmax(1).tolist()
+        seen = np.stack([image_files.to_fashion_mnist(image_files.load_image("p.jpg", content=c)) for c in images])
+        expected = answers.probabilities(model, seen).argmax(1).tolist()
         del model  # the server needs the CPU from here on
         query = f"?model={model_name}" if args.model else ""
         requests = [request_bytes(port, f"photo{i}.jpg", c) for i, c in enumerate(images)]

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmnist import data
+from fmnist.data import dataset as data
 
 
 @dataclasses.dataclass(frozen=True)

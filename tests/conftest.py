@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from fmnist import data
+from fmnist.data import dataset as data
 from serve_helpers import SERVE_MODELS, running_server
 
 
@@ -25,7 +25,7 @@ def splits(dataset):
 @pytest.fixture(scope="session")
 def serve_run(tmp_path_factory):
     """A compare run of a small CNN and the scratch MLP, trained for seconds on a subset (about 80 % test)."""
-    from fmnist.cli import main
+    from fmnist.cli.parser import main
 
     out = tmp_path_factory.mktemp("serve") / "compare"
     argv = ["compare", "--models", ",".join(SERVE_MODELS), "--subset", "4000", "--epochs", "3", "--out", str(out)]

@@ -1,12 +1,12 @@
-"""Tiny synthetic run directories (random logits) in the layout fmnist.rundir writes, for reader and report tests."""
+"""Tiny synthetic run directories (random logits) in the layout fmnist.rundir.layout writes, for reader tests."""
 
 import json
 
 import numpy as np
 
-from fmnist import rundir
-from fmnist.data import SHA256
-from fmnist.metrics import metrics_from_logits
+from fmnist.data.dataset import SHA256
+from fmnist.metrics.scores import metrics_from_logits
+from fmnist.rundir import layout
 
 DATA = {
     "paths": {role: f"/data/{role}.gz" for role in SHA256},
@@ -26,7 +26,7 @@ def write_model_dir(folder, name, test_labels, rng, *, features=False, margin=2.
     """One model's run directory as pipeline.train_one writes it."""
     folder.mkdir(parents=True)
     config = {
-        "layout_version": rundir.LAYOUT_VERSION,
+        "layout_version": layout.LAYOUT_VERSION,
         "model": name,
         "preset": "fast",
         "seed": 7,
@@ -88,7 +88,7 @@ def write_compare_run(folder, names=("linear", "cnn"), seed=0):
     )
     for name in names:
         write_model_dir(folder / name, name, labels, rng, features=name == "cnn")
-    record = {"layout_version": rundir.LAYOUT_VERSION, "model": "compare", "preset": "fast", "seed": 7}
+    record = {"layout_version": layout.LAYOUT_VERSION, "model": "compare", "preset": "fast", "seed": 7}
     record.update(data=DATA, models=list(names), versions={"fmnist": "test"})
     (folder / "compare.json").write_text(json.dumps(record))
     return folder

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from fmnist import api
-from fmnist.cli import main
+from fmnist.cli.parser import main
 from fmnist.errors import UserError
 
 SUBSET, EPOCHS = 1000, 2

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from fmnist import checkpoint
 from fmnist.errors import UserError
-from fmnist.scratch.classifier import ScratchClassifier
+from fmnist.models.scratch.classifier import ScratchClassifier
+from fmnist.rundir import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from fmnist import __version__
-from fmnist.cli import build_parser, main
-from fmnist.registry import REGISTRY
+from fmnist.cli.parser import build_parser, main
+from fmnist.models.registry import REGISTRY
 
 
 def test_version(capsys):

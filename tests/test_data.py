@@ -4,8 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from fmnist import data
-from fmnist.cli import main
+from fmnist.cli.parser import main
+from fmnist.data import dataset as data
 from fmnist.errors import UserError
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist import metrics
-from fmnist.cli import main
-from fmnist.registry import REGISTRY
+from fmnist.cli.parser import main
+from fmnist.metrics import scores
+from fmnist.models.registry import REGISTRY
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +38,8 @@ def test_evaluate_reproduces_the_saved_predictions_computing_metrics_once(compar
     before = {n: np.load(compare_run / n / "predictions.npz")["test_logits"] for n in REGISTRY}
     metrics_before = {n: json.loads((compare_run / n / "metrics.json").read_text()) for n in REGISTRY}
     calls = []
-    counted = metrics.metrics_from_logits
-    monkeypatch.setattr(metrics, "metrics_from_logits", lambda *a, **k: calls.append(1) or counted(*a, **k))
+    counted = scores.metrics_from_logits
+    monkeypatch.setattr(scores, "metrics_from_logits", lambda *a, **k: calls.append(1) or counted(*a, **k))
     assert main(["evaluate", str(compare_run), "--split", "val"]) == 0
     assert len(calls) == 2 * len(REGISTRY)  # validation and test of each model, once: the report reads them
     for name in REGISTRY:

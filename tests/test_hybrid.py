@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist import registry
 from fmnist.errors import UserError
+from fmnist.models import registry
 from fmnist.models.classifiers import CNNClassifier
 from fmnist.models.hybrid import HybridClassifier
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from fmnist import metrics
-from fmnist.data import CLASS_NAMES
+from fmnist.data.dataset import CLASS_NAMES
+from fmnist.metrics import scores
 from rundirs import noisy_logits
 
 
@@ -22,7 +22,7 @@ def test_metrics_equal_sklearn_on_fixed_predictions():
     labels = rng.integers(0, 10, 300)
     logits = noisy_logits(labels, rng, margin=1.5)
     predicted = logits.argmax(axis=1)
-    m = metrics.metrics_from_logits(logits, labels)
+    m = scores.metrics_from_logits(logits, labels)
 
     report = skm.classification_report(
         labels, predicted, labels=range(10), target_names=CLASS_NAMES, output_dict=True, zero_division=0
@@ -49,7 +49,7 @@ def test_metrics_by_hand_on_three_classes():
     labels = np.array([0, 0, 0, 1, 1, 2])
     predicted = np.array([0, 0, 1, 1, 2, 2])
     logits = np.eye(3)[predicted] * 4.0
-    m = metrics.metrics_from_logits(logits, labels, class_names=("a", "b", "c"))
+    m = scores.metrics_from_logits(logits, labels, class_names=("a", "b", "c"))
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert [r["precision"] for r in m["per_class"]] == pytest.approx([1.0, 0.5, 0.5])
     assert [r["recall"] for r in m["per_class"]] == pytest.approx([2 / 3, 0.5, 1.0])
@@ -67,8 +67,8 @@ def test_log_loss_is_finite_for_huge_logits():
     logits = (np.eye(10, dtype=np.float32)[(labels + 1) % 10] * 2000.0) - 1000.0  # confidently wrong
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        probs = metrics.probabilities(logits)
-        m = metrics.metrics_from_logits(logits, labels)
+        probs = scores.softmax(logits)
+        m = scores.metrics_from_logits(logits, labels)
     assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1.0)
     assert np.isfinite(m["log_loss"]) and m["log_loss"] > 10
     assert m["accuracy"] == 0.0
@@ -78,8 +78,8 @@ def test_accuracy_and_mean_log_loss_agree_with_the_full_metrics():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 10, 200)
     logits = noisy_logits(labels, rng, margin=1.0)
-    full = metrics.metrics_from_logits(logits, labels)
-    assert metrics.accuracy(logits, labels) == pytest.approx(full["accuracy"])
-    assert metrics.mean_log_loss(logits, labels) == pytest.approx(full["log_loss"], rel=1e-9)
+    full = scores.metrics_from_logits(logits, labels)
+    assert scores.accuracy(logits, labels) == pytest.approx(full["accuracy"])
+    assert scores.mean_log_loss(logits, labels) == pytest.approx(full["log_loss"], rel=1e-9)
     huge = np.where(np.eye(10, dtype=bool)[(labels + 1) % 10], 1e4, -1e4).astype(np.float32)
-    assert metrics.mean_log_loss(huge, labels) == pytest.approx(2e4)
+    assert scores.mean_log_loss(huge, labels) == pytest.approx(2e4)

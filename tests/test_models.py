@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist import registry
 from fmnist.errors import HparamError, UserError
 from fmnist.models import nets as models
+from fmnist.models import registry
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmnist import checkpoint
-from fmnist.cli import main
-from fmnist.engine import parallel, resume
+from fmnist.cli.parser import main
+from fmnist.engine import resume
+from fmnist.models import parallel
+from fmnist.rundir import checkpoint
 
 SRC = str(Path(parallel.__file__).parents[2])
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]

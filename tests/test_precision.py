@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from fmnist.cli import main
+from fmnist.cli.parser import main
 from fmnist.engine import precision
 from fmnist.models.classifiers import CNNClassifier
 

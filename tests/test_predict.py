@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist import data, predict
+from fmnist.data import dataset, images
 from fmnist.errors import UserError
+from fmnist.serve import answers
 
 
 class NearestMean:
@@ -16,7 +17,7 @@ class NearestMean:
 
     def __init__(self, images, labels):
         flat = images.reshape(len(images), -1).astype(np.float32)
-        self.means = np.stack([flat[labels == c].mean(axis=0) for c in range(data.NUM_CLASSES)])
+        self.means = np.stack([flat[labels == c].mean(axis=0) for c in range(dataset.NUM_CLASSES)])
 
     def predict_logits(self, images):
         assert images.dtype == np.uint8 and images.shape[1:] == (28, 28)
@@ -49,11 +50,11 @@ def garment():
 
 
 def convert(path, **limits):
-    return predict.to_fashion_mnist(predict.load_image(path, **limits))
+    return images.to_fashion_mnist(images.load_image(path, **limits))
 
 
 def only_failure(paths, model=None):
-    results, failures = predict.predict_files(
+    results, failures = answers.predict_files(
         model or NearestMean(np.zeros((10, 28, 28), np.uint8), np.arange(10)), paths
     )
     assert not results and len(failures) == 1
@@ -68,7 +69,7 @@ def only_failure(paths, model=None):
 def test_dataset_images_pass_through_bit_exact(real, tmp_path):
     splits, _ = real
     for item in splits.x_test:
-        np.testing.assert_array_equal(predict.to_fashion_mnist(Image.fromarray(item)), item)
+        np.testing.assert_array_equal(images.to_fashion_mnist(Image.fromarray(item)), item)
     for i, item in enumerate(splits.x_test[:20]):
         Image.fromarray(item).save(tmp_path / f"{i}.png")
         np.testing.assert_array_equal(convert(tmp_path / f"{i}.png"), item)
@@ -82,7 +83,7 @@ def test_product_photos_are_classified_like_the_originals(real, tmp_path):
     items = splits.x_test[:200]
     for i, item in enumerate(items):
         product_photo(item, rng).convert("RGB").save(tmp_path / f"{i:03d}.jpg", quality=90)
-    results, failures = predict.predict_files(model, [tmp_path], top_k=1)
+    results, failures = answers.predict_files(model, [tmp_path], top_k=1)
     assert not failures and [r.path.name for r in results] == [f"{i:03d}.jpg" for i in range(200)]
     from_photos = np.array([r.top[0][0] for r in results])
     from_items = model.predict_logits(items).argmax(1)
@@ -100,7 +101,7 @@ def test_light_on_dark_photo_is_not_negated(real):
     item = splits.x_test[1]
     photo = Image.new("L", (260, 200), 0)
     photo.paste(Image.fromarray(item).resize((168, 168), Image.Resampling.BICUBIC), (40, 10))
-    out = predict.to_fashion_mnist(photo).astype(np.float64)
+    out = images.to_fashion_mnist(photo).astype(np.float64)
     assert np.corrcoef(out.ravel(), item.ravel())[0, 1] > 0.9
     assert out[0, 0] == out[-1, -1] == 0 and abs(out.mean() - item.mean()) < 10
 
@@ -108,9 +109,9 @@ def test_light_on_dark_photo_is_not_negated(real):
 def test_off_white_background_becomes_black():
     array = np.asarray(garment()).copy()
     array[array == 255] = 200
-    out = predict.to_fashion_mnist(Image.fromarray(array))
+    out = images.to_fashion_mnist(Image.fromarray(array))
     assert out[0, 0] == out[-1, -1] == 0
-    np.testing.assert_allclose(out, predict.to_fashion_mnist(garment()), atol=40)
+    np.testing.assert_allclose(out, images.to_fashion_mnist(garment()), atol=40)
 
 
 @pytest.mark.parametrize(("width", "height"), [(1, 1), (5000, 3), (3, 5000), (2, 2), (29, 28)])
@@ -132,7 +133,7 @@ def test_extreme_aspect_ratio_keeps_the_object(tmp_path):
 def test_odd_margins_put_the_extra_pixel_on_top_like_the_dataset():
     array = np.full((300, 320), 255, np.uint8)
     array[10:280, 10:290] = 0  # 270 x 280: resized to 27 x 28
-    out = predict.to_fashion_mnist(Image.fromarray(array))
+    out = images.to_fashion_mnist(Image.fromarray(array))
     assert out[0].max() == 0 and out[1:].min() == 255
 
 
@@ -180,7 +181,7 @@ def test_32_bit_images_are_scaled_by_their_data_range(tmp_path, scale):
     assert Image.open(tmp_path / "deep.tiff").mode in ("I", "F")
     low, high = int(gray.min()), int(gray.max())
     expected = np.rint((gray - low) * (255 / (high - low)))
-    np.testing.assert_array_equal(np.asarray(predict.load_image(tmp_path / "deep.tiff").convert("L")), expected)
+    np.testing.assert_array_equal(np.asarray(images.load_image(tmp_path / "deep.tiff").convert("L")), expected)
 
 
 def test_cmyk_jpeg_matches_rgb_jpeg(tmp_path):
@@ -227,15 +228,15 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path):
     png_with_size(tmp_path / "bomb.png", 50_000, 50_000)  # Pillow raises its error while opening
     assert "bomb.png: refused as a possible decompression bomb" in only_failure([tmp_path / "bomb.png"])
     png_with_size(tmp_path / "warns.png", 10_000, 10_000)  # Pillow only warns: an error here all the same
-    with pytest.raises(predict.ImageError, match=r"warns\.png: refused as a possible decompression bomb"):
-        predict.load_image(tmp_path / "warns.png", max_pixels=10**12)
+    with pytest.raises(images.ImageError, match=r"warns\.png: refused as a possible decompression bomb"):
+        images.load_image(tmp_path / "warns.png", max_pixels=10**12)
     assert warnings.filters == filters and limit == Image.MAX_IMAGE_PIXELS
 
 
 def test_file_over_the_size_cap_is_refused_by_stat(tmp_path):
     big = tmp_path / "huge.png"
     with big.open("wb") as f:
-        f.truncate(predict.MAX_BYTES + 1)  # sparse: no disk used, and never read
+        f.truncate(images.MAX_BYTES + 1)  # sparse: no disk used, and never read
     assert "huge.png: 50.0 MB is over the 50 MB limit" in only_failure([big])
 
 
@@ -263,7 +264,7 @@ def test_missing_paths_and_empty_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "readme.txt").write_text("no images here")
-    files, failures = predict.collect_inputs([tmp_path / "missing.png", tmp_path / "empty", tmp_path / "texts"])
+    files, failures = images.collect_inputs([tmp_path / "missing.png", tmp_path / "empty", tmp_path / "texts"])
     assert files == []
     assert [str(f) for f in failures] == [
         f"{tmp_path / 'missing.png'}: file not found",
@@ -276,7 +277,7 @@ def test_folders_list_images_sorted_and_skip_hidden_files(tmp_path):
     for name in ("b.png", "a.JPG", ".hidden.png"):
         garment().save(tmp_path / name, format="PNG")
     (tmp_path / "notes.txt").write_text("x")
-    files, failures = predict.collect_inputs([tmp_path, tmp_path / "b.png"])
+    files, failures = images.collect_inputs([tmp_path, tmp_path / "b.png"])
     assert not failures and [p.name for p in files] == ["a.JPG", "b.png"]
 
 
@@ -285,7 +286,7 @@ def test_a_batch_goes_on_past_bad_files(real, tmp_path):
     good = tmp_path / "mañana 👗 dress copy.png"
     Image.fromarray(splits.x_test[0]).save(good)
     (tmp_path / "empty.jpg").write_bytes(b"")
-    results, failures = predict.predict_files(model, [tmp_path / "missing.png", tmp_path / "empty.jpg", good])
+    results, failures = answers.predict_files(model, [tmp_path / "missing.png", tmp_path / "empty.jpg", good])
     assert [r.path for r in results] == [good]
     assert sorted(f.file for f in failures) == sorted([str(tmp_path / "missing.png"), str(tmp_path / "empty.jpg")])
     assert all(str(f).startswith(f.file + ": ") and "\n" not in str(f) for f in failures)
@@ -299,35 +300,35 @@ def test_text_and_json_output(real, tmp_path):
     name = tmp_path / "my shirt é.png"
     Image.fromarray(splits.x_test[0]).save(name)
     (tmp_path / "bad.png").write_bytes(b"nope")
-    results, failures = predict.predict_files(model, [name, tmp_path / "bad.png"], top_k=3)
-    probs = predict.probabilities(model, splits.x_test[:1])[0]
+    results, failures = answers.predict_files(model, [name, tmp_path / "bad.png"], top_k=3)
+    probs = answers.probabilities(model, splits.x_test[:1])[0]
     order = np.argsort(-probs)[:3]
     assert [c for c, _ in results[0].top] == list(order)
 
-    text = predict.format_text(results)
-    expected = ", ".join(f"{data.CLASS_NAMES[c]} {probs[c]:.1%}" for c in order)
-    assert text == f"{name}: {data.CLASS_NAMES[order[0]]} {probs[order[0]]:.1%}  (top 3: {expected})"
+    text = answers.format_text(results)
+    expected = ", ".join(f"{dataset.CLASS_NAMES[c]} {probs[c]:.1%}" for c in order)
+    assert text == f"{name}: {dataset.CLASS_NAMES[order[0]]} {probs[order[0]]:.1%}  (top 3: {expected})"
 
-    document = json.loads(predict.format_json(results, failures))
+    document = json.loads(answers.format_json(results, failures))
     (entry,) = document["predictions"]
-    assert entry["file"] == str(name) and entry["class"] == data.CLASS_NAMES[order[0]]
+    assert entry["file"] == str(name) and entry["class"] == dataset.CLASS_NAMES[order[0]]
     assert entry["class_index"] == order[0] and [t["class_index"] for t in entry["top_k"]] == list(order)
     assert entry["probability"] == pytest.approx(probs[order[0]], abs=1e-6)
     assert document["errors"] == [{"file": str(tmp_path / "bad.png"), "error": "not an image file Pillow can read"}]
 
-    single, _ = predict.predict_files(model, [name], top_k=1)
-    assert "top" not in predict.format_text(single)
+    single, _ = answers.predict_files(model, [name], top_k=1)
+    assert "top" not in answers.format_text(single)
 
 
 def test_top_k_must_be_a_class_count(real):
     _, model = real
     for k in (0, 11):
         with pytest.raises(UserError, match=f"--top-k {k}"):
-            predict.predict_files(model, [], top_k=k)
+            answers.predict_files(model, [], top_k=k)
 
 
 def test_control_characters_in_names_stay_on_one_line(tmp_path):
-    message = str(predict.ImageError(tmp_path / "two\nlines.png", "file not found"))
+    message = str(images.ImageError(tmp_path / "two\nlines.png", "file not found"))
     assert "\n" not in message and "two\\nlines.png" in message
 
 
@@ -338,11 +339,11 @@ def test_save_preprocessed_writes_what_the_model_saw(real, tmp_path):
         product_photo(splits.x_test[0 if folder == "a" else 1], np.random.default_rng(0)).save(
             tmp_path / folder / "item.png"
         )
-    results, _ = predict.predict_files(model, [tmp_path / "a", tmp_path / "b"])
-    written = predict.save_preprocessed(results, tmp_path / "seen")
+    results, _ = answers.predict_files(model, [tmp_path / "a", tmp_path / "b"])
+    written = answers.save_preprocessed(results, tmp_path / "seen")
     assert [p.name for p in written] == ["item.png", "item-2.png"]
     for path, result in zip(written, results, strict=True):
         np.testing.assert_array_equal(np.asarray(Image.open(path)), result.image)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
-        predict.save_preprocessed(results, tmp_path / "file")
+        answers.save_preprocessed(results, tmp_path / "file")

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from fmnist.report import report
+from fmnist.report import compose
 from rundirs import write_compare_run, write_single_run
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
@@ -67,7 +67,7 @@ def decode_png(data):
 @pytest.fixture(scope="module")
 def compare_report(tmp_path_factory):
     folder = write_compare_run(tmp_path_factory.mktemp("report") / "run")
-    return folder, report.build(folder, dpi=DPI)
+    return folder, compose.build(folder, dpi=DPI)
 
 
 def test_compare_report_is_self_contained_and_lists_every_model(compare_report):
@@ -110,7 +110,7 @@ def test_compare_report_draws_every_plot_and_leaves_no_temporary_files(compare_r
 def test_single_run_report_without_mistakes_or_images(tmp_path):
     # A margin far above the noise makes every prediction right: no gallery, no confused pairs to draw.
     folder = write_single_run(tmp_path / "one", margin=50.0)
-    md_path, html_path = report.build(folder, dpi=DPI)
+    md_path, html_path = compose.build(folder, dpi=DPI)
     page = parse(html_path)
     assert [row[0] for row in page.tables[0][1:]] == ["mlp"]
     assert sorted(p.name for p in (folder / "plots").glob("*.png")) == ["mlp-confusion.png", "mlp-curves.png"]
@@ -120,7 +120,7 @@ def test_single_run_report_without_mistakes_or_images(tmp_path):
 
 def test_text_from_the_run_is_escaped(tmp_path):
     folder = write_single_run(tmp_path / "x", hparams={"note": "<script>alert('x')</script> & <b>"})
-    _, html_path = report.build(folder, dpi=DPI)
+    _, html_path = compose.build(folder, dpi=DPI)
     page = parse(html_path)
     assert "script" not in page.tags and "b" not in page.tags
     assert "&lt;script&gt;" in html_path.read_text(encoding="utf-8")

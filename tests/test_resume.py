@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist import checkpoint, pipeline, registry, rundir
-from fmnist.cli import main
+from fmnist.cli.parser import main
 from fmnist.engine import loop, resume
 from fmnist.errors import Diverged, Interrupted, UserError
+from fmnist.models import registry
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
 from fmnist.models.hybrid import HybridClassifier
-from fmnist.scratch.classifier import ScratchClassifier
+from fmnist.models.scratch.classifier import ScratchClassifier
+from fmnist.rundir import checkpoint, layout
+from fmnist.runs import train
 from processes import sigterm_once_ready
 
 
@@ -200,7 +202,7 @@ def test_a_diverged_run_leaves_no_state_to_resume(small, dataset, tmp_path, monk
     hparams = registry.spec("scratch-mlp").resolve("fast") | {"epochs": 4, "batch_size": 64, "optimizer": "sgd"}
     resumer = resume.Resumer(tmp_path)
     with pytest.raises(Diverged, match=r"loss became .* at epoch 3"):
-        pipeline.train_one("scratch-mlp", hparams, pipeline.Setup(small, dataset), tmp_path, resumer=resumer)
+        train.train_one("scratch-mlp", hparams, train.Setup(small, dataset), tmp_path, resumer=resumer)
     assert not (tmp_path / resume.STATE_FILE).exists() and not (tmp_path / "metrics.json").exists()
 
 
@@ -304,7 +306,7 @@ def test_sigterm_then_resume_on_the_command_line_equals_an_uninterrupted_run(tmp
 
 def write_config(run_dir, model):
     run_dir.mkdir()
-    config = {"layout_version": rundir.LAYOUT_VERSION, "model": model, "hparams": {}, "preset": "fast", "seed": 0}
+    config = {"layout_version": layout.LAYOUT_VERSION, "model": model, "hparams": {}, "preset": "fast", "seed": 0}
     (run_dir / "config.json").write_text(json.dumps(config))
 
 
@@ -326,7 +328,7 @@ def test_resume_misuse_is_a_one_line_error(tmp_path, capsys, argv, message):
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "config.json").write_text(
-        json.dumps({"layout_version": rundir.LAYOUT_VERSION, "model": "cnn", "hparams": {}})
+        json.dumps({"layout_version": layout.LAYOUT_VERSION, "model": "cnn", "hparams": {}})
     )
     argv = [a.format(run=run, missing=tmp_path / "missing", damaged=damaged) for a in argv]
     assert main(argv) == 2

@@ -6,14 +6,14 @@ import shutil
 import numpy as np
 import pytest
 
-from fmnist import rundir
 from fmnist.errors import UserError
+from fmnist.rundir import layout
 from rundirs import write_compare_run, write_single_run
 
 
 def test_load_compare_run(tmp_path):
     folder = write_compare_run(tmp_path / "run")
-    run = rundir.load_run(folder)
+    run = layout.load_run(folder)
     assert run.kind == "compare" and list(run.models) == ["linear", "cnn"]
     assert run.models["cnn"].features is not None and run.models["linear"].features is None
     assert run.test_images["images"].shape == (100, 28, 28)
@@ -22,7 +22,7 @@ def test_load_compare_run(tmp_path):
 
 
 def test_load_single_run(tmp_path):
-    run = rundir.load_run(write_single_run(tmp_path / "one"))
+    run = layout.load_run(write_single_run(tmp_path / "one"))
     assert run.kind == "single" and list(run.models) == ["mlp"] and run.test_images is None
     assert run.models["mlp"].history["val_accuracy"].shape == (3,)
 
@@ -152,10 +152,10 @@ def truncate(path):
 def test_broken_run_directories_name_what_is_wrong(tmp_path, kind, breaker, culprit, words):
     folder = tmp_path / "run"
     (write_single_run if kind == "single" else write_compare_run)(folder)
-    rundir.load_run(folder)  # intact before we break it
+    layout.load_run(folder)  # intact before we break it
     breaker(folder)
     with pytest.raises(UserError) as caught:
-        rundir.load_run(folder)
+        layout.load_run(folder)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(str(folder / culprit) if culprit else str(folder))

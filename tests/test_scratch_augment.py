@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fmnist.scratch.augment import augment, random_flip, random_shift
+from fmnist.models.scratch.augment import augment, random_flip, random_shift
 
 FILL = np.float32(-0.8)
 

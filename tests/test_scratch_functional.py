@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.scratch import functional as F
-from fmnist.scratch.mlp import MLP
+from fmnist.models.scratch import functional as F
+from fmnist.models.scratch.mlp import MLP
 
 DEPTHS = [[5, 3], [6, 4, 3], [7, 5, 4, 3], [4, 6, 5, 4, 3]]
 

@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from fmnist import data, registry
+from fmnist.data import dataset
 from fmnist.engine import loop
 from fmnist.errors import Diverged, HparamError, UserError
-from fmnist.scratch import classifier as scratch_model
-from fmnist.scratch.classifier import ScratchClassifier
+from fmnist.models import registry
+from fmnist.models.scratch import classifier as scratch_model
+from fmnist.models.scratch.classifier import ScratchClassifier
 
 ROW_KEYS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr"]
 
@@ -23,8 +24,8 @@ def small_splits(splits):
 def blobs(n, dim=12, seed=0):
     """Ten Gaussian clusters in `dim` dimensions: features a hybrid might hand over, not images."""
     rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(99).standard_normal((data.NUM_CLASSES, dim)) * 3
-    y = rng.integers(0, data.NUM_CLASSES, n)
+    centres = np.random.default_rng(99).standard_normal((dataset.NUM_CLASSES, dim)) * 3
+    y = rng.integers(0, dataset.NUM_CLASSES, n)
     return (centres[y] + rng.standard_normal((n, dim))).astype(np.float32), y
 
 

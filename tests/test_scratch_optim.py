@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.scratch.optim import FLUSH_EVERY, Adam, flush_subnormals, make_optimizer
+from fmnist.models.scratch.optim import FLUSH_EVERY, Adam, flush_subnormals, make_optimizer
 
 SHAPES = [(5, 4), (4,), (4, 3), (3,)]
 

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from fmnist import pipeline, seeds
-from fmnist.cli import main
+from fmnist.cli.parser import main
 from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
+from fmnist.runs import compare as seeds
+from fmnist.runs import train
 from processes import sigterm_once_ready
 
 TIMINGS = ("train_seconds", "inference_images_per_s", "total_seconds", "created", "command")
@@ -68,21 +69,21 @@ def without_timings(record):
 
 
 def test_a_compare_stopped_in_its_third_model_resumes_without_retraining_the_first_two(splits, dataset, tmp_path):
-    setup = pipeline.Setup(splits.subset(400, 100, 100), dataset, progress=False)
+    setup = train.Setup(splits.subset(400, 100, 100), dataset, progress=False)
     names, overrides = ["linear", "mlp", "scratch-mlp"], {"epochs": 2}
-    pipeline.compare(names, setup, tmp_path / "whole", overrides)
+    train.compare(names, setup, tmp_path / "whole", overrides)
 
     out = tmp_path / "stopped"
     StopThirdModel.made = 0
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "Resumer", StopThirdModel)
+        patch.setattr(train, "Resumer", StopThirdModel)
         with pytest.raises(Interrupted):
-            pipeline.compare(names, setup, out, overrides)
+            train.compare(names, setup, out, overrides)
     assert (out / "scratch-mlp" / resume.STATE_FILE).is_file() and not (out / "scratch-mlp" / "metrics.json").exists()
     finished = {p: p.stat().st_mtime_ns for name in names[:2] for p in (out / name).rglob("*")}
     assert finished and not (out / "compare.json").exists()
 
-    pipeline.compare(names, setup, out, overrides, resume=True)
+    train.compare(names, setup, out, overrides, resume=True)
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # the first two were not trained again
     assert not (out / "scratch-mlp" / resume.STATE_FILE).exists()
     records = [json.loads((d / "compare.json").read_text()) for d in (out, tmp_path / "whole")]

@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist import checkpoint, predict
-from fmnist.cli import main
-from fmnist.data import CLASS_NAMES
+from fmnist.cli.parser import main
+from fmnist.data import images
+from fmnist.data.dataset import CLASS_NAMES
+from fmnist.rundir import checkpoint
+from fmnist.serve import answers
 from serve_helpers import SERVE_MODELS, bomb, encoded, garment, noise, product_photo, running_server
 
 pytestmark = pytest.mark.slow  # a real server on a freshly trained run: make test-fast leaves it out
 
-MAX_BODY = 20_000_000  # the server's limits (fmnist.serve), written out: a test of them must not borrow them
+MAX_BODY = 20_000_000  # the server's limits (fmnist.serve.app), written out: a test of them must not borrow them
 MAX_FILES = 16
 
 
@@ -36,8 +38,8 @@ def models(serve_run):
 
 def expected(model, content):
     """What the model says about an image in this process: (28x28 image, probabilities)."""
-    image = predict.to_fashion_mnist(predict.load_image("x", content=content))
-    return image, predict.probabilities(model, image[None])[0]
+    image = images.to_fashion_mnist(images.load_image("x", content=content))
+    return image, answers.probabilities(model, image[None])[0]
 
 
 def check_answer(entry, model, content, top_k=3):

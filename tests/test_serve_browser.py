@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist import checkpoint, predict
-from fmnist.data import CLASS_NAMES
+from fmnist.data.dataset import CLASS_NAMES
+from fmnist.rundir import checkpoint
+from fmnist.serve import answers
 from serve_helpers import product_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -59,7 +60,7 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     images, _ = serve_items
     photo = tmp_path / "my coat.png"
     product_photo(images[0]).save(photo)
-    seen = predict.to_fashion_mnist(predict.load_image(photo))
+    seen = images.to_fashion_mnist(images.load_image(photo))
     browser.get(server.url + "/")
     wait = WebDriverWait(browser, 20)
     wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
@@ -69,7 +70,7 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     browser.find_element(By.ID, "files").send_keys(str(photo))
 
     card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
-    probs = predict.probabilities(checkpoint.load(serve_run / "cnn")[0], seen[None])[0]
+    probs = answers.probabilities(checkpoint.load(serve_run / "cnn")[0], seen[None])[0]
     assert card.find_element(By.CSS_SELECTOR, ".class-name").text == CLASS_NAMES[int(np.argmax(probs))]
     assert card.find_element(By.CSS_SELECTOR, ".model-used").text == "cnn"
     assert card.find_element(By.CSS_SELECTOR, ".file").text == "my coat.png"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fmnist.cli import main
+from fmnist.cli.parser import main
 from fmnist.engine import threads
 from fmnist.errors import UserError
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist import data, registry
+from fmnist.data import dataset
 from fmnist.engine import loop
 from fmnist.errors import Diverged, HparamError, UserError
+from fmnist.models import registry
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
 from fmnist.models.torch_backend import TorchBackend
 
@@ -99,8 +100,8 @@ class Saboteur(torch.nn.Module):
 
 
 def tensors(splits):
-    x = torch.from_numpy(data.normalise_flat(splits.x_train, splits.mean, splits.std)).reshape(-1, 1, 28, 28)
-    xv = torch.from_numpy(data.normalise_flat(splits.x_val, splits.mean, splits.std)).reshape(-1, 1, 28, 28)
+    x = torch.from_numpy(dataset.normalise_flat(splits.x_train, splits.mean, splits.std)).reshape(-1, 1, 28, 28)
+    xv = torch.from_numpy(dataset.normalise_flat(splits.x_val, splits.mean, splits.std)).reshape(-1, 1, 28, 28)
     return (x, torch.from_numpy(splits.y_train)), (xv, splits.y_val)
 
 

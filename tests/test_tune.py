@@ -11,10 +11,11 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from fmnist import registry, tune  # noqa: E402 (optuna is optional)
-from fmnist.cli import build_parser  # noqa: E402
-from fmnist.pipeline import Setup  # noqa: E402
-from fmnist.runargs import hparam_overrides  # noqa: E402
+from fmnist.cli.parser import build_parser  # noqa: E402
+from fmnist.cli.settings import hparam_overrides  # noqa: E402
+from fmnist.models import registry  # noqa: E402
+from fmnist.runs import tune  # noqa: E402
+from fmnist.runs.train import Setup  # noqa: E402
 
 SEARCHED = [name for name, spec in registry.REGISTRY.items() if any(h.search for h in spec.hparams.values())]
 

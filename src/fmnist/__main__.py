@@ -1,3 +1,3 @@
-from fmnist.cli import main
+from fmnist.cli.parser import main
 
 raise SystemExit(main())

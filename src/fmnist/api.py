@@ -20,11 +20,15 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from fmnist import checkpoint, data, pipeline, registry, rundir, text
-from fmnist import predict as _predict
-from fmnist.data import CLASS_NAMES
+from fmnist.data import dataset as data
+from fmnist.data import images
+from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
-from fmnist.report import plots
+from fmnist.models import registry
+from fmnist.report import plots, tables
+from fmnist.rundir import checkpoint, layout
+from fmnist.runs import train
+from fmnist.serve import answers
 
 __all__ = [
     "CLASS_NAMES",
@@ -74,7 +78,7 @@ class Model:
 
 
 def load_splits(seed=0, subset=None, data_dir=None):
-    """The verified dataset split as `fmnist train --seed SEED [--subset N]` splits it (a `fmnist.data.Splits`).
+    """The verified dataset split as `fmnist train --seed SEED [--subset N]` splits it (a `fmnist.data.dataset.Splits`).
 
     x_train / x_val / x_test are uint8 images (N, 28, 28), y_* int64 labels (N,); mean and std are the train
     pixels' statistics. seed: the stratified 80/20 train/validation split. subset: train on the first `subset`
@@ -114,7 +118,7 @@ def _check_splits(splits):
 
 
 def _history_columns(rows):
-    return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in rundir.HISTORY_COLUMNS}
+    return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in layout.HISTORY_COLUMNS}
 
 
 def fit(model, splits, seed=0, progress=True):
@@ -140,7 +144,7 @@ def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
     names: a list or a comma-separated string, trained in registry order so that the hybrid reuses the CNN
     trained here. hparams apply to every model that has them (e.g. epochs=5 caps every model).
     """
-    names = pipeline.parse_models(names if isinstance(names, str) else ",".join(names))
+    names = train.parse_models(names if isinstance(names, str) else ",".join(names))
     unknown = sorted(set(hparams).difference(*(registry.spec(name).hparams for name in names)))
     if unknown:
         raise UserError(f"compare: no model among {', '.join(names)} has a hyper-parameter {unknown[0]!r}")
@@ -158,7 +162,7 @@ def load(run_dir):
     checksums verified, with its recorded history and settings."""
     classifier, manifest = checkpoint.load(run_dir)
     folder = checkpoint.resolve(run_dir)
-    saved = rundir.load_model_run(folder, manifest["kind"], "rerun `fmnist train`")
+    saved = layout.load_model_run(folder, manifest["kind"], "rerun `fmnist train`")
     config = saved.config
     hparams = registry.spec(saved.name).from_json(config["hparams"])
     loaded = Model(saved.name, config.get("preset", "fast"), hparams, classifier, history=saved.history)
@@ -176,7 +180,7 @@ def _trained(model):
 
 def probabilities(model, images):
     """Class probabilities float64 (N, 10) for uint8 images (N, 28, 28)."""
-    return _predict.probabilities(_trained(model), _images(images))
+    return answers.probabilities(_trained(model), _images(images))
 
 
 def predict(model, images):
@@ -201,12 +205,12 @@ def evaluate(model, splits):
     _check_splits(splits)
     facts = {"model": model.name, "parameters": int(classifier.num_parameters())}
     facts |= {"train_seconds": model.train_seconds, "epochs": len(model.history["epoch"])}
-    return pipeline.measure(classifier, splits, facts)[1]
+    return train.measure(classifier, splits, facts)[1]
 
 
 def table(results):
     """The `fmnist compare` table (text) of {name: evaluate(...)}."""
-    return text.comparison(results)
+    return tables.comparison(results)
 
 
 def vectors(images, splits):
@@ -218,10 +222,10 @@ def vectors(images, splits):
 def predict_image(model, path, top_k=3):
     """Classify an image file (any format Pillow reads), converted to 28x28 the way Fashion-MNIST was made.
 
-    Returns a `fmnist.predict.Prediction`: path, image (the uint8 (28, 28) the model saw) and top, the
+    Returns a `fmnist.serve.answers.Prediction`: path, image (the uint8 (28, 28) the model saw) and top, the
     ((class index, probability), ...) most probable first.
     """
-    predictions, failures = _predict.predict_files(_trained(model), [path], top_k)
+    predictions, failures = answers.predict_files(_trained(model), [path], top_k)
     if failures:
         raise failures[0]
     return predictions[0]
@@ -250,8 +254,8 @@ def convergence(models):
 
 def confusion_matrix(result, split="test"):
     """Counts and row-normalised confusion matrix of an `evaluate` result."""
-    if split not in rundir.SPLITS:
-        raise UserError(f"split {split!r}: choose one of {', '.join(rundir.SPLITS)}")
+    if split not in layout.SPLITS:
+        raise UserError(f"split {split!r}: choose one of {', '.join(layout.SPLITS)}")
     title = f"{result['model']}: {split} confusion matrix"
     return plots.confusion(result[split]["confusion_matrix"], title)
 
@@ -263,7 +267,7 @@ def misclassified(model, splits, count=24):
     return plots.misclassified(splits.x_test, splits.y_test, probs, title, count=count)
 
 
-def feature_space(model, splits, sample=pipeline.FEATURE_SAMPLE, seed=0):
+def feature_space(model, splits, sample=train.FEATURE_SAMPLE, seed=0):
     """The feature vectors of `sample` test images in 2-D (PCA and t-SNE), coloured by class (CNN, hybrid)."""
     classifier = _trained(model)
     if not hasattr(classifier, "features"):
@@ -275,4 +279,4 @@ def feature_space(model, splits, sample=pipeline.FEATURE_SAMPLE, seed=0):
 
 def prediction_figure(prediction):
     """What `predict_image` saw (the 28x28 image) beside its top classes and their probabilities."""
-    return plots.prediction(prediction.image, prediction.top, f"{_predict.shown(prediction.path.name)}")
+    return plots.prediction(prediction.image, prediction.top, f"{images.shown(prediction.path.name)}")

@@ -21,9 +21,9 @@ import time
 
 from tqdm.auto import tqdm
 
-from fmnist import metrics
 from fmnist.engine.schedule import learning_rate, warmup_steps
 from fmnist.errors import Diverged
+from fmnist.metrics import scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _end_epoch(backend, val, config, loop, bar):
     start = time.perf_counter()
     epoch, best = loop["epoch"], loop["best"]
     logits = backend.logits(val[0])
-    val_loss, val_accuracy = metrics.mean_log_loss(logits, val[1]), metrics.accuracy(logits, val[1])
+    val_loss, val_accuracy = scores.mean_log_loss(logits, val[1]), scores.accuracy(logits, val[1])
     if not math.isfinite(val_loss):
         raise Diverged(
             config.name, f"validation loss became {val_loss}", f"the end of epoch {epoch}", loop["lr"], best["epoch"]

@@ -12,11 +12,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fmnist import registry
 from fmnist.engine import loop, precision
 from fmnist.errors import HparamError, UserError
 from fmnist.files import atomic_path, read_json, write_json
-from fmnist.models import nets
+from fmnist.models import nets, registry
 from fmnist.models.augment import tta_logits
 from fmnist.models.torch_backend import TorchBackend, predict, to_tensor
 
@@ -75,7 +74,7 @@ class TorchClassifier:
             backend_args = {"seed": seed, "fill": -self.mean / self.std, "channels_last": self.channels_last}
             backend_args["total_steps"] = config.epochs * config.steps_per_epoch(len(train[0]))
             if torch.distributed.is_initialized():  # launched by torchrun: this rank's share of every batch
-                from fmnist.engine import parallel
+                from fmnist.models import parallel
 
                 backend, resumer = parallel.wrap(self.module, self.hparams, resumer, **backend_args)
             else:

@@ -15,12 +15,12 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from fmnist import registry
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_json, write_json
+from fmnist.models import registry
 from fmnist.models.augment import tta_logits
 from fmnist.models.classifiers import CNNClassifier
-from fmnist.scratch.classifier import ScratchClassifier
+from fmnist.models.scratch.classifier import ScratchClassifier
 
 NAME = "hybrid"
 STATS = "feature_stats.safetensors"

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmnist.data import NUM_CLASSES, SIDE
+from fmnist.data.dataset import NUM_CLASSES, SIDE
 
 PIXELS = SIDE * SIDE
 

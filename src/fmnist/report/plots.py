@@ -15,7 +15,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from fmnist.data import CLASS_NAMES, NUM_CLASSES
+from fmnist.data.dataset import CLASS_NAMES, NUM_CLASSES
 from fmnist.files import atomic_path
 
 DPI = 110

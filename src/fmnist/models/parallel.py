@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from fmnist.data import NUM_CLASSES
+from fmnist.data.dataset import NUM_CLASSES
 from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
 from fmnist.models.torch_backend import TorchBackend, set_lr

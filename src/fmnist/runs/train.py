@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from fmnist import checkpoint, metrics, registry, rundir
-from fmnist import data as data_module
+from fmnist.data import dataset as data_module
 from fmnist.engine import precision
 from fmnist.engine import threads as threads_module
 from fmnist.engine.loop import best_epoch
 from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import Diverged, UserError
 from fmnist.files import read_json, write_json
+from fmnist.metrics import scores
+from fmnist.models import registry
+from fmnist.rundir import checkpoint, layout
 
 FEATURE_SAMPLE = 2_000
 
@@ -34,7 +36,7 @@ class Setup:
     seed: int = 0
     progress: bool = True
     threads: int | None = None  # torch's intra-op threads (None: torch's own default)
-    distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.engine.parallel)
+    distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.models.parallel)
 
     def record(self):
         """The settings config.json keeps; subset is None for the full split."""
@@ -67,7 +69,7 @@ def measure(model, splits, facts):
     logits = {"val": timed_logits(model, splits.x_val)[0]}
     logits["test"], images_per_s = timed_logits(model, splits.x_test)
     labels = {"val": splits.y_val, "test": splits.y_test}
-    detailed = {s: metrics.metrics_from_logits(logits[s], labels[s]) for s in rundir.SPLITS}
+    detailed = {s: scores.metrics_from_logits(logits[s], labels[s]) for s in layout.SPLITS}
     record = {**facts, "val_accuracy": detailed["val"]["accuracy"], "test_accuracy": detailed["test"]["accuracy"]}
     record |= {"inference_images_per_s": round(images_per_s, 1), **detailed}
     return logits, record
@@ -103,22 +105,22 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     spec = registry.spec(name)
     if resumer is None or resumer.saved is None:  # a resumed run keeps the config it was started with
         hparams = precision.settled(hparams)  # config.json records the precision that runs, and --resume reuses it
-        (out_dir / rundir.METRICS).unlink(missing_ok=True)  # an older run's: this one is not complete yet
-        write_json(out_dir / rundir.CONFIG, rundir.config_record(name, hparams, setup.record(), setup.dataset))
+        (out_dir / layout.METRICS).unlink(missing_ok=True)  # an older run's: this one is not complete yet
+        write_json(out_dir / layout.CONFIG, layout.config_record(name, hparams, setup.record(), setup.dataset))
     reused = {other: trained[other] for other in spec.reuses if trained and other in trained}
     model = spec.load_class()(**hparams, **reused)
     history, seconds = _fit(model, setup, resumer)
-    rundir.write_history(out_dir, history)
+    layout.write_history(out_dir, history)
     checkpoint.save(out_dir, name, model)
     facts = {"model": name, "parameters": int(model.num_parameters()), "train_seconds": round(seconds, 2)}
     facts |= {"epochs": len(history), "best_epoch": best_epoch(history) or None}
     logits, record = measure(model, setup.splits, facts)
-    rundir.write_predictions(out_dir, logits, setup.splits)
+    layout.write_predictions(out_dir, logits, setup.splits)
     if hasattr(model, "features"):
         pick = np.random.default_rng(setup.seed).permutation(len(setup.splits.x_test))[:FEATURE_SAMPLE]
         features = model.features(setup.splits.x_test[pick])
-        rundir.write_npz(out_dir / rundir.FEATURES, features=features, labels=setup.splits.y_test[pick])
-    rundir.write_metrics(out_dir, record)
+        layout.write_npz(out_dir / layout.FEATURES, features=features, labels=setup.splits.y_test[pick])
+    layout.write_metrics(out_dir, record)
     if resumer is not None:
         resumer.finish()
     return model, record
@@ -142,7 +144,7 @@ def compare(names, setup, out_dir, overrides=None, *, resume=False):
     hparams = {name: registry.spec(name).resolve(setup.preset, overrides) for name in names}  # all checked first
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_test_images(out_dir, setup.splits)
+    layout.write_test_images(out_dir, setup.splits)
     trained, results = {}, {}
     overall = tqdm(names, desc="compare", unit="model", disable=not setup.progress, position=0)
     start = time.perf_counter()
@@ -150,25 +152,25 @@ def compare(names, setup, out_dir, overrides=None, *, resume=False):
         overall.set_postfix_str(name)
         trained[name], results[name] = _compare_one(name, hparams[name], setup, out_dir / name, trained, resume)
     overall.close()
-    record = rundir.config_record("compare", {}, setup.record(), setup.dataset)
-    summary = {name: {k: v for k, v in m.items() if k not in rundir.SPLITS} for name, m in results.items()}
+    record = layout.config_record("compare", {}, setup.record(), setup.dataset)
+    summary = {name: {k: v for k, v in m.items() if k not in layout.SPLITS} for name, m in results.items()}
     record.update(models=names, total_seconds=round(time.perf_counter() - start, 1), results=summary)
-    write_json(out_dir / rundir.COMPARE, record)
+    write_json(out_dir / layout.COMPARE, record)
     return results
 
 
 def _compare_one(name, hparams, setup, model_dir, trained, resume):
     """One model of a compare: reloaded if a resumed compare finished it already, else trained (or continued)."""
-    if resume and (model_dir / rundir.METRICS).is_file():
+    if resume and (model_dir / layout.METRICS).is_file():
         model, _ = checkpoint.load(model_dir)  # a later model may reuse it (the hybrid reuses the CNN)
-        return model, read_json(model_dir / rundir.METRICS)
+        return model, read_json(model_dir / layout.METRICS)
     resumer = Resumer(model_dir, resume=resume and (model_dir / STATE_FILE).is_file())
     return train_one(name, hparams, setup, model_dir, trained=trained, resumer=resumer)
 
 
 def resume_settings(run_dir, model_name):
     """(hparams, config) of the `fmnist train` run in run_dir: what a resumed run must use again."""
-    config = rundir.read_config(run_dir, model_name)
+    config = layout.read_config(run_dir, model_name)
     return registry.spec(model_name).from_json(config["hparams"]), config
 
 
@@ -184,15 +186,15 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
     dataset = data_module.load(data_dir, allow_unverified)
     results = {}
     for model_dir in model_dirs:
-        config = read_json(model_dir / rundir.CONFIG)
-        rundir.check_same_data(model_dir, config, dataset)
+        config = read_json(model_dir / layout.CONFIG)
+        layout.check_same_data(model_dir, config, dataset)
         splits = data_module.split(dataset, config["seed"])
         splits = splits.quick(config["subset"]) if config.get("subset") else splits
         model, _ = checkpoint.load(model_dir)
-        old = read_json(model_dir / rundir.METRICS)
+        old = read_json(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "epochs", "best_epoch")}
         logits, record = measure(model, splits, facts)
-        rundir.write_predictions(model_dir, logits, splits)
-        rundir.write_metrics(model_dir, record)
+        layout.write_predictions(model_dir, logits, splits)
+        layout.write_metrics(model_dir, record)
         results[config["model"]] = record
     return results

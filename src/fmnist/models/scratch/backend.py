@@ -6,9 +6,9 @@ import numpy as np
 
 
 class NumpyBackend:
-    """An `fmnist.scratch.mlp.MLP` trained by `fmnist.engine.loop.fit`.
+    """An `fmnist.models.scratch.mlp.MLP` trained by `fmnist.engine.loop.fit`.
 
-    optimizer: an `fmnist.scratch.optim` optimizer over mlp.params. augment: None, or a function
+    optimizer: an `fmnist.models.scratch.optim` optimizer over mlp.params. augment: None, or a function
     (batch (B, D), numpy Generator) -> the batch to train on. `seed` fixes the batch order ([seed, 1]) and the
     augmentation ([seed, 2]); the initial weights are the MLP's own business.
     """

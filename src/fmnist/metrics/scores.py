@@ -4,10 +4,10 @@ Every other module asks this one, so that a figure is computed the same way wher
 """
 
 import numpy as np
-from scipy.special import log_softmax, softmax
+from scipy import special
 from sklearn import metrics as skm
 
-from fmnist.data import CLASS_NAMES
+from fmnist.data.dataset import CLASS_NAMES
 
 TOP_CONFUSIONS = 5
 
@@ -19,13 +19,13 @@ def accuracy(logits, labels):
 
 def mean_log_loss(logits, labels):
     """Mean cross-entropy of logits (N, C) against integer labels (N,), from a stable float64 log-softmax."""
-    log_p = log_softmax(np.asarray(logits, dtype=np.float64), axis=1)
+    log_p = special.log_softmax(np.asarray(logits, dtype=np.float64), axis=1)
     return float(-np.mean(log_p[np.arange(len(log_p)), np.asarray(labels)]))
 
 
-def probabilities(logits):
+def softmax(logits):
     """Logits (N, C) -> float64 softmax probabilities (N, C); stable for any logit scale."""
-    return softmax(np.asarray(logits, dtype=np.float64), axis=1)
+    return special.softmax(np.asarray(logits, dtype=np.float64), axis=1)
 
 
 def most_confused(confusion, class_names=CLASS_NAMES, top=TOP_CONFUSIONS):
@@ -71,7 +71,7 @@ def metrics_from_logits(logits, labels, class_names=CLASS_NAMES):
     return {
         "n": len(labels),
         "accuracy": float(skm.accuracy_score(labels, predicted)),
-        "log_loss": float(skm.log_loss(labels, probabilities(logits), labels=classes)),
+        "log_loss": float(skm.log_loss(labels, softmax(logits), labels=classes)),
         "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
         "per_class": [
             {

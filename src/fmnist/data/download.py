@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fmnist.data import FILES, SHA256, read_idx, user_cache_dir
+from fmnist.data.dataset import FILES, SHA256, read_idx, user_cache_dir
 from fmnist.errors import UserError
 from fmnist.files import atomic_path
 

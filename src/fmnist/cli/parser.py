@@ -3,7 +3,8 @@
 import argparse
 import sys
 
-from fmnist import __version__, commands
+from fmnist import __version__
+from fmnist.cli import commands
 from fmnist.errors import Diverged, HparamError, Interrupted, UserError
 
 
@@ -101,7 +102,7 @@ def add_data_commands(subparsers):
 
 
 def add_training_commands(subparsers):
-    from fmnist.registry import REGISTRY
+    from fmnist.models.registry import REGISTRY
 
     train = subparsers.add_parser("train", help="train one model and write its run directory")
     models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
@@ -130,7 +131,7 @@ def add_training_commands(subparsers):
 
 
 def add_tune_command(subparsers):
-    from fmnist.registry import REGISTRY
+    from fmnist.models.registry import REGISTRY
 
     tune = subparsers.add_parser("tune", help="search a model's hyper-parameters with Optuna; workers share a study")
     tune.add_argument("model", choices=[n for n, s in REGISTRY.items() if any(h.search for h in s.hparams.values())])

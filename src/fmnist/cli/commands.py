@@ -9,37 +9,37 @@ import sys
 import time
 from pathlib import Path
 
+from fmnist.cli.settings import report_train, setup_from, train_settings
 from fmnist.errors import Interrupted, UserError
-from fmnist.runargs import report_train, setup_from, train_settings
 
 
 def cmd_data_info(args):
-    from fmnist import data
+    from fmnist.data import dataset
 
     start = time.perf_counter()
-    ds = data.load(args.data_dir, args.allow_unverified)
+    ds = dataset.load(args.data_dir, args.allow_unverified)
     seconds = time.perf_counter() - start
-    splits = data.split(ds, args.seed)
+    splits = dataset.split(ds, args.seed)
     print(f"found in {ds.paths['train_images'].parent} (loaded and verified in {seconds:.2f} s)")
     for role, path in ds.paths.items():
-        ok = "official" if ds.sha256[role] == data.SHA256[role] else "UNVERIFIED"
+        ok = "official" if ds.sha256[role] == dataset.SHA256[role] else "UNVERIFIED"
         print(f"  {path}  sha256 {ds.sha256[role]}  {ok}")
     rows = [("train", splits.y_train), ("validation", splits.y_val), ("test", splits.y_test)]
     print(f"\nsplit (seed {args.seed}): " + ", ".join(f"{name} {len(y):,}" for name, y in rows))
-    width = max(len(n) for n in data.CLASS_NAMES)
+    width = max(len(n) for n in dataset.CLASS_NAMES)
     print(f"  {'class':<{width + 4}}" + "".join(f"{name:>12}" for name, _ in rows))
-    counts = [data.class_counts(y) for _, y in rows]
-    for c, cname in enumerate(data.CLASS_NAMES):
+    counts = [dataset.class_counts(y) for _, y in rows]
+    for c, cname in enumerate(dataset.CLASS_NAMES):
         print(f"  {c} {cname:<{width + 2}}" + "".join(f"{cnt[c]:>12,}" for cnt in counts))
     print(f"train pixel mean {splits.mean:.4f}, std {splits.std:.4f} (pixels scaled to [0, 1])")
 
 
 def cmd_data_show(args):
-    from fmnist import data
+    from fmnist.data import dataset
     from fmnist.report import plots
 
-    ds = data.load(args.data_dir, args.allow_unverified)
-    splits = data.split(ds, args.seed)
+    ds = dataset.load(args.data_dir, args.allow_unverified)
+    splits = dataset.split(ds, args.seed)
     images, labels = {
         "train": (splits.x_train, splits.y_train),
         "val": (splits.x_val, splits.y_val),
@@ -50,24 +50,25 @@ def cmd_data_show(args):
 
 
 def cmd_data_download(args):
-    from fmnist import download
+    from fmnist.data import download
 
     folder = download.download(args.dir or download.default_folder())
     print(f"Fashion-MNIST verified in {folder}")
 
 
 def cmd_train(args):
-    from fmnist import pipeline, registry
     from fmnist.engine import resume
+    from fmnist.models import registry
+    from fmnist.runs import train
 
     spec = registry.spec(args.model)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: data-parallel
-        from fmnist import launch
+        from fmnist.cli import torchrun
 
-        return launch.cmd_train(args, spec)
+        return torchrun.cmd_train(args, spec)
     hparams, setup, out = train_settings(args, spec)
     try:
-        _, metrics = pipeline.train_one(
+        _, metrics = train.train_one(
             args.model, hparams, setup, out, resumer=resume.Resumer(out, resume=bool(args.resume))
         )
     except Interrupted as exc:
@@ -77,7 +78,7 @@ def cmd_train(args):
 
 def evaluation_table(results, split):
     """One split's metrics per model: accuracy, macro F1, log-loss, the weakest class and the top confusion."""
-    from fmnist.text import table
+    from fmnist.report.tables import table
 
     rows = []
     for name, m in results.items():
@@ -93,7 +94,9 @@ def evaluation_table(results, split):
 
 def compare_plan(args):
     """--resume OUT: (plan, out) as the compare recorded them (other settings are an error); else from the flags."""
-    from fmnist import data, pipeline, registry, seeds
+    from fmnist.data import dataset
+    from fmnist.models import registry
+    from fmnist.runs import compare, train
 
     if args.resume:
         given = [
@@ -105,17 +108,17 @@ def compare_plan(args):
             raise UserError(
                 f"--resume {args.resume}: continues with the compare's own settings; drop {' '.join(given)}"
             )
-        return seeds.read_plan(args.resume, data.load(args.data_dir, args.allow_unverified)), args.resume
+        return compare.read_plan(args.resume, dataset.load(args.data_dir, args.allow_unverified)), args.resume
     if args.seeds is not None and args.seed is not None:
         raise UserError("--seed and --seeds: give one of them")
     plan = {
-        "models": pipeline.parse_models(args.models or ",".join(registry.REGISTRY)),
-        "seeds": None if args.seeds is None else seeds.parse_seeds(args.seeds),
+        "models": train.parse_models(args.models or ",".join(registry.REGISTRY)),
+        "seeds": None if args.seeds is None else compare.parse_seeds(args.seeds),
         "seed": args.seed or 0,
         "preset": args.preset or "fast",
         "subset": args.subset,
         "epochs": args.epochs,
-        "data": data.load(args.data_dir, args.allow_unverified).provenance(),
+        "data": dataset.load(args.data_dir, args.allow_unverified).provenance(),
     }
     for name in plan["models"]:  # every value checked before anything is written
         registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
@@ -123,36 +126,37 @@ def compare_plan(args):
 
 
 def cmd_compare(args):
-    from fmnist import seeds, text
-    from fmnist.report import report
+    from fmnist.report import compose
+    from fmnist.report import tables as text
+    from fmnist.runs import compare
 
     plan, out = compare_plan(args)
     if not args.resume:
-        seeds.write_plan(out, plan)
+        compare.write_plan(out, plan)
 
     def setup_for(seed):
         recorded = {"seed": seed, "subset": plan["subset"] or 0, "preset": plan["preset"], "threads": args.threads}
         return setup_from(args, recorded=recorded)
 
     try:
-        results = seeds.run_compare(plan, out, setup_for, resume=bool(args.resume))
+        results = compare.run_compare(plan, out, setup_for, resume=bool(args.resume))
     except Interrupted as exc:
         raise Interrupted(f"{exc}; continue with: fmnist compare --resume {out}", exc.signum) from None
     if plan["seeds"] is not None:
-        header, rows = seeds.seeds_table(results)
-        from fmnist.text import table
+        header, rows = compare.seeds_table(results)
+        from fmnist.report.tables import table
 
-        notes = "\n".join(seeds.close_call_lines(seeds.close_calls(results)))
+        notes = "\n".join(compare.close_call_lines(compare.close_calls(results)))
         md = Path(out) / "report.md"
         print(f"\n{table(header, rows)}\n{notes}\n\nrun written to {out}; report: {md.with_suffix('.html')}")
         return
-    report_paths = report.build(out)
+    report_paths = compose.build(out)
     print(f"\n{text.comparison(results)}\n\nrun written to {out}; report: {report_paths[1]}")
 
 
 def cmd_tune(args):
     try:
-        from fmnist import tune
+        from fmnist.runs import tune
     except ImportError as exc:
         raise UserError(f"fmnist tune needs Optuna ({exc}); install it with: pip install 'fmnist[tune]'") from None
     if args.trials < 1:
@@ -173,41 +177,42 @@ def cmd_tune(args):
 
 
 def cmd_evaluate(args):
-    from fmnist import pipeline
-    from fmnist.report import report
+    from fmnist.report import compose
+    from fmnist.runs import train
 
-    results = pipeline.reevaluate(args.run_dir, args.data_dir, args.allow_unverified)
+    results = train.reevaluate(args.run_dir, args.data_dir, args.allow_unverified)
     print(evaluation_table(results, args.split))
-    print(f"report: {report.build(args.run_dir)[1]}")
+    print(f"report: {compose.build(args.run_dir)[1]}")
 
 
 def cmd_report(args):
-    from fmnist.report import report
+    from fmnist.report import compose
 
-    md_path, html_path = report.build(args.run_dir)
+    md_path, html_path = compose.build(args.run_dir)
     print(f"wrote {md_path} and {html_path}")
 
 
 def cmd_predict(args):
-    from fmnist import checkpoint, predict
+    from fmnist.rundir import checkpoint
+    from fmnist.serve import answers
 
     model, _ = checkpoint.load(args.model)
-    predictions, failures = predict.predict_files(model, args.inputs, args.top_k)
+    predictions, failures = answers.predict_files(model, args.inputs, args.top_k)
     if args.json:
-        print(predict.format_json(predictions, failures))
+        print(answers.format_json(predictions, failures))
     elif predictions:
-        print(predict.format_text(predictions))
+        print(answers.format_text(predictions))
     if not args.json:
         for failure in failures:
             print(f"fmnist: error: {failure}", file=sys.stderr)
     if args.save_preprocessed:
-        predict.save_preprocessed(predictions, args.save_preprocessed)
+        answers.save_preprocessed(predictions, args.save_preprocessed)
     return 2 if failures else 0
 
 
 def cmd_serve(args):
     try:
-        from fmnist import serve
+        from fmnist.serve import app
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
-    return serve.run(args.run_dir, host=args.host, port=args.port)
+    return app.run(args.run_dir, host=args.host, port=args.port)

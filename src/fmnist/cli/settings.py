@@ -1,6 +1,6 @@
 """A run's settings from the command line: the flags, or for --resume the run's recorded ones; the closing report.
 
-Shared by `fmnist train` in one process (fmnist.commands) and under torchrun (fmnist.launch).
+Shared by `fmnist train` in one process (fmnist.cli.commands) and under torchrun (fmnist.cli.torchrun).
 """
 
 from pathlib import Path
@@ -15,19 +15,20 @@ def hparam_overrides(args, spec):
 
 def setup_from(args, recorded=None):
     """The data and settings of a run: the flags, or (for --resume) the run's `recorded` config."""
-    from fmnist import pipeline
+    from fmnist.runs import train
 
     if recorded is not None:
         settings = {k: recorded.get(k) for k in ("seed", "subset", "preset", "threads")}
     else:
         settings = {"seed": args.seed or 0, "subset": args.subset, "preset": args.preset or "fast"}
         settings["threads"] = args.threads
-    return pipeline.load_setup(args.data_dir, args.allow_unverified, progress=not args.no_progress, **settings)
+    return train.load_setup(args.data_dir, args.allow_unverified, progress=not args.no_progress, **settings)
 
 
 def resumed(args, spec):
     """--resume RUN_DIR: (hparams, setup) as the run recorded them; a flag that would change them is an error."""
-    from fmnist import pipeline, rundir
+    from fmnist.rundir import layout
+    from fmnist.runs import train
 
     given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
     given += [f"--{name}" for name in ("preset", "seed", "subset", "threads") if getattr(args, name) is not None]
@@ -35,9 +36,9 @@ def resumed(args, spec):
         given.append("--out")
     if given:
         raise UserError(f"--resume {args.resume}: continues with the run's own settings; drop {' '.join(given)}")
-    hparams, config = pipeline.resume_settings(args.resume, args.model)
+    hparams, config = train.resume_settings(args.resume, args.model)
     setup = setup_from(args, recorded=config)  # the recorded thread count too: the arithmetic depends on it
-    rundir.check_same_data(args.resume, config, setup.dataset)
+    layout.check_same_data(args.resume, config, setup.dataset)
     return hparams, setup
 
 
@@ -55,11 +56,11 @@ def train_settings(args, spec):
 
 
 def report_train(model, out, setup, metrics):
-    from fmnist import rundir
-    from fmnist.report import report
+    from fmnist.report import compose
+    from fmnist.rundir import layout
 
-    rundir.write_test_images(out, setup.splits)
-    report_paths = report.build(out)
+    layout.write_test_images(out, setup.splits)
+    report_paths = compose.build(out)
     print(
         f"{model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
         f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"

@@ -1,4 +1,4 @@
-"""`fmnist train` launched by torchrun: one process per rank, data-parallel (see fmnist.engine.parallel).
+"""`fmnist train` launched by torchrun: one process per rank, data-parallel (see fmnist.models.parallel).
 
     torchrun --standalone --nproc-per-node=2 -m fmnist train cnn --out runs/cnn-ddp
 
@@ -11,20 +11,22 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from fmnist import pipeline, runargs
-from fmnist.engine import parallel, resume
+from fmnist.cli import settings as runargs
+from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
+from fmnist.models import parallel
+from fmnist.runs import train
 
 
 def settings(args, spec):
     """(hparams, setup, out, resuming); after a torchrun restart, the run's own settings, resumed."""
     out = args.resume or args.out or f"runs/{args.model}-seed{0 if args.seed is None else args.seed}"
     if parallel.restarted() and (Path(out) / resume.STATE_FILE).exists():
-        hparams, config = pipeline.resume_settings(out, args.model)
+        hparams, config = train.resume_settings(out, args.model)
         setup = runargs.setup_from(args, recorded=config)
         return hparams, setup, out, config
     hparams, setup, out = runargs.train_settings(args, spec)
-    config = pipeline.resume_settings(out, args.model)[1] if args.resume else None
+    config = train.resume_settings(out, args.model)[1] if args.resume else None
     return hparams, setup, out, config
 
 
@@ -72,7 +74,7 @@ def _train(args, spec, record):
         return 0
     resumer = resume.Resumer(out, resume=config is not None)
     try:
-        _, metrics = pipeline.train_one(args.model, hparams, setup, out, resumer=resumer)
+        _, metrics = train.train_one(args.model, hparams, setup, out, resumer=resumer)
     except Interrupted as exc:
         launch = f"torchrun --nproc-per-node={record['processes']} -m fmnist train {args.model} --resume {out}"
         raise Interrupted(f"{exc}; continue with: {launch}", exc.signum) from None

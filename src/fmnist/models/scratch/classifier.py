@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from fmnist import data, files, registry
+from fmnist import files
+from fmnist.data import dataset
 from fmnist.engine import loop
 from fmnist.errors import Diverged, UserError
-from fmnist.scratch import augment
-from fmnist.scratch.backend import NumpyBackend
-from fmnist.scratch.mlp import MLP
-from fmnist.scratch.optim import make_optimizer
+from fmnist.models import registry
+from fmnist.models.scratch import augment
+from fmnist.models.scratch.backend import NumpyBackend
+from fmnist.models.scratch.mlp import MLP
+from fmnist.models.scratch.optim import make_optimizer
 
 NAME = "scratch-mlp"
 WEIGHTS_FILE = "weights.safetensors"
@@ -38,8 +40,8 @@ class ScratchClassifier:
     def fit(self, splits, *, seed, progress=True, resumer=None, on_epoch=None):
         """Train on splits.x_train, validate on splits.x_val every epoch; returns the per-epoch history."""
         self.mean, self.std = float(splits.mean), float(splits.std)
-        train = (data.normalise_flat(splits.x_train, self.mean, self.std), splits.y_train)
-        val = (data.normalise_flat(splits.x_val, self.mean, self.std), splits.y_val)
+        train = (dataset.normalise_flat(splits.x_train, self.mean, self.std), splits.y_train)
+        val = (dataset.normalise_flat(splits.x_val, self.mean, self.std), splits.y_val)
         return self.fit_features(train, val, seed=seed, progress=progress, resumer=resumer, on_epoch=on_epoch)
 
     def fit_features(self, train, val, *, seed, progress=True, resumer=None, on_epoch=None):
@@ -54,7 +56,7 @@ class ScratchClassifier:
         if train[0].shape[1] != val[0].shape[1]:
             raise ValueError(f"{NAME} features: training and validation widths differ")
         hp = self.hparams
-        self.mlp = MLP([train[0].shape[1], *hp["hidden"], data.NUM_CLASSES], rng=np.random.default_rng([seed, 0]))
+        self.mlp = MLP([train[0].shape[1], *hp["hidden"], dataset.NUM_CLASSES], rng=np.random.default_rng([seed, 0]))
         optimizer = make_optimizer(hp["optimizer"], self.mlp.params, hp["lr"], hp["momentum"])
         backend = NumpyBackend(
             self.mlp, optimizer, weight_decay=hp["weight_decay"], seed=seed, augment=self._augmenter(train)
@@ -97,7 +99,7 @@ class ScratchClassifier:
     def _flat(self, images):
         if self.mean is None:
             raise UserError(f"{NAME}: trained on feature arrays, so it takes features (logits_from_arrays), not images")
-        return data.normalise_flat(np.asarray(images), self.mean, self.std)
+        return dataset.normalise_flat(np.asarray(images), self.mean, self.std)
 
     def predict_logits(self, images):
         """uint8 images (N, 28, 28) -> float32 logits (N, 10)."""
@@ -164,8 +166,8 @@ def _as_features(x, y, which):
     problem = None
     if x.ndim != 2 or len(x) == 0 or not np.issubdtype(x.dtype, np.floating):
         problem = f"features: shape {x.shape} dtype {x.dtype}, expected a non-empty float (N, D) array"
-    elif y.shape != (len(x),) or y.min() < 0 or y.max() >= data.NUM_CLASSES:
-        problem = f"labels: shape {y.shape}, expected ({len(x)},) classes 0-{data.NUM_CLASSES - 1}"
+    elif y.shape != (len(x),) or y.min() < 0 or y.max() >= dataset.NUM_CLASSES:
+        problem = f"labels: shape {y.shape}, expected ({len(x)},) classes 0-{dataset.NUM_CLASSES - 1}"
     if problem:
         raise ValueError(f"{NAME} {which} {problem}")
     return np.asarray(x, dtype=np.float32), y.astype(np.int64, copy=False)

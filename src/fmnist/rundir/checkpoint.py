@@ -5,7 +5,7 @@ Layout inside a run directory:
     model.<id>/         what the model's own `save(folder)` writes (safetensors + JSON, never pickle): the
                         weights and what inference needs with them (normalisation, hyper-parameters)
 
-Metrics, versions and data checksums live in the run directory's own files (fmnist.rundir), not here.
+Metrics, versions and data checksums live in the run directory's own files (fmnist.rundir.layout), not here.
 
 A save writes a fresh `model.<id>/` and only then replaces checkpoint.json (os.replace), so a kill at any
 moment leaves the previous checkpoint whole. Loading checks every file's checksum before reading it, so a
@@ -16,10 +16,10 @@ import secrets
 import shutil
 from pathlib import Path
 
-from fmnist import registry
-from fmnist.data import CLASS_NAMES
+from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import read_json, sha256_of, write_json
+from fmnist.models import registry
 
 MANIFEST = "checkpoint.json"
 FORMAT = "fmnist-checkpoint/2"  # 2: no copies of metrics or normalisation

@@ -10,12 +10,12 @@ import shlex
 
 import numpy as np
 
-from fmnist import rundir
-from fmnist.data import CLASS_NAMES
+from fmnist.data.dataset import CLASS_NAMES
 from fmnist.files import write_text
-from fmnist.metrics import probabilities
+from fmnist.metrics.scores import softmax
 from fmnist.report import plots
 from fmnist.report.render import to_html, to_markdown
+from fmnist.rundir import layout
 
 PLOTS_DIR = "plots"
 COMPARISON_HEADER = [
@@ -55,7 +55,7 @@ def _model_figures(run, model, test):
     ]
     if run.test_images is not None:
         images, labels = run.test_images["images"], run.test_images["labels"]
-        probs = probabilities(model.predictions["test_logits"])
+        probs = softmax(model.predictions["test_logits"])
         mistakes = plots.misclassified(images, labels, probs, f"{name}: most confident test mistakes")
         out.append(
             (
@@ -228,8 +228,8 @@ def build(run_dir, dpi=plots.DPI):
 
     The PNGs go to RUN/plots/. Every figure comes from the saved files: metrics.json, predictions, history.
     """
-    run = rundir.load_run(run_dir)
-    results = {name: {s: model.metrics[s] for s in rundir.SPLITS} for name, model in run.models.items()}
+    run = layout.load_run(run_dir)
+    results = {name: {s: model.metrics[s] for s in layout.SPLITS} for name, model in run.models.items()}
     folder = run.folder / PLOTS_DIR
     run_plots = _saved(_run_figures(run, results), folder, dpi)
     model_plots = {

@@ -6,7 +6,7 @@
 
 import numpy as np
 
-from fmnist.scratch import functional as F
+from fmnist.models.scratch import functional as F
 
 
 class MLP:

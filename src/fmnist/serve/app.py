@@ -1,7 +1,7 @@
 """`fmnist serve`: a web page and an HTTP API for the models of a run directory (FastAPI + uvicorn).
 
 The run directory is loaded and verified once, before the socket is handed to uvicorn, so a bad one is the
-CLI's one-line error. Requests are read into memory under limits (`fmnist.uploads`); images are decoded and
+CLI's one-line error. Requests are read into memory under limits (`fmnist.serve.uploads`); images are decoded and
 converted in worker threads, as many as cores; all inference runs in one more thread (`InferenceWorker`) that
 batches the images of concurrent requests, so torch's threads are never oversubscribed on a small machine.
 """
@@ -25,12 +25,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
-from fmnist import checkpoint, predict
-from fmnist.data import CLASS_NAMES
+from fmnist.data import images as image_files
+from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import read_json
-from fmnist.inference import InferenceWorker
-from fmnist.uploads import RequestError, read_multipart
+from fmnist.rundir import checkpoint
+from fmnist.serve import answers
+from fmnist.serve.batcher import InferenceWorker
+from fmnist.serve.uploads import RequestError, read_multipart
 
 MAX_BODY = 20_000_000  # bytes per request: a few phone photos; checked before and while reading
 MAX_FILES = 16  # per request
@@ -39,7 +41,7 @@ PAGE_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/java
 PAGE_FILES["/style.css"] = ("style.css", "text/css")
 # The page must work offline: the browser may load nothing but this server's own files.
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
-PREDICT_BODY = {  # /predict reads its body itself (see fmnist.uploads), so its form is described by hand
+PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), so its form is described by hand
     "requestBody": {
         "required": True,
         "content": {
@@ -89,7 +91,7 @@ def load_one(folder, name):
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise UserError(f"{folder / 'metrics.json'}: {key} is {value!r}, not a number")
         values[key] = kind(value)
-    predict.probabilities(model, np.zeros((1, 28, 28), np.uint8))  # a model that loads but cannot run: now
+    answers.probabilities(model, np.zeros((1, 28, 28), np.uint8))  # a model that loads but cannot run: now
     return ServedModel(name=name, kind=manifest["kind"], model=model, **values)
 
 
@@ -117,9 +119,9 @@ def convert_uploads(files):
     for number, upload in enumerate(files, 1):
         name = upload.filename or f"file {number}"
         try:
-            picture = predict.load_image(name, content=upload.content)
-            images.append(predict.to_fashion_mnist(picture))
-        except predict.ImageError as exc:
+            picture = image_files.load_image(name, content=upload.content)
+            images.append(image_files.to_fashion_mnist(picture))
+        except image_files.ImageError as exc:
             failures.append(exc)
             continue
         names.append(name)
@@ -141,10 +143,10 @@ def document(served, names, images, probs, failures, top_k):
     """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG."""
     ranked = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
     results = [
-        predict.Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in order))
+        answers.Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in order))
         for name, image, p, order in zip(names, images, probs, ranked, strict=True)
     ]
-    doc = {"model": served.name, **predict.as_json(results, failures)}
+    doc = {"model": served.name, **answers.as_json(results, failures)}
     for entry, image in zip(doc["predictions"], images, strict=True):
         entry["image_png"] = png_base64(image)
     if failures:
@@ -154,10 +156,10 @@ def document(served, names, images, probs, failures, top_k):
 
 def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1):
     """The FastAPI application for loaded models ({name: ServedModel}, as `load_run` gives them)."""
-    worker = InferenceWorker(lambda name, images: predict.probabilities(served[name].model, images))
+    worker = InferenceWorker(lambda name, images: answers.probabilities(served[name].model, images))
     # Decoding holds the GIL much of the time: more threads than cores only trade it back and forth.
     decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
-    web = resources.files("fmnist") / "web"
+    web = resources.files("fmnist.serve") / "web"
     pages = {route: (web.joinpath(file).read_bytes(), media) for route, (file, media) in PAGE_FILES.items()}
 
     @contextlib.asynccontextmanager

@@ -3,7 +3,7 @@
 A run directory is one model's run (config.json at its top) or a compare run (compare.json, test_images.npz and
 one sub-directory per model). Each fact is written once: the settings in config.json, the epochs in
 history.csv, every metric in metrics.json (written last: its presence marks a complete run), the logits in
-predictions.npz, the weights and their normalisation in the checkpoint (fmnist.checkpoint). The reader checks
+predictions.npz, the weights and their normalisation in the checkpoint (fmnist.rundir.checkpoint). The reader checks
 every file as it reads it, so a missing, older or half-written run fails with one line naming the file at
 fault rather than with a traceback from deep inside a plot.
 """
@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import machine, registry
-from fmnist.data import NUM_CLASSES, SIDE
+from fmnist.data.dataset import NUM_CLASSES, SIDE
+from fmnist.engine import machine
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_json, write_json, write_text
+from fmnist.models import registry
 
 LAYOUT_VERSION = 2  # 2: all metrics in metrics.json (no evaluation.json), a checkpoint manifest without copies
 CONFIG, COMPARE, HISTORY, METRICS = "config.json", "compare.json", "history.csv", "metrics.json"

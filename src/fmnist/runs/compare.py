@@ -12,9 +12,10 @@ import math
 import time
 from pathlib import Path
 
-from fmnist import pipeline, rundir
 from fmnist.errors import UserError
 from fmnist.files import read_json, write_json, write_text
+from fmnist.rundir import layout
+from fmnist.runs import train
 
 PLAN = "plan.json"
 MEASURES = ("val_accuracy", "test_accuracy")
@@ -35,7 +36,7 @@ def parse_seeds(text):
 def write_plan(out_dir, plan):
     """Record what the compare will do, before any training, so that --resume can do the same."""
     out_dir = Path(out_dir)
-    if (out_dir / PLAN).is_file() and not (out_dir / rundir.COMPARE).is_file():
+    if (out_dir / PLAN).is_file() and not (out_dir / layout.COMPARE).is_file():
         raise UserError(
             f"{out_dir}: holds a stopped compare; continue it with --resume {out_dir}, or choose another --out"
         )
@@ -89,23 +90,23 @@ def run_compare(plan, out_dir, setup_for, *, resume=False):
     then the summary; returns the summary."""
     overrides, out_dir = {"epochs": plan["epochs"]}, Path(out_dir)
     if plan["seeds"] is None:
-        return pipeline.compare(plan["models"], setup_for(plan["seed"]), out_dir, overrides, resume=resume)
-    from fmnist.report import report
+        return train.compare(plan["models"], setup_for(plan["seed"]), out_dir, overrides, resume=resume)
+    from fmnist.report import compose
 
     start, per_seed = time.perf_counter(), {}
     for seed in plan["seeds"]:
         folder = out_dir / f"seed-{seed}"
-        if resume and (folder / rundir.COMPARE).is_file():
-            per_seed[seed] = read_json(folder / rundir.COMPARE)["results"]
+        if resume and (folder / layout.COMPARE).is_file():
+            per_seed[seed] = read_json(folder / layout.COMPARE)["results"]
             continue
-        per_seed[seed] = pipeline.compare(plan["models"], setup_for(seed), folder, overrides, resume=resume)
-        report.build(folder)
+        per_seed[seed] = train.compare(plan["models"], setup_for(seed), folder, overrides, resume=resume)
+        compose.build(folder)
     summary = summarise(per_seed)
-    record = {"layout_version": rundir.LAYOUT_VERSION, "model": "compare", **{k: plan[k] for k in PLAN_KEYS}}
+    record = {"layout_version": layout.LAYOUT_VERSION, "model": "compare", **{k: plan[k] for k in PLAN_KEYS}}
     record |= {"results": summary, "close_calls": close_calls(summary)}
     record["total_seconds"] = round(time.perf_counter() - start, 1)
     write_seeds_report(out_dir, record)
-    write_json(out_dir / rundir.COMPARE, record)
+    write_json(out_dir / layout.COMPARE, record)
     return summary
 
 

@@ -18,7 +18,14 @@ import dataclasses
 import importlib
 
 from fmnist.errors import HparamError, UserError
-from fmnist.hparams import Hparam, loop_hparams, precision_hparam, scratch_hparams, torch_augment_hparams, torch_hparams
+from fmnist.models.hparams import (
+    Hparam,
+    loop_hparams,
+    precision_hparam,
+    scratch_hparams,
+    torch_augment_hparams,
+    torch_hparams,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +187,7 @@ REGISTRY = {
     ),
     "scratch-mlp": Spec(
         name="scratch-mlp",
-        target="fmnist.scratch.classifier:ScratchClassifier",
+        target="fmnist.models.scratch.classifier:ScratchClassifier",
         summary="MLP written from scratch in NumPy (784-128-10 ReLU, softmax cross-entropy)",
         hparams={
             **scratch_hparams((128,), 5e-4),

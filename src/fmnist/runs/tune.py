@@ -17,9 +17,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from fmnist import registry, rundir
 from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json, write_text
+from fmnist.models import registry
+from fmnist.rundir import layout
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 OBJECTIVE = "validation accuracy of the best epoch (the val_accuracy fmnist train records)"
@@ -108,7 +109,7 @@ def objective(task, trial):
     folder = task.out / f"trial-{trial.number}"
     folder.mkdir(parents=True, exist_ok=True)
     write_json(
-        folder / rundir.CONFIG, rundir.config_record(task.model, hparams, task.setup.record(), task.setup.dataset)
+        folder / layout.CONFIG, layout.config_record(task.model, hparams, task.setup.record(), task.setup.dataset)
     )
     rows = []
 
@@ -125,8 +126,8 @@ def objective(task, trial):
     except Diverged as exc:
         raise optuna.TrialPruned(f"diverged: {exc}") from None
     finally:
-        rundir.write_history(folder, rows)
-    rundir.write_history(folder, history)
+        layout.write_history(folder, rows)
+    layout.write_history(folder, history)
     return max(row["val_accuracy"] for row in history)
 
 
