@@ -4,15 +4,17 @@
         [--out FILE]
 
 Runs the real command in fresh processes (fast preset, seed 0, training on `--subset` images) and reads the
-training time it records in metrics.json (training and per-epoch validation, not data loading or the report):
-images/s = epochs x training images / training seconds. Conditions: idle with the default thread policy (the
-cores free at the start), idle on one thread (the reference), and with a single-threaded busy loop that this
-benchmark starts (and kills), both with the default policy and with `--threads` = all cores (what torch alone
-would do). The precision is pinned to what `auto` picks here when idle, so every condition runs the same
-arithmetic. Prints the CPU model, date, a table (median of the repeats), then JSON.
+training time it records (history.csv: seconds at the end of each epoch, training and validation, not data
+loading or the report): images/s = training images x epochs / seconds. Conditions: idle with the default thread
+policy (the usable cores), idle on one thread (the reference), a single-threaded busy loop this benchmark starts
+(and kills) 1 s before training, and the same loop started only after the first epoch (then only the later
+epochs count), each with OpenMP's default wait policy and with OMP_WAIT_POLICY=PASSIVE. Every run must write
+the same weights as the idle default one (the thread count no longer follows the load). Prints the CPU model,
+date, a table (median of the repeats), then JSON.
 """
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -29,29 +31,73 @@ from fmnist.report.tables import table
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 
 
-def train(args, extra, folder):
-    command = [sys.executable, "-m", "fmnist", "train", "cnn", "--seed", "0", "--subset", str(args.subset)]
-    command += ["--epochs", str(args.epochs), "--no-progress", "--out", str(folder), *extra]
-    subprocess.run(command, check=True, capture_output=True, text=True)
-    metrics = json.loads((folder / "metrics.json").read_text())
+def command(args, folder, extra):
+    words = [sys.executable, "-m", "fmnist", "train", "cnn", "--seed", "0", "--subset", str(args.subset)]
+    return [*words, "--epochs", str(args.epochs), "--no-progress", "--out", str(folder), *extra]
+
+
+def images_per_s(args, folder, first_epoch):
+    """Training images per second over the epochs from `first_epoch` (1-based) on, from history.csv."""
+    rows = list(csv.DictReader((folder / "history.csv").open()))
+    seconds = [float(row["seconds"]) for row in rows]
+    start = seconds[first_epoch - 2] if first_epoch > 1 else 0.0
+    return args.subset * (len(rows) - first_epoch + 1) / (seconds[-1] - start)
+
+
+def train(args, folder, extra, env, busy_after):
+    """One run; the busy loop starts `busy_after` seconds into it (None: no loop, 0: 1 s before it starts)."""
+    loop = subprocess.Popen(BUSY_LOOP) if busy_after == 0 else None
+    try:
+        if loop is not None:
+            time.sleep(1.0)  # the loop is running before training settles its threads
+        process = subprocess.Popen(command(args, folder, extra), env=env, stderr=subprocess.PIPE, text=True)
+        if busy_after:  # config.json is written as training starts
+            while not (folder / "config.json").exists() and process.poll() is None:
+                time.sleep(0.01)
+            time.sleep(busy_after)
+            loop = subprocess.Popen(BUSY_LOOP)
+        if process.wait() != 0:
+            raise SystemExit(f"bench_busy: training failed: {process.stderr.read()}")
+    finally:
+        if loop is not None:
+            loop.kill()
+            loop.wait()
     config = json.loads((folder / "config.json").read_text())
-    images = args.epochs * args.subset / metrics["train_seconds"]
-    return {"images_per_s": round(images), "threads": config["threads"]}
+    weights = next(folder.glob("model.*/weights.safetensors")).read_bytes()
+    first = 2 if busy_after else 1
+    return {"images_per_s": round(images_per_s(args, folder, first)), "threads": config["threads"]}, weights
 
 
-def condition(args, name, extra, busy, work):
-    runs = []
-    for repeat in range(args.repeats):
-        loop = subprocess.Popen(BUSY_LOOP) if busy else None
-        try:
-            time.sleep(1.0 if busy else 0.0)  # the loop is running before training looks for free cores
-            runs.append(train(args, extra, work / f"{name}-{repeat}"))
-        finally:
-            if loop is not None:
-                loop.kill()
-                loop.wait()
-        print(json.dumps({"condition": name, **runs[-1]}), file=sys.stderr)
-    return {"runs": runs, "images_per_s": statistics.median(r["images_per_s"] for r in runs)}
+def condition(args, name, spec, work, busy_after):
+    extra, policy, busy = spec
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env |= {"OMP_WAIT_POLICY": policy} if policy else {}
+    after = {"none": None, "before": 0, "after first epoch": busy_after}[busy]
+    runs, weights = [], set()
+    for _ in range(args.repeats):
+        run, written = train(args, work / f"{len(os.listdir(work))}", extra, env, after)
+        runs.append(run)
+        weights.add(written)
+        print(json.dumps({"condition": name, **run}), file=sys.stderr)
+    return {"runs": runs, "images_per_s": statistics.median(r["images_per_s"] for r in runs)}, weights
+
+
+def first_epoch_seconds(args, work):
+    """Seconds of the first epoch (training and validation), measured idle."""
+    folder = work / "probe"
+    subprocess.run(command(args, folder, []), check=True, capture_output=True)
+    return float(next(csv.DictReader((folder / "history.csv").open()))["seconds"])
+
+
+CONDITIONS = {  # name: (extra flags, OMP_WAIT_POLICY, busy loop)
+    "idle, default threads": ([], None, "none"),
+    "idle, 1 thread": (["--threads", "1"], None, "none"),
+    "idle, default threads, passive": ([], "PASSIVE", "none"),
+    "busy core from the start": ([], None, "before"),
+    "busy core from the start, passive": ([], "PASSIVE", "before"),
+    "busy core after epoch 1": ([], None, "after first epoch"),
+    "busy core after epoch 1, passive": ([], "PASSIVE", "after first epoch"),
+}
 
 
 def main():
@@ -61,19 +107,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out")
     args = parser.parse_args()
-    arithmetic = precision.settle("auto")
     cores = len(os.sched_getaffinity(0))
-    conditions = {
-        "idle, default threads": ([], False),
-        "idle, 1 thread": (["--threads", "1"], False),
-        "busy core, default threads": ([], True),
-        f"busy core, {cores} threads": (["--threads", str(cores)], True),
-    }
     with tempfile.TemporaryDirectory() as tmp:
-        results = {
-            name: condition(args, name, [*extra, "--precision", arithmetic], busy, Path(tmp))
-            for name, (extra, busy) in conditions.items()
-        }
+        work = Path(tmp)
+        busy_after = first_epoch_seconds(args, work)
+        results, weights = {}, {}
+        for name, spec in CONDITIONS.items():
+            results[name], weights[name] = condition(args, name, spec, work, busy_after)
+    default_weights = weights["idle, default threads"]
+    same = {name: w == default_weights for name, w in weights.items() if "1 thread" not in name}
     reference = results["idle, 1 thread"]["images_per_s"]
     rows = []
     for name, r in results.items():
@@ -81,9 +123,12 @@ def main():
         rows.append((name, r["images_per_s"], threads, f"{r['images_per_s'] / reference:.2f}"))
     print(f"fmnist train cnn, busy machine: {cpu_name()}, {cores} cores, {time.strftime('%Y-%m-%d %H:%M %z')}")
     print(table(("condition", "images/s", "threads", "vs idle 1 thread"), rows))
-    report = {"cpu": cpu_name(), "cores": cores, "date": time.strftime("%Y-%m-%d %H:%M %z"), "precision": arithmetic}
-    report |= {"subset": args.subset, "epochs": args.epochs, "results": results}
-    report["busy_vs_idle_one_thread"] = round(results["busy core, default threads"]["images_per_s"] / reference, 2)
+    print("same weights as idle, default threads: " + ", ".join(f"{n}: {s}" for n, s in same.items()))
+    report = {"cpu": cpu_name(), "cores": cores, "date": time.strftime("%Y-%m-%d %H:%M %z")}
+    report |= {"precision": precision.settle("auto"), "subset": args.subset, "epochs": args.epochs}
+    report |= {"busy_loop_after_s": round(busy_after, 1), "results": results, "same_weights_as_idle": same}
+    for name in results:
+        report.setdefault("vs_idle_one_thread", {})[name] = round(results[name]["images_per_s"] / reference, 2)
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

@@ -17,6 +17,7 @@ import sys
 import time
 
 from fmnist.data import dataset
+from fmnist.engine.machine import cpu_name
 from fmnist.models import registry
 
 MODELS = ("linear", "mlp", "cnn", "scratch-mlp", "hybrid")
@@ -37,11 +38,6 @@ def seconds_per_epoch(name, splits, epochs):
     history = model.fit(splits, seed=0, progress=False)
     times = [b["seconds"] - a["seconds"] for a, b in itertools.pairwise(history)]
     return {"median_s": statistics.median(times), "min_s": min(times), "per_epoch_s": [round(t, 3) for t in times]}
-
-
-def cpu_name():
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "unknown")
 
 
 def main(argv=None):

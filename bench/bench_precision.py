@@ -6,7 +6,7 @@
 Each model is trained from its preset with the given precision (all else equal) and evaluated as `predict` does
 (the model's own test-time augmentation); validation decides whether bf16 may be used (`auto`: within 0.15
 points of fp32, mean over the seeds). Test accuracy is printed for the record only. Prints the CPU, the date,
-whether it has native bf16 and the probe's speed-up, a table, then JSON.
+whether it has native bf16 (what `auto` decides from), a table, then JSON.
 """
 
 import argparse
@@ -72,7 +72,7 @@ def main():
     args = parser.parse_args()
     names, seeds = args.models.split(","), [int(s) for s in args.seeds.split(",")]
     head = {"cpu": machine.cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M %z"), "preset": args.preset}
-    head |= {"native_bf16": precision.native_bf16(), "probe_speedup": round(precision.probe_speedup(), 2)}
+    head |= {"native_bf16": precision.native_bf16()}
     print(json.dumps(head))
     dataset, runs = data.load(), []
     for seed in seeds:

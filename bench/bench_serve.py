@@ -14,7 +14,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -27,19 +26,12 @@ import numpy as np
 from PIL import Image
 
 from fmnist.data import images as image_files
+from fmnist.engine.machine import cpu_name
 from fmnist.rundir import checkpoint
 from fmnist.serve import answers
 
 TARGETS = {"requests_per_s": 300, "p99_ms": 100}
 PHOTOS = 64
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def photos(run_dir):

@@ -4,7 +4,7 @@
 
 Each policy runs in a fresh process (OpenMP reads OMP_WAIT_POLICY / GOMP_SPINCOUNT once, when torch starts),
 first on the idle machine, then while a single-threaded busy loop that this benchmark starts (and kills) holds
-one core. Workload: the training steps of bench/cnn_recipe.py's network (batch 512, random data), images/s
+one core. Workload: the fast cnn preset's training steps (the package's backend, random data), images/s
 after a warm-up. Prints the CPU model, date, a table, then JSON. The policy `free-cores` is the proposal:
 threads = the cores not used by other processes (from /proc/stat over 0.2 s, within the affinity mask),
 re-measured every couple of seconds while training; `OMP_NUM_THREADS` or an explicit count always wins.
@@ -77,27 +77,25 @@ def choose_threads(override=None, environ=os.environ, meter=None, sample_seconds
 def worker(rule, seconds, recheck_seconds=2.0):
     """Run training steps for `seconds` after a warm-up; print images/s and the thread counts used."""
     import torch
-    import torch.nn.functional as F
 
-    from cnn_recipe import Recipe, build, make_optimizer
+    from fmnist.models import registry
+    from fmnist.models.torch_backend import TorchBackend
 
     meter = CoreMeter()
     threads = {"all": len(meter.cores), "one": 1}.get(rule) or choose_threads(meter=meter)
     torch.set_num_threads(threads)
-    recipe = Recipe()
+    spec = registry.spec("cnn")
+    hparams = spec.resolve("fast")
+    model = spec.load_class()(**hparams)
     torch.manual_seed(0)
     x, y = torch.randn(4096, 1, 28, 28), torch.randint(0, 10, (4096,))
-    memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    net = build(recipe, x).to(memory_format=memory)
-    optimizer = make_optimizer(net, recipe)
-    batch, used, images = recipe.batch_size, [threads], 0
+    model.module.prepare(x[:1024])  # the frozen whitening stem, as fit prepares it
+    backend = TorchBackend(model.module, hparams, seed=0, fill=0.0, total_steps=10**6, channels_last=True)
+    batch, used, images = hparams["batch_size"], [threads], 0
 
     def step(i):
         start = (i * batch) % (len(x) - batch)
-        loss = F.cross_entropy(net(x[start : start + batch].contiguous(memory_format=memory)), y[start : start + batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        backend.train_step(x[start : start + batch], y[start : start + batch], 0.01)
 
     for i in range(8):
         step(i)

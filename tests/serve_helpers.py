@@ -23,8 +23,13 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def product_photo(item, factor=6, margins=(30, 50, 40, 20)):
-    """A dataset item the way a shop shows it: dark object on white, upscaled, uneven margins (RGB)."""
+def product_photo(item, factor=6, margins=(30, 50, 40, 20), rng=None):
+    """A dataset item the way a shop shows it: dark object on white, upscaled, uneven margins (RGB).
+
+    rng: draw the factor (4-10) and the margins at random instead."""
+    if rng is not None:
+        factor = int(rng.integers(4, 11))
+        margins = rng.integers(factor, 10 * factor, size=4).tolist()
     side = 28 * factor
     left, top, right, bottom = margins
     photo = Image.new("L", (side + left + right, side + top + bottom), 255)
@@ -75,6 +80,7 @@ def encoded(image, fmt="PNG", **options):
 
 
 def garment():
+    """A synthetic asymmetric dark shape on white, 120x80 RGB (no real data needed)."""
     array = np.full((120, 80, 3), 255, np.uint8)
     array[20:100, 15:40] = (30, 30, 30)
     array[20:45, 40:70] = (90, 40, 20)

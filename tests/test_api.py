@@ -1,6 +1,11 @@
 """fmnist.api on a small real subset: it trains exactly as `fmnist train` does, evaluates into the report's metrics,
 returns figures that render, and refuses bad input with one-line errors."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -21,6 +26,41 @@ def splits():
 @pytest.fixture(scope="module")
 def trained(splits):
     return api.compare("linear,cnn,hybrid", splits, epochs=EPOCHS, progress=False)
+
+
+FRESH_FIT = """
+import json, sys
+import numpy as np, torch
+from fmnist import api
+splits = api.load_splits(seed=1, subset=2000)
+model = api.fit(api.model("cnn", epochs=1, widths=[8, 16, 16]), splits, seed=1, progress=False)
+facts = {"threads": torch.get_num_threads(), "precision": model.hparams["precision"]}
+cli = api.load(sys.argv[1])
+np.savez(sys.argv[2], api=api.probabilities(model, splits.x_test), cli=api.probabilities(cli, splits.x_test))
+print(json.dumps(facts))
+"""
+
+
+@pytest.mark.slow
+def test_fit_in_a_fresh_process_trains_with_the_threads_and_precision_of_fmnist_train(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    argv = ["train", "cnn", "--seed", "1", "--subset", "2000", "--epochs", "1", "--widths", "8", "16", "16"]
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "fmnist", *argv, "--no-progress", "--out", str(run)], check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_FIT, str(run), str(tmp_path / "probs.npz")],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout
+    config = json.loads((run / "config.json").read_text())
+    assert json.loads(out.splitlines()[-1]) == {
+        "threads": config["threads"],
+        "precision": config["hparams"]["precision"],
+    }
+    probs = np.load(tmp_path / "probs.npz")
+    np.testing.assert_array_equal(probs["api"], probs["cli"])
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fmnist.cli.parser import main
-from fmnist.engine import resume
+from fmnist.engine import resume, threads
 from fmnist.models import parallel
 from fmnist.rundir import checkpoint
 
@@ -58,12 +58,13 @@ def test_numpy_models_refuse_a_distributed_launch_in_one_line(monkeypatch, capsy
     assert not list(tmp_path.iterdir())
 
 
-def test_each_rank_gets_its_share_of_the_cores(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+def test_each_rank_gets_its_share_of_the_cores_and_threads_win(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    assert parallel.threads_per_rank() == max(1, (os.cpu_count() or 1) // 2)
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert parallel.threads_per_rank() == 3
+    ranks = parallel.local_ranks()
+    assert ranks == 2
+    assert threads.choose(None, environ={}, ranks=ranks) == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert threads.choose(None, environ={"OMP_NUM_THREADS": "3"}, ranks=ranks) == 3  # torchrun's OMP_NUM_THREADS
+    assert threads.choose(5, environ={"OMP_NUM_THREADS": "1"}, ranks=ranks) == 5  # --threads is never overridden
 
 
 @pytest.fixture(scope="module")

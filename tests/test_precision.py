@@ -19,17 +19,16 @@ def test_native_bf16_is_read_from_the_cpu_flags():
 
 
 @pytest.mark.parametrize(
-    ("requested", "native", "speedup", "expected"),
+    ("requested", "native", "expected"),
     [
-        ("fp32", True, 2.0, "fp32"),
-        ("bf16", False, 0.1, "bf16"),  # asked for: obeyed, even where it is slow
-        ("auto", False, 2.0, "fp32"),  # no native bf16: never
-        ("auto", True, 1.0, "fp32"),  # native but not measurably faster
-        ("auto", True, 1.4, "bf16"),
+        ("fp32", True, "fp32"),
+        ("bf16", False, "bf16"),  # asked for: obeyed, even where it is slow
+        ("auto", False, "fp32"),  # no native bf16: never
+        ("auto", True, "bf16"),
     ],
 )
-def test_auto_picks_bf16_only_where_native_and_measured_faster(requested, native, speedup, expected):
-    assert precision.settle(requested, native=native, speedup=speedup) == expected
+def test_auto_picks_bf16_exactly_where_the_processor_has_it(requested, native, expected):
+    assert precision.settle(requested, native=native) == expected
 
 
 def test_an_unknown_precision_is_refused():
@@ -62,7 +61,6 @@ def test_bf16_trains_the_forward_pass_in_bf16_and_keeps_fp32_weights(splits):
 @pytest.mark.slow
 def test_the_run_records_the_settled_precision_and_bf16_differs_from_fp32(tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "native_bf16", lambda cpuinfo=None: True)
-    monkeypatch.setattr(precision, "probe_speedup", lambda repeats=3: 1.5)
     common = ["--subset", "1000", "--epochs", "1", "--widths", "4", "8", "8", "--no-progress"]
     assert main(["train", "cnn", *common, "--out", str(tmp_path / "auto")]) == 0
     assert main(["train", "cnn", *common, "--precision", "fp32", "--out", str(tmp_path / "fp32")]) == 0

@@ -10,6 +10,7 @@ from PIL import Image
 from fmnist.data import dataset, images
 from fmnist.errors import UserError
 from fmnist.serve import answers
+from serve_helpers import garment, product_photo
 
 
 class NearestMean:
@@ -29,24 +30,6 @@ class NearestMean:
 @pytest.fixture(scope="module")
 def real(splits):
     return splits, NearestMean(splits.x_train, splits.y_train)
-
-
-def product_photo(item, rng):
-    """A test item the way a shop shows it: dark object on white, upscaled 4-10x, uneven margins (mode L)."""
-    factor = int(rng.integers(4, 11))
-    side = 28 * factor
-    left, top, right, bottom = rng.integers(factor, 10 * factor, size=4)
-    photo = Image.new("L", (side + left + right, side + top + bottom), 255)
-    photo.paste(Image.fromarray(255 - item).resize((side, side), Image.Resampling.BICUBIC), (int(left), int(top)))
-    return photo
-
-
-def garment():
-    """A synthetic asymmetric dark shape on white, 120x80 RGB (no real data needed)."""
-    array = np.full((120, 80, 3), 255, np.uint8)
-    array[20:100, 15:40] = (30, 30, 30)
-    array[20:45, 40:70] = (90, 40, 20)
-    return Image.fromarray(array)
 
 
 def convert(path, **limits):
@@ -82,7 +65,7 @@ def test_product_photos_are_classified_like_the_originals(real, tmp_path):
     rng = np.random.default_rng(0)
     items = splits.x_test[:200]
     for i, item in enumerate(items):
-        product_photo(item, rng).convert("RGB").save(tmp_path / f"{i:03d}.jpg", quality=90)
+        product_photo(item, rng=rng).save(tmp_path / f"{i:03d}.jpg", quality=90)
     results, failures = answers.predict_files(model, [tmp_path], top_k=1)
     assert not failures and [r.path.name for r in results] == [f"{i:03d}.jpg" for i in range(200)]
     from_photos = np.array([r.top[0][0] for r in results])
@@ -336,7 +319,7 @@ def test_save_preprocessed_writes_what_the_model_saw(real, tmp_path):
     splits, model = real
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
-        product_photo(splits.x_test[0 if folder == "a" else 1], np.random.default_rng(0)).save(
+        product_photo(splits.x_test[0 if folder == "a" else 1], rng=np.random.default_rng(0)).save(
             tmp_path / folder / "item.png"
         )
     results, _ = answers.predict_files(model, [tmp_path / "a", tmp_path / "b"])

@@ -21,6 +21,7 @@ from fmnist.models.hybrid import HybridClassifier
 from fmnist.models.scratch.classifier import ScratchClassifier
 from fmnist.rundir import checkpoint, layout
 from fmnist.runs import train
+from fmnist.runs.settings import Setup
 from processes import sigterm_once_ready
 
 
@@ -202,7 +203,7 @@ def test_a_diverged_run_leaves_no_state_to_resume(small, dataset, tmp_path, monk
     hparams = registry.spec("scratch-mlp").resolve("fast") | {"epochs": 4, "batch_size": 64, "optimizer": "sgd"}
     resumer = resume.Resumer(tmp_path)
     with pytest.raises(Diverged, match=r"loss became .* at epoch 3"):
-        train.train_one("scratch-mlp", hparams, train.Setup(small, dataset), tmp_path, resumer=resumer)
+        train.train_one("scratch-mlp", hparams, Setup(small, dataset), tmp_path, resumer=resumer)
     assert not (tmp_path / resume.STATE_FILE).exists() and not (tmp_path / "metrics.json").exists()
 
 

@@ -10,8 +10,9 @@ import pytest
 from fmnist.cli.parser import main
 from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
+from fmnist.report import seeds as seeds_report
 from fmnist.runs import compare as seeds
-from fmnist.runs import train
+from fmnist.runs.settings import Setup
 from processes import sigterm_once_ready
 
 TIMINGS = ("train_seconds", "inference_images_per_s", "total_seconds", "created", "command")
@@ -41,7 +42,7 @@ def test_differences_within_the_seed_spread_are_called_out():
     assert list(summary) == ["a", "b", "c"] and summary["c"]["test_accuracy"]["values"] == [0.80, 0.80]
     calls = seeds.close_calls(summary)
     assert [(c["better"], c["worse"]) for c in calls] == [("a", "b")]  # 0.25 points apart, sd 1.4 points
-    assert "the seeds do not tell them apart" in seeds.close_call_lines(calls)[0]
+    assert "the seeds do not tell them apart" in seeds_report.close_call_lines(calls)[0]
 
 
 class StopThirdModel(resume.Resumer):
@@ -69,21 +70,21 @@ def without_timings(record):
 
 
 def test_a_compare_stopped_in_its_third_model_resumes_without_retraining_the_first_two(splits, dataset, tmp_path):
-    setup = train.Setup(splits.subset(400, 100, 100), dataset, progress=False)
+    setup = Setup(splits.subset(400, 100, 100), dataset, progress=False)
     names, overrides = ["linear", "mlp", "scratch-mlp"], {"epochs": 2}
-    train.compare(names, setup, tmp_path / "whole", overrides)
+    seeds.compare(names, setup, tmp_path / "whole", overrides)
 
     out = tmp_path / "stopped"
     StopThirdModel.made = 0
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train, "Resumer", StopThirdModel)
+        patch.setattr(seeds, "Resumer", StopThirdModel)
         with pytest.raises(Interrupted):
-            train.compare(names, setup, out, overrides)
+            seeds.compare(names, setup, out, overrides)
     assert (out / "scratch-mlp" / resume.STATE_FILE).is_file() and not (out / "scratch-mlp" / "metrics.json").exists()
     finished = {p: p.stat().st_mtime_ns for name in names[:2] for p in (out / name).rglob("*")}
     assert finished and not (out / "compare.json").exists()
 
-    train.compare(names, setup, out, overrides, resume=True)
+    seeds.compare(names, setup, out, overrides, resume=True)
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # the first two were not trained again
     assert not (out / "scratch-mlp" / resume.STATE_FILE).exists()
     records = [json.loads((d / "compare.json").read_text()) for d in (out, tmp_path / "whole")]

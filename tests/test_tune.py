@@ -15,7 +15,7 @@ from fmnist.cli.parser import build_parser  # noqa: E402
 from fmnist.cli.settings import hparam_overrides  # noqa: E402
 from fmnist.models import registry  # noqa: E402
 from fmnist.runs import tune  # noqa: E402
-from fmnist.runs.train import Setup  # noqa: E402
+from fmnist.runs.settings import Setup  # noqa: E402
 
 SEARCHED = [name for name, spec in registry.REGISTRY.items() if any(h.search for h in spec.hparams.values())]
 
@@ -34,7 +34,7 @@ def test_every_search_space_stays_within_its_hyper_parameters_bounds(name):
 
 
 def test_the_printed_command_gives_train_the_trial_s_hyper_parameters(splits, dataset):
-    setup = Setup(splits.quick(500), dataset, preset="fast", seed=3)
+    setup = Setup(splits.quick(500), dataset, preset="fast", seed=3, subset=500)
     task = tune.Task("mlp", setup, 2, Path("unused"))
     params = {"lr": 0.0012345678901234567, "dropout": 0.1, "weight_decay": 1e-3, "label_smoothing": 0.0}
     hparams = tune.trial_hparams(task, params)
@@ -54,9 +54,9 @@ def test_the_printed_command_gives_train_the_trial_s_hyper_parameters(splits, da
 
 def test_a_study_tuning_something_else_is_a_one_line_error(splits, dataset, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    one = tune.Task("linear", Setup(splits.quick(200), dataset), None, tmp_path)
+    one = tune.Task("linear", Setup(splits.quick(200), dataset, subset=200), None, tmp_path)
     tune.open_study(one, url, "shared")
-    other = tune.Task("linear", Setup(splits.quick(400), dataset), None, tmp_path)
+    other = tune.Task("linear", Setup(splits.quick(400), dataset, subset=400), None, tmp_path)
     with pytest.raises(tune.UserError, match="has subset 200, this tune 400; use another --study"):
         tune.open_study(other, url, "shared")
     assert optuna.load_study(study_name="shared", storage=url).user_attrs["test_set"] == tune.TEST_SET

@@ -6,7 +6,7 @@
     result = api.evaluate(cnn, splits)                 # the report's metrics: accuracy, F1, confusion, ...
     api.learning_curves(cnn)                           # a matplotlib Figure: shown inline in Jupyter
 
-Every model is trained by the same code as `fmnist train` (the same classes, seeds and threads), so the same
+Every model is trained by the same code as `fmnist train` (the same classes, seeds, threads and precision), so the same
 model, preset and seed give the same accuracy here and on the command line. Figures are returned, never shown
 or saved behind your back: `fig.savefig("file.png")` writes one. Mistakes raise `fmnist.errors.UserError` with a
 one-line message naming the thing at fault.
@@ -27,7 +27,8 @@ from fmnist.errors import UserError
 from fmnist.models import registry
 from fmnist.report import plots, tables
 from fmnist.rundir import checkpoint, layout
-from fmnist.runs import train
+from fmnist.runs import compare as compare_runs
+from fmnist.runs import settings, train
 from fmnist.serve import answers
 
 __all__ = [
@@ -121,18 +122,21 @@ def _history_columns(rows):
     return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in layout.HISTORY_COLUMNS}
 
 
-def fit(model, splits, seed=0, progress=True):
+def fit(model, splits, seed=0, progress=True, threads=None):
     """Train `model` (from `api.model`) from scratch on splits.x_train, choosing its best epoch on splits.x_val;
     return the same Model, now trained. progress: a progress bar (a widget in Jupyter, text in a terminal).
 
-    seed fixes the initial weights, the batch order and the augmentation, as `fmnist train --seed` does.
+    seed fixes the initial weights, the batch order and the augmentation, as `fmnist train --seed` does; threads
+    (default: as `fmnist train` chooses them) and precision are settled as there, so the same model, preset and
+    seed give the same weights here and on the command line.
     """
     if not isinstance(model, Model):
         raise UserError(f"model: expected the result of api.model(), got {type(model).__name__}")
     _check_splits(splits)
+    setup = settings.for_splits(splits, seed=seed, threads=threads, progress=progress)
     model.classifier = _build(model.name, model.hparams, model.reuses)
     start = time.perf_counter()
-    rows = model.classifier.fit(splits, seed=seed, progress=progress)
+    rows = train.fit_model(model.classifier, setup)
     model.train_seconds = time.perf_counter() - start
     model.history, model.seed = _history_columns(rows), seed
     return model
@@ -144,7 +148,7 @@ def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
     names: a list or a comma-separated string, trained in registry order so that the hybrid reuses the CNN
     trained here. hparams apply to every model that has them (e.g. epochs=5 caps every model).
     """
-    names = train.parse_models(names if isinstance(names, str) else ",".join(names))
+    names = compare_runs.parse_models(names if isinstance(names, str) else ",".join(names))
     unknown = sorted(set(hparams).difference(*(registry.spec(name).hparams for name in names)))
     if unknown:
         raise UserError(f"compare: no model among {', '.join(names)} has a hyper-parameter {unknown[0]!r}")

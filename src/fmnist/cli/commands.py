@@ -4,12 +4,11 @@ Imports are local to each command so that `fmnist data ...` and `--help` never l
 """
 
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
 
-from fmnist.cli.settings import report_train, setup_from, train_settings
+from fmnist.cli import settings
 from fmnist.errors import Interrupted, UserError
 
 
@@ -58,22 +57,22 @@ def cmd_data_download(args):
 
 def cmd_train(args):
     from fmnist.engine import resume
-    from fmnist.models import registry
+    from fmnist.models import parallel, registry
     from fmnist.runs import train
 
     spec = registry.spec(args.model)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: data-parallel
+    if parallel.launched():  # by torchrun: data-parallel
         from fmnist.cli import torchrun
 
         return torchrun.cmd_train(args, spec)
-    hparams, setup, out = train_settings(args, spec)
+    run = settings.train_run(args, spec)
     try:
         _, metrics = train.train_one(
-            args.model, hparams, setup, out, resumer=resume.Resumer(out, resume=bool(args.resume))
+            args.model, run.hparams, run.setup, run.out, resumer=resume.Resumer(run.out, resume=bool(args.resume))
         )
     except Interrupted as exc:
-        raise Interrupted(f"{exc}; continue with: fmnist train {args.model} --resume {out}", exc.signum) from None
-    report_train(args.model, out, setup, metrics)
+        raise Interrupted(f"{exc}; continue with: fmnist train {args.model} --resume {run.out}", exc.signum) from None
+    settings.report_train(args.model, run, metrics)
 
 
 def evaluation_table(results, split):
@@ -92,63 +91,30 @@ def evaluation_table(results, split):
     return f"{split} split\n" + table(headers, rows)
 
 
-def compare_plan(args):
-    """--resume OUT: (plan, out) as the compare recorded them (other settings are an error); else from the flags."""
-    from fmnist.data import dataset
-    from fmnist.models import registry
-    from fmnist.runs import compare, train
-
-    if args.resume:
-        given = [
-            f"--{n}" for n in ("models", "seeds", "epochs", "preset", "seed", "subset") if getattr(args, n) is not None
-        ]
-        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
-            given.append("--out")
-        if given:
-            raise UserError(
-                f"--resume {args.resume}: continues with the compare's own settings; drop {' '.join(given)}"
-            )
-        return compare.read_plan(args.resume, dataset.load(args.data_dir, args.allow_unverified)), args.resume
-    if args.seeds is not None and args.seed is not None:
-        raise UserError("--seed and --seeds: give one of them")
-    plan = {
-        "models": train.parse_models(args.models or ",".join(registry.REGISTRY)),
-        "seeds": None if args.seeds is None else compare.parse_seeds(args.seeds),
-        "seed": args.seed or 0,
-        "preset": args.preset or "fast",
-        "subset": args.subset,
-        "epochs": args.epochs,
-        "data": dataset.load(args.data_dir, args.allow_unverified).provenance(),
-    }
-    for name in plan["models"]:  # every value checked before anything is written
-        registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
-    return plan, args.out or "runs/compare"
-
-
 def cmd_compare(args):
     from fmnist.report import compose
+    from fmnist.report import seeds as seeds_report
     from fmnist.report import tables as text
     from fmnist.runs import compare
+    from fmnist.runs import settings as run_settings
 
-    plan, out = compare_plan(args)
+    plan, out, dataset = settings.compare_plan(args)
     if not args.resume:
         compare.write_plan(out, plan)
 
     def setup_for(seed):
-        recorded = {"seed": seed, "subset": plan["subset"] or 0, "preset": plan["preset"], "threads": args.threads}
-        return setup_from(args, recorded=recorded)
+        keys = {"subset": plan["subset"], "preset": plan["preset"], "threads": args.threads}
+        return run_settings.build(dataset, seed=seed, progress=not args.no_progress, **keys)
 
     try:
         results = compare.run_compare(plan, out, setup_for, resume=bool(args.resume))
     except Interrupted as exc:
         raise Interrupted(f"{exc}; continue with: fmnist compare --resume {out}", exc.signum) from None
     if plan["seeds"] is not None:
-        header, rows = compare.seeds_table(results)
-        from fmnist.report.tables import table
-
-        notes = "\n".join(compare.close_call_lines(compare.close_calls(results)))
+        header, rows = seeds_report.seeds_table(results)
+        notes = "\n".join(seeds_report.close_call_lines(compare.close_calls(results)))
         md = Path(out) / "report.md"
-        print(f"\n{table(header, rows)}\n{notes}\n\nrun written to {out}; report: {md.with_suffix('.html')}")
+        print(f"\n{text.table(header, rows)}\n{notes}\n\nrun written to {out}; report: {md.with_suffix('.html')}")
         return
     report_paths = compose.build(out)
     print(f"\n{text.comparison(results)}\n\nrun written to {out}; report: {report_paths[1]}")
@@ -156,6 +122,7 @@ def cmd_compare(args):
 
 def cmd_tune(args):
     try:
+        from fmnist.report import tuning
         from fmnist.runs import tune
     except ImportError as exc:
         raise UserError(f"fmnist tune needs Optuna ({exc}); install it with: pip install 'fmnist[tune]'") from None
@@ -163,14 +130,14 @@ def cmd_tune(args):
         raise UserError(f"--trials {args.trials}: need at least 1")
     if args.epochs_cap is not None and args.epochs_cap < 1:
         raise UserError(f"--epochs-cap {args.epochs_cap}: need at least 1 epoch")
-    setup = setup_from(args)
+    setup = settings.setup_from_flags(args)
     setup = dataclasses.replace(setup, splits=tune.without_test(setup.splits), progress=False)
     name = args.study or f"{args.model}-{setup.preset}"
     out = Path(args.out or f"runs/tune-{name}")
     task = tune.Task(args.model, setup, args.epochs_cap, out)
     study = tune.run(task, args.storage, name, args.trials)
     top = tune.best(study)
-    _, page = tune.write_report(study, out)
+    _, page = tuning.write_report(study, out)
     done = len(study.get_trials(deepcopy=False, states=tune.FINISHED))
     print(f"study {name!r}: {done} finished trials; best: trial {top.number}, validation accuracy {top.value:.4f}")
     print(f"report: {page}\ntrain it with:\n{top.user_attrs['command']}")

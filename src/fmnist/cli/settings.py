@@ -1,11 +1,29 @@
-"""A run's settings from the command line: the flags, or for --resume the run's recorded ones; the closing report.
-
-Shared by `fmnist train` in one process (fmnist.cli.commands) and under torchrun (fmnist.cli.torchrun).
+"""The command line's side of a run's settings: flags (or, for --resume, the run's recorded config) turned into
+`fmnist.runs.settings` calls, and the closing report of `fmnist train`. Used by `fmnist train` in one process,
+under torchrun (fmnist.cli.torchrun), by `fmnist compare` and by `fmnist tune`.
 """
 
+import dataclasses
 from pathlib import Path
 
+from fmnist.data import dataset as data_module
+from fmnist.engine import resume
 from fmnist.errors import UserError
+from fmnist.rundir import layout
+from fmnist.runs import settings, train
+
+RECORDED = ("preset", "seed", "subset", "threads")  # the Setup's settings a recorded config keeps
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRun:
+    """Everything `fmnist train` needs: the model's hyper-parameters, the Setup, the run directory and, when it
+    continues a run, that run's recorded config."""
+
+    hparams: dict
+    setup: settings.Setup
+    out: str
+    config: dict | None = None
 
 
 def hparam_overrides(args, spec):
@@ -13,56 +31,94 @@ def hparam_overrides(args, spec):
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
-def setup_from(args, recorded=None):
-    """The data and settings of a run: the flags, or (for --resume) the run's `recorded` config."""
-    from fmnist.runs import train
-
-    if recorded is not None:
-        settings = {k: recorded.get(k) for k in ("seed", "subset", "preset", "threads")}
-    else:
-        settings = {"seed": args.seed or 0, "subset": args.subset, "preset": args.preset or "fast"}
-        settings["threads"] = args.threads
-    return train.load_setup(args.data_dir, args.allow_unverified, progress=not args.no_progress, **settings)
+def load_data(args):
+    return data_module.load(args.data_dir, args.allow_unverified)
 
 
-def resumed(args, spec):
-    """--resume RUN_DIR: (hparams, setup) as the run recorded them; a flag that would change them is an error."""
-    from fmnist.rundir import layout
-    from fmnist.runs import train
+def setup_from_flags(args, dataset=None, **extra):
+    """The Setup the flags ask for (defaults: seed 0, the full split, the fast preset)."""
+    dataset = dataset or load_data(args)
+    keys = {"seed": args.seed or 0, "subset": args.subset, "threads": args.threads, "preset": args.preset or "fast"}
+    return settings.build(dataset, progress=not args.no_progress, **keys, **extra)
 
+
+def default_out(args):
+    return args.resume or args.out or f"runs/{args.model}-seed{args.seed or 0}"
+
+
+def _refuse_changes(args, spec):
+    """--resume continues with the run's own settings: a flag that would change them is an error."""
     given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
-    given += [f"--{name}" for name in ("preset", "seed", "subset", "threads") if getattr(args, name) is not None]
+    given += [f"--{name}" for name in RECORDED if getattr(args, name) is not None]
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         given.append("--out")
     if given:
         raise UserError(f"--resume {args.resume}: continues with the run's own settings; drop {' '.join(given)}")
-    hparams, config = train.resume_settings(args.resume, args.model)
-    setup = setup_from(args, recorded=config)  # the recorded thread count too: the arithmetic depends on it
-    layout.check_same_data(args.resume, config, setup.dataset)
-    return hparams, setup
 
 
-def train_settings(args, spec):
-    """(hparams, setup, run directory) of `fmnist train`: from the flags, or the run's own for --resume."""
-    from fmnist.engine import resume
+def recorded_run(args, spec, out, **extra):
+    """The TrainRun of the run recorded in `out`: its hyper-parameters and Setup (its thread count too: the
+    arithmetic depends on it), on the same data files."""
+    hparams, config = train.resume_settings(out, spec.name)
+    dataset = load_data(args)
+    layout.check_same_data(out, config, dataset)
+    return TrainRun(hparams, settings.recorded(config, dataset, progress=not args.no_progress, **extra), out, config)
 
+
+def train_run(args, spec, **extra):
+    """`fmnist train`'s TrainRun: from the flags, or the run's own for --resume. extra: Setup fields (torchrun's
+    ranks and processes)."""
     if args.resume:
-        return *resumed(args, spec), args.resume
-    hparams = spec.resolve(args.preset or "fast", hparam_overrides(args, spec))
-    out = args.out or f"runs/{args.model}-seed{0 if args.seed is None else args.seed}"
+        _refuse_changes(args, spec)
+        return recorded_run(args, spec, args.resume, **extra)
+    out = default_out(args)
     if (Path(out) / resume.STATE_FILE).exists():
         raise UserError(f"{out}: holds an interrupted run; continue it with --resume {out}, or choose another --out")
-    return hparams, setup_from(args), out
+    hparams = spec.resolve(args.preset or "fast", hparam_overrides(args, spec))
+    return TrainRun(hparams, setup_from_flags(args, **extra), out)
 
 
-def report_train(model, out, setup, metrics):
+def compare_plan(args):
+    """(plan, out, dataset) of `fmnist compare`: for --resume OUT as the compare recorded them (other settings are
+    an error), else from the flags; every model's hyper-parameters checked before anything is written."""
+    from fmnist.models import registry
+    from fmnist.runs import compare
+
+    dataset = load_data(args)
+    if args.resume:
+        given = [
+            f"--{n}" for n in ("models", "seeds", "epochs", "preset", "seed", "subset") if getattr(args, n) is not None
+        ]
+        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+            given.append("--out")
+        if given:
+            raise UserError(
+                f"--resume {args.resume}: continues with the compare's own settings; drop {' '.join(given)}"
+            )
+        return compare.read_plan(args.resume, dataset), args.resume, dataset
+    if args.seeds is not None and args.seed is not None:
+        raise UserError("--seed and --seeds: give one of them")
+    plan = {
+        "models": compare.parse_models(args.models or ",".join(registry.REGISTRY)),
+        "seeds": None if args.seeds is None else compare.parse_seeds(args.seeds),
+        "seed": args.seed or 0,
+        "preset": args.preset or "fast",
+        "subset": args.subset,
+        "epochs": args.epochs,
+        "data": dataset.provenance(),
+    }
+    for name in plan["models"]:  # every value checked before anything is written
+        registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
+    return plan, args.out or "runs/compare", dataset
+
+
+def report_train(model, run, metrics):
     from fmnist.report import compose
-    from fmnist.rundir import layout
 
-    layout.write_test_images(out, setup.splits)
-    report_paths = compose.build(out)
+    layout.write_test_images(run.out, run.setup.splits)
+    report_paths = compose.build(run.out)
     print(
         f"{model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
         f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"
-        f"run written to {out}; report: {report_paths[1]}"
+        f"run written to {run.out}; report: {report_paths[1]}"
     )

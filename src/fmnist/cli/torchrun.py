@@ -11,23 +11,20 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from fmnist.cli import settings as runargs
+from fmnist.cli import settings as cli_settings
 from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
 from fmnist.models import parallel
 from fmnist.runs import train
 
 
-def settings(args, spec):
-    """(hparams, setup, out, resuming); after a torchrun restart, the run's own settings, resumed."""
-    out = args.resume or args.out or f"runs/{args.model}-seed{0 if args.seed is None else args.seed}"
+def train_run(args, spec, record):
+    """The TrainRun of this rank; after a torchrun restart, the run's own settings, resumed."""
+    extra = {"ranks": parallel.local_ranks(), "distributed": record}
+    out = cli_settings.default_out(args)
     if parallel.restarted() and (Path(out) / resume.STATE_FILE).exists():
-        hparams, config = train.resume_settings(out, args.model)
-        setup = runargs.setup_from(args, recorded=config)
-        return hparams, setup, out, config
-    hparams, setup, out = runargs.train_settings(args, spec)
-    config = train.resume_settings(out, args.model)[1] if args.resume else None
-    return hparams, setup, out, config
+        return cli_settings.recorded_run(args, spec, out, **extra)
+    return cli_settings.train_run(args, spec, **extra)
 
 
 def refuse_numpy(spec):
@@ -37,15 +34,15 @@ def refuse_numpy(spec):
         raise UserError(f"{spec.name}: a NumPy model, it cannot train data-parallel; run it without torchrun")
 
 
-def check(hparams, config, record):
+def check(run):
     """The global batch must split evenly; a resumed run needs the world size it was saved with."""
-    processes = record["processes"]
-    if hparams["batch_size"] % processes:
-        raise UserError(f"--batch-size {hparams['batch_size']}: must divide evenly among {processes} processes")
-    if config is not None:
-        before = (config.get("distributed") or {}).get("processes", 1)
+    processes = run.setup.distributed["processes"]
+    if run.hparams["batch_size"] % processes:
+        raise UserError(f"--batch-size {run.hparams['batch_size']}: must divide evenly among {processes} processes")
+    if run.config is not None:
+        before = (run.config.get("distributed") or {}).get("processes", 1)
         if before != processes:
-            raise UserError(f"{config.get('model')} run: trained with {before} processes, resume it with {before}")
+            raise UserError(f"{run.config.get('model')} run: trained with {before} processes, resume it with {before}")
 
 
 def cmd_train(args, spec):
@@ -63,20 +60,19 @@ def cmd_train(args, spec):
 
 
 def _train(args, spec, record):
-    hparams, setup, out, config = settings(args, spec)
-    check(hparams, config, record)
+    run = train_run(args, spec, record)
+    check(run)
     rank0 = parallel.rank() == 0
-    threads = parallel.threads_per_rank()  # each rank its share of the cores, whatever the machine's load
-    setup = dataclasses.replace(setup, distributed=record, threads=threads, progress=setup.progress and rank0)
+    setup = dataclasses.replace(run.setup, progress=run.setup.progress and rank0)
     if not rank0:  # trains in step with rank 0; its Resumer only listens for signals, never writes
-        with resume.Resumer(out) as listener:
-            spec.load_class()(**hparams).fit(setup.splits, seed=setup.seed, progress=False, resumer=listener)
+        with resume.Resumer(run.out) as listener:
+            train.fit_model(spec.load_class()(**run.hparams), setup, resumer=listener)
         return 0
-    resumer = resume.Resumer(out, resume=config is not None)
+    resumer = resume.Resumer(run.out, resume=run.config is not None)
     try:
-        _, metrics = train.train_one(args.model, hparams, setup, out, resumer=resumer)
+        _, metrics = train.train_one(args.model, run.hparams, setup, run.out, resumer=resumer)
     except Interrupted as exc:
-        launch = f"torchrun --nproc-per-node={record['processes']} -m fmnist train {args.model} --resume {out}"
+        launch = f"torchrun --nproc-per-node={record['processes']} -m fmnist train {args.model} --resume {run.out}"
         raise Interrupted(f"{exc}; continue with: {launch}", exc.signum) from None
-    runargs.report_train(args.model, out, setup, metrics)
+    cli_settings.report_train(args.model, dataclasses.replace(run, setup=setup), metrics)
     return 0

@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fmnist.engine import loop, precision
+from fmnist.engine import loop
 from fmnist.errors import HparamError, UserError
 from fmnist.files import atomic_path, read_json, write_json
 from fmnist.models import nets, registry
@@ -61,7 +61,6 @@ class TorchClassifier:
         resumer and on_epoch(row): see `fmnist.engine.loop.fit`.
         """
         self.mean, self.std = float(splits.mean), float(splits.std)
-        self.hparams = precision.settled(self.hparams)
         train = (to_tensor(splits.x_train, self.mean, self.std), torch.from_numpy(splits.y_train))
         val = (to_tensor(splits.x_val, self.mean, self.std), splits.y_val)
         config = loop.LoopConfig.from_hparams(self.registry_name, self.hparams, drop_last=True, progress=progress)
@@ -76,7 +75,7 @@ class TorchClassifier:
             if torch.distributed.is_initialized():  # launched by torchrun: this rank's share of every batch
                 from fmnist.models import parallel
 
-                backend, resumer = parallel.wrap(self.module, self.hparams, resumer, **backend_args)
+                backend, resumer = parallel.backend(self.module, self.hparams, resumer, **backend_args)
             else:
                 backend = TorchBackend(self.module, self.hparams, **backend_args)
             return loop.fit(backend, train, val, config, resumer, on_epoch)

@@ -38,11 +38,12 @@ class HybridClassifier:
         self.feature_mean = self.feature_std = None
         self.cnn_history = []  # the CNN's own history when it was trained here
 
-    def fit(self, splits, *, seed, progress=True, resumer=None):
+    def fit(self, splits, *, seed, progress=True, resumer=None, on_epoch=None):
         """Train the CNN unless one was given, then the scratch MLP on standardised CNN features.
 
         Returns the MLP's history; its `seconds` include the CNN's training (if done here) and the feature
-        extraction, so they count the hybrid's whole training time. resumer: see `fmnist.engine.loop.fit`;
+        extraction, so they count the hybrid's whole training time. resumer, on_epoch: see `fmnist.engine.loop.fit`
+        (on_epoch sees the MLP's epochs);
         an interruption during the MLP's training saves the CNN trained here with the MLP's state.
         """
         done = ((resumer and resumer.saved) or {}).get("cnn_trained")
@@ -77,6 +78,7 @@ class HybridClassifier:
             seed=seed,
             progress=progress,
             resumer=resumer.scoped("mlp", cnn_trained) if resumer else None,
+            on_epoch=on_epoch,
         )
         return [row | {"seconds": row["seconds"] + before} for row in history]
 

@@ -10,17 +10,15 @@ decision), reads and writes files and shows progress; a resumed state is read by
 """
 
 import datetime
-import math
 import os
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from fmnist.data.dataset import NUM_CLASSES
 from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
-from fmnist.models.torch_backend import TorchBackend, set_lr
+from fmnist.models.torch_backend import TorchBackend
 
 TIMEOUT = datetime.timedelta(seconds=40)  # a lost peer is an error well within a minute
 
@@ -56,12 +54,9 @@ def restarted():
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
 
 
-def threads_per_rank():
-    """The cores of this machine shared among its ranks (torchrun's OMP_NUM_THREADS, if given, wins)."""
-    if "OMP_NUM_THREADS" in os.environ:
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, (os.cpu_count() or 1) // local)
+def local_ranks():
+    """How many ranks share this machine's cores (torchrun's LOCAL_WORLD_SIZE)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def stop():
@@ -69,47 +64,35 @@ def stop():
         dist.destroy_process_group()
 
 
-class DistributedBackend(TorchBackend):
-    """TorchBackend whose steps run on this rank's share of each global batch, its module wrapped in DDP."""
+class Ranks:
+    """The data-parallel hook of `fmnist.models.torch_backend.TorchBackend`'s one training step: this rank's
+    share of each global batch, the module wrapped in DDP (which all-reduces the gradients), one all-reduce of
+    the step's loss, right answers and stop requests, and validation logits computed by rank 0 and broadcast."""
 
-    def __init__(self, module, hparams, **backend_args):
-        super().__init__(module, hparams, **backend_args)
-        self.runner = torch.nn.parallel.DistributedDataParallel(module)
+    def __init__(self):
         self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.listener = None  # this process's signal listener (a Resumer), polled once per step
         self.stop_agreed = False
 
-    def train_step(self, x, y, lr):
-        self.module.train()
-        if any(self.augment.values()):  # the whole global batch, as one process would: the generators stay equal
-            from fmnist.models.augment import augment_batch
+    def wrap(self, module):
+        return torch.nn.parallel.DistributedDataParallel(module)
 
-            x = augment_batch(x, **self.augment, fill=self.fill, generator=self.generator)
+    def share(self, x, y):
         share = len(x) // self.world
-        x, y = x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
-        x = x.contiguous(memory_format=self.memory_format)
-        set_lr(self.optimizer, lr)
-        logits, loss = self.forward_loss(x, y)
-        with torch.no_grad():
-            plain = F.cross_entropy(logits, y) if self.label_smoothing else loss
-            wants_stop = float(self.listener is not None and self.listener.stop_requested)
-            totals = torch.stack(
-                [loss.detach(), plain, (logits.argmax(1) == y).sum().float(), torch.tensor(wants_stop)]
-            )
+        return x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
+
+    def totals(self, objective, plain, correct):
+        """(mean objective, mean plain loss, right answers) over all ranks; every rank learns of any stop."""
+        wants_stop = float(self.listener is not None and self.listener.stop_requested)
+        totals = torch.stack([objective, plain.float(), correct.float(), torch.tensor(wants_stop)])
         dist.all_reduce(totals)
         objective, plain, correct, stops = totals.tolist()
         self.stop_agreed = stops > 0
-        if not math.isfinite(objective):  # every rank sees the same sum: all skip the update together
-            return objective, objective, 0
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.after_step()
         return objective / self.world, plain / self.world, int(correct)
 
-    def logits(self, x):
+    def logits(self, compute, rows):
         """Computed by rank 0 alone, then broadcast: one validation, one decision."""
-        out = torch.from_numpy(super().logits(x)).contiguous() if self.rank == 0 else torch.empty(len(x), NUM_CLASSES)
+        out = torch.from_numpy(compute()).contiguous() if self.rank == 0 else torch.empty(rows, NUM_CLASSES)
         dist.broadcast(out, src=0)
         return out.numpy()
 
@@ -118,23 +101,23 @@ class RankResumer:
     """The Resumer interface for one rank: rank 0's state broadcast to all, the stop decision agreed, files on
     rank 0 only. `local` is this process's Resumer (rank 0's reads and writes; the others' only listen)."""
 
-    def __init__(self, local, backend):
-        self.local, self.backend = local, backend
-        backend.listener = local
-        saved = [local.saved if backend.rank == 0 and local is not None else None]
+    def __init__(self, local, ranks):
+        self.local, self.ranks = local, ranks
+        ranks.listener = local
+        saved = [local.saved if ranks.rank == 0 and local is not None else None]
         dist.broadcast_object_list(saved, src=0)
         self.saved = saved[0]
 
     @property
     def stop_requested(self):
-        return self.backend.stop_agreed
+        return self.ranks.stop_agreed
 
     def save(self, state):
-        if self.backend.rank == 0 and self.local is not None:
+        if self.ranks.rank == 0 and self.local is not None:
             self.local.save(state)
 
     def stop(self, state, where):
-        if self.backend.rank == 0 and self.local is not None:
+        if self.ranks.rank == 0 and self.local is not None:
             self.local.stop(state, where)
         raise Interrupted(f"stopped at {where} with rank 0", getattr(self.local, "signum", None) or 15)
 
@@ -147,8 +130,8 @@ class RankResumer:
         return restored
 
 
-def wrap(module, hparams, resumer, **backend_args):
-    """(backend, resumer) for training `module` on this rank, with the threads this rank may use."""
-    torch.set_num_threads(threads_per_rank())
-    backend = DistributedBackend(module, hparams, **backend_args)
-    return backend, RankResumer(resumer, backend)
+def backend(module, hparams, resumer, **backend_args):
+    """(backend, resumer) for training `module` on this rank: the one torch backend with the `Ranks` hook."""
+    ranks, one = Ranks(), TorchBackend(module, hparams, **backend_args)
+    one.spread(ranks)
+    return one, RankResumer(resumer, ranks)

@@ -17,6 +17,7 @@ and the CNN also `features(images) -> float32 (N, D)`.
 import dataclasses
 import importlib
 
+from fmnist.engine import precision
 from fmnist.errors import HparamError, UserError
 from fmnist.models.hparams import (
     Hparam,
@@ -52,7 +53,8 @@ class Spec:
         return getattr(importlib.import_module(module), cls)
 
     def complete(self, given):
-        """Defaults, then `given`; every value checked. Raises HparamError naming the first bad one."""
+        """Defaults, then `given`; every value checked, the precision settled. Raises HparamError naming the
+        first bad one."""
         unknown = sorted(set(given) - set(self.hparams))
         if unknown:
             raise HparamError(self.name, unknown[0], "not a hyper-parameter of this model")
@@ -63,7 +65,9 @@ class Spec:
                 raise HparamError(self.name, name, problem)
         if self.check is not None and (fault := self.check(values)) is not None:
             raise HparamError(self.name, *fault)
-        return values
+        # The one place `auto` becomes the arithmetic that runs: config.json, the checkpoint and --resume all
+        # see the settled value, whichever way the hyper-parameters were made.
+        return precision.settled(values)
 
     def resolve(self, preset="fast", overrides=None):
         """Defaults, then the preset, then explicit overrides (None means: not given); every value checked."""
@@ -155,7 +159,7 @@ REGISTRY = {
         },
         # fast: the airbench-like recipe screened on validation (bench/NOTES.md). best: two convolutions at full
         # resolution and wider late layers pay off given about 20 minutes (chosen on validation); bf16 where `auto`
-        # picks it (validation +0.09 points against fp32, 1.58x faster: bench/precision-best-2026-11-30.json).
+        # picks it (bench/NOTES.md, "The best preset in bf16").
         presets={
             "fast": {},
             "best": {

@@ -82,18 +82,36 @@ class Lookahead:
         self.step = int(saved["step"])
 
 
+class OneProcess:
+    """The training step's view of the processes when there is one; `fmnist.models.parallel.Ranks` is the
+    data-parallel one (a share of each batch, DDP, all-reduced totals, broadcast validation)."""
+
+    def wrap(self, module):
+        return module
+
+    def share(self, x, y):
+        return x, y
+
+    def totals(self, objective, plain, correct):
+        return objective.item(), plain.item(), int(correct.item())
+
+    def logits(self, compute, rows):
+        return compute()
+
+
 class TorchBackend:
     """One torch module trained by `fmnist.engine.loop.fit`.
 
     hparams: the model's (optimizer, momentum, weight_decay, bias_lr, label_smoothing, lookahead and, if
     present, flip / shift / erase). fill: the normalised value of an empty pixel (for augmentation). One
     generator, seeded by `seed`, draws the batch order and the augmentation; dropout draws from torch's global
-    generator (the caller seeds it). total_steps: the planned number of steps (the lookahead's ramp).
+    generator (the caller seeds it). total_steps: the planned number of steps (the lookahead's ramp). The step
+    runs in one process unless `spread` hands it the ranks of a torchrun run.
     """
 
     def __init__(self, module, hparams, *, seed, fill, total_steps, channels_last=False):
         self.module = module
-        self.runner = module  # what a training step calls (the DDP wrapper in a data-parallel run)
+        self.spread(OneProcess())
         self.optimizer = make_optimizer(module, hparams)
         self.lookahead = Lookahead(module, hparams["lookahead"], total_steps) if hparams["lookahead"] else None
         self.label_smoothing = hparams["label_smoothing"]
@@ -102,6 +120,11 @@ class TorchBackend:
         self.generator = torch.Generator().manual_seed(seed)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.bf16 = hparams.get("precision") == "bf16"  # settled by the classifier: never "auto" here
+
+    def spread(self, ranks):
+        """Run the steps in `ranks` (`OneProcess`, or `fmnist.models.parallel.Ranks` under torchrun)."""
+        self.ranks = ranks
+        self.runner = ranks.wrap(self.module)  # what a training step calls (the DDP wrapper under torchrun)
 
     def forward_loss(self, x, y):
         """(logits, training loss) of a batch, in the run's precision (bf16 autocast: forward and loss only)."""
@@ -114,21 +137,22 @@ class TorchBackend:
 
     def train_step(self, x, y, lr):
         self.module.train()
-        if any(self.augment.values()):
+        if any(self.augment.values()):  # the whole global batch under torchrun: every rank's generator stays equal
             x = augment_batch(x, **self.augment, fill=self.fill, generator=self.generator)
+        x, y = self.ranks.share(x, y)
         x = x.contiguous(memory_format=self.memory_format)
         set_lr(self.optimizer, lr)
         logits, loss = self.forward_loss(x, y)
-        objective = loss.item()
-        if not math.isfinite(objective):
+        with torch.no_grad():
+            plain = F.cross_entropy(logits, y) if self.label_smoothing else loss.detach()
+            objective, plain, correct = self.ranks.totals(loss.detach(), plain, (logits.argmax(1) == y).sum())
+        if not math.isfinite(objective):  # under torchrun every rank sees the same sum: all skip the update
             return objective, objective, 0
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.after_step()
-        with torch.no_grad():
-            plain = F.cross_entropy(logits, y).item() if self.label_smoothing else objective
-            return objective, plain, (logits.argmax(1) == y).sum().item()
+        return objective, plain, correct
 
     def after_step(self):
         if self.lookahead is not None:
@@ -136,7 +160,7 @@ class TorchBackend:
 
     def logits(self, x):
         channels_last = self.memory_format == torch.channels_last
-        return predict(self.module, x, channels_last=channels_last).numpy()
+        return self.ranks.logits(lambda: predict(self.module, x, channels_last=channels_last).numpy(), len(x))
 
     def weights(self):
         return copy.deepcopy(self.module.state_dict())

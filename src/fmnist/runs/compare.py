@@ -12,14 +12,62 @@ import math
 import time
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import UserError
-from fmnist.files import read_json, write_json, write_text
-from fmnist.rundir import layout
+from fmnist.files import read_json, write_json
+from fmnist.models import registry
+from fmnist.report import compose
+from fmnist.report import seeds as seeds_report
+from fmnist.rundir import checkpoint, layout
 from fmnist.runs import train
 
 PLAN = "plan.json"
 MEASURES = ("val_accuracy", "test_accuracy")
 PLAN_KEYS = ("models", "seeds", "seed", "preset", "subset", "epochs", "data")
+
+
+def parse_models(text):
+    """'linear,cnn' -> ['linear', 'cnn'] in registry order, so a reused model is trained before its user."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        registry.spec(name)
+    if not names:
+        raise UserError("--models: name at least one model")
+    return [n for n in registry.REGISTRY if n in names]
+
+
+def compare(names, setup, out_dir, overrides=None, *, resume=False):
+    """Train `names` in order on one split, each into out_dir/<name>/, then write compare.json.
+
+    Ctrl-C or SIGTERM stops the model in training with a resumable state. resume: skip the models already
+    finished (their metrics.json exists) and continue the one stopped. Returns {name: metrics}."""
+    hparams = {name: registry.spec(name).resolve(setup.preset, overrides) for name in names}  # all checked first
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layout.write_test_images(out_dir, setup.splits)
+    trained, results = {}, {}
+    overall = tqdm(names, desc="compare", unit="model", disable=not setup.progress, position=0)
+    start = time.perf_counter()
+    for name in overall:
+        overall.set_postfix_str(name)
+        trained[name], results[name] = _compare_one(name, hparams[name], setup, out_dir / name, trained, resume)
+    overall.close()
+    record = layout.config_record("compare", {}, setup.record(), setup.dataset)
+    summary = {name: {k: v for k, v in m.items() if k not in layout.SPLITS} for name, m in results.items()}
+    record.update(models=names, total_seconds=round(time.perf_counter() - start, 1), results=summary)
+    write_json(out_dir / layout.COMPARE, record)
+    return results
+
+
+def _compare_one(name, hparams, setup, model_dir, trained, resume):
+    """One model of a compare: reloaded if a resumed compare finished it already, else trained (or continued)."""
+    if resume and (model_dir / layout.METRICS).is_file():
+        model, _ = checkpoint.load(model_dir)  # a later model may reuse it (the hybrid reuses the CNN)
+        return model, read_json(model_dir / layout.METRICS)
+    resumer = Resumer(model_dir, resume=resume and (model_dir / STATE_FILE).is_file())
+    return train.train_one(name, hparams, setup, model_dir, trained=trained, resumer=resumer)
 
 
 def parse_seeds(text):
@@ -90,67 +138,19 @@ def run_compare(plan, out_dir, setup_for, *, resume=False):
     then the summary; returns the summary."""
     overrides, out_dir = {"epochs": plan["epochs"]}, Path(out_dir)
     if plan["seeds"] is None:
-        return train.compare(plan["models"], setup_for(plan["seed"]), out_dir, overrides, resume=resume)
-    from fmnist.report import compose
-
+        return compare(plan["models"], setup_for(plan["seed"]), out_dir, overrides, resume=resume)
     start, per_seed = time.perf_counter(), {}
     for seed in plan["seeds"]:
         folder = out_dir / f"seed-{seed}"
         if resume and (folder / layout.COMPARE).is_file():
             per_seed[seed] = read_json(folder / layout.COMPARE)["results"]
             continue
-        per_seed[seed] = train.compare(plan["models"], setup_for(seed), folder, overrides, resume=resume)
+        per_seed[seed] = compare(plan["models"], setup_for(seed), folder, overrides, resume=resume)
         compose.build(folder)
     summary = summarise(per_seed)
     record = {"layout_version": layout.LAYOUT_VERSION, "model": "compare", **{k: plan[k] for k in PLAN_KEYS}}
     record |= {"results": summary, "close_calls": close_calls(summary)}
     record["total_seconds"] = round(time.perf_counter() - start, 1)
-    write_seeds_report(out_dir, record)
+    seeds_report.write(out_dir, record)
     write_json(out_dir / layout.COMPARE, record)
     return summary
-
-
-def _cell(s):
-    return f"{s['mean']:.2%} ± {s['std']:.2%}"
-
-
-def seeds_table(summary):
-    """(header, rows): mean ± standard deviation per model, then each seed's figure."""
-    header = ["model", "val accuracy (mean ± sd)", "test accuracy (mean ± sd)", "val accuracy per seed"]
-    rows = [
-        [
-            m,
-            _cell(s["val_accuracy"]),
-            _cell(s["test_accuracy"]),
-            ", ".join(f"{v:.2%}" for v in s["val_accuracy"]["values"]),
-        ]
-        for m, s in summary.items()
-    ]
-    return header, rows
-
-
-def close_call_lines(calls):
-    return [
-        f"{c['better']} vs {c['worse']}: {c['difference']:.2%} apart on validation, within the seed spread "
-        f"({c['seed_std']:.2%}); the seeds do not tell them apart."
-        for c in calls
-    ]
-
-
-def write_seeds_report(out_dir, record):
-    from fmnist.report.render import to_html, to_markdown
-
-    header, rows = seeds_table(record["results"])
-    text = (
-        f"{len(record['models'])} models, each trained with seeds {', '.join(map(str, record['seeds']))} "
-        "(the seed fixes the train/validation split, the initial weights, the shuffling and the augmentation). "
-        "Standard deviations are over the seeds; each seed's full report is in its seed-N folder."
-    )
-    blocks = [("h1", f"Fashion-MNIST over seeds: {Path(out_dir).name}"), ("p", text), ("table", header, rows)]
-    lines = close_call_lines(record["close_calls"]) or [
-        "Every neighbour in the ranking differs by more than its seed spread."
-    ]
-    blocks += [("h2", "Differences against the seed spread"), *(("p", line) for line in lines)]
-    write_text(Path(out_dir) / "report.md", to_markdown(blocks, Path(out_dir)))
-    write_text(Path(out_dir) / "report.html", to_html(blocks, "Fashion-MNIST over seeds"))
-    return Path(out_dir) / "report.md", Path(out_dir) / "report.html"

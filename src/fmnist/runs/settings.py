@@ -1,0 +1,57 @@
+"""A run's settings, built in one place whichever way the run starts: the command line's flags, a recorded
+config (--resume, a torchrun restart), one seed of a compare plan, a tuning trial, or the Python API.
+
+A `Setup` holds what every model of a run shares: the data split, the preset, the seed, the subset of training
+images, the thread count and, under torchrun, the processes. The thread count is settled here, once, from a
+fact that does not change while the machine is busy (the usable cores), as the models' precision is settled from
+the processor's instructions (`fmnist.models.registry.Spec.complete`): the same command and seed give the same
+bits whatever else runs. `fmnist.runs.train.fit_model` applies the threads, for every way of training.
+"""
+
+import dataclasses
+
+from fmnist.data import dataset as data_module
+from fmnist.engine import threads as threads_module
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What every model of a run shares. Build it with `build`, `recorded` or `for_splits`."""
+
+    splits: data_module.Splits
+    dataset: data_module.Dataset | None  # None for splits handed over by the API (nothing to record)
+    preset: str = "fast"
+    seed: int = 0
+    subset: int | None = None  # training images kept (None: the full split)
+    threads: int = 1  # torch's intra-op threads, settled
+    progress: bool = True
+    distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.models.parallel)
+
+    def record(self):
+        """The settings config.json keeps and `recorded` reads back."""
+        extra = {"distributed": self.distributed} if self.distributed else {}
+        return {"preset": self.preset, "seed": self.seed, "subset": self.subset, "threads": self.threads, **extra}
+
+
+def build(dataset, *, seed=0, subset=None, threads=None, ranks=1, **extra):
+    """The Setup of a run on `dataset` (a verified `fmnist.data.dataset.Dataset`), split with `seed`.
+
+    subset: keep that many training images (0 or None: all). threads: as given (--threads), else
+    OMP_NUM_THREADS, else the usable cores shared among `ranks` processes. extra: preset, progress, distributed.
+    """
+    splits = data_module.split(dataset, seed)
+    subset = subset or None
+    chosen = threads_module.choose(threads, ranks=ranks)
+    return Setup(splits.quick(subset) if subset else splits, dataset, seed=seed, subset=subset, threads=chosen, **extra)
+
+
+def recorded(config, dataset, **extra):
+    """The Setup a recorded config.json describes (seed, subset, preset, threads): what --resume continues with."""
+    keys = {"seed": config["seed"], "subset": config.get("subset"), "threads": config.get("threads")}
+    return build(dataset, preset=config.get("preset") or "fast", **keys, **extra)
+
+
+def for_splits(splits, *, seed=0, threads=None, progress=True):
+    """The Setup of splits someone already holds (the API): threads settled as for `fmnist train`; nothing of it
+    is recorded, so the subset stays unsaid."""
+    return Setup(splits, None, seed=seed, threads=threads_module.choose(threads), progress=progress)
