@@ -1,6 +1,6 @@
 """End to end: `fmnist train cnn` on an idle machine and with one core held by a busy loop.
 
-    flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_busy.py [--subset 24000] [--epochs 3] [--repeats 2]
+    flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_busy.py [--subset 24000] [--epochs 3] [--repeats 1]
         [--out FILE]
 
 Runs the real command in fresh processes (fast preset, seed 0, training on `--subset` images) and reads the
@@ -8,9 +8,9 @@ training time it records (history.csv: seconds at the end of each epoch, trainin
 loading or the report): images/s = training images x epochs / seconds. Conditions: idle with the default thread
 policy (the usable cores), idle on one thread (the reference), a single-threaded busy loop this benchmark starts
 (and kills) 1 s before training, and the same loop started only after the first epoch (then only the later
-epochs count), each with OpenMP's default wait policy and with OMP_WAIT_POLICY=PASSIVE. Every run must write
-the same weights as the idle default one (the thread count no longer follows the load). Prints the CPU model,
-date, a table (median of the repeats), then JSON.
+epochs count), each with OpenMP's default waiting, with OMP_WAIT_POLICY=PASSIVE and with a short GOMP_SPINCOUNT.
+Every run must write the same weights as the idle default one (the thread count no longer follows the load).
+Prints the CPU model, date, a table (median of the repeats), then JSON.
 """
 
 import argparse
@@ -69,9 +69,9 @@ def train(args, folder, extra, env, busy_after):
 
 
 def condition(args, name, spec, work, busy_after):
-    extra, policy, busy = spec
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    env |= {"OMP_WAIT_POLICY": policy} if policy else {}
+    extra, variables, busy = spec
+    unset = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    env = {k: v for k, v in os.environ.items() if k not in unset} | variables
     after = {"none": None, "before": 0, "after first epoch": busy_after}[busy]
     runs, weights = [], set()
     for _ in range(args.repeats):
@@ -89,14 +89,19 @@ def first_epoch_seconds(args, work):
     return float(next(csv.DictReader((folder / "history.csv").open()))["seconds"])
 
 
-CONDITIONS = {  # name: (extra flags, OMP_WAIT_POLICY, busy loop)
-    "idle, default threads": ([], None, "none"),
-    "idle, 1 thread": (["--threads", "1"], None, "none"),
-    "idle, default threads, passive": ([], "PASSIVE", "none"),
-    "busy core from the start": ([], None, "before"),
-    "busy core from the start, passive": ([], "PASSIVE", "before"),
-    "busy core after epoch 1": ([], None, "after first epoch"),
-    "busy core after epoch 1, passive": ([], "PASSIVE", "after first epoch"),
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}  # idle OpenMP threads sleep at once instead of spinning
+SHORT_SPIN = {"GOMP_SPINCOUNT": "10000"}  # spin briefly (libgomp's default is 300,000 rounds), then sleep
+CONDITIONS = {  # name: (extra flags, environment, busy loop)
+    "idle, default threads": ([], {}, "none"),
+    "idle, 1 thread": (["--threads", "1"], {}, "none"),
+    "idle, passive": ([], PASSIVE, "none"),
+    "idle, short spin": ([], SHORT_SPIN, "none"),
+    "busy core from the start": ([], {}, "before"),
+    "busy core from the start, passive": ([], PASSIVE, "before"),
+    "busy core from the start, short spin": ([], SHORT_SPIN, "before"),
+    "busy core after epoch 1": ([], {}, "after first epoch"),
+    "busy core after epoch 1, passive": ([], PASSIVE, "after first epoch"),
+    "busy core after epoch 1, short spin": ([], SHORT_SPIN, "after first epoch"),
 }
 
 
@@ -104,7 +109,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=int, default=24_000)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))

@@ -60,7 +60,7 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     images, _ = serve_items
     photo = tmp_path / "my coat.png"
     product_photo(images[0]).save(photo)
-    seen = images.to_fashion_mnist(images.load_image(photo))
+    seen = image_files.to_fashion_mnist(image_files.load_image(photo))
     browser.get(server.url + "/")
     wait = WebDriverWait(browser, 20)
     wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
