@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fmnist.data import images as image_files
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.rundir import checkpoint
 from fmnist.serve import answers
