@@ -5,6 +5,7 @@ import sys
 
 from fmnist import __version__
 from fmnist.cli import commands
+from fmnist.engine import threads
 from fmnist.errors import Diverged, HparamError, Interrupted, UserError
 
 
@@ -186,6 +187,7 @@ def worded(exc):
 
 
 def main(argv=None):
+    threads.wait_passively()  # before any command loads torch and its OpenMP runtime
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

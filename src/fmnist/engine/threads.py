@@ -4,6 +4,8 @@ torch's arithmetic depends on the thread count (a reduction split two ways adds 
 default must not depend on what else the machine does at the second a run starts: it is the number of CPUs in
 this process's affinity mask (`os.sched_getaffinity`), a fact of the machine and the launch, not of its load.
 Under torchrun the ranks of one machine share them. The count is recorded in config.json and reused by --resume.
+The command line also lets waiting threads sleep (`wait_passively`), so that load arriving mid-run slows training
+instead of collapsing it.
 """
 
 import os
@@ -30,6 +32,15 @@ def choose(requested=None, environ=None, ranks=1):
     if given.isascii() and given.isdigit() and int(given) > 0:
         return int(given)
     return max(1, usable_cores() // max(1, ranks))
+
+
+def wait_passively(environ=None):
+    """Unless the user chose, let OpenMP threads that wait for work sleep instead of spinning (before torch loads).
+
+    Spinning threads that wait on each other collapse when another program takes one of their cores: training ran
+    at 0.49x the speed of one idle thread with a busy loop started mid-run, 0.85x when they wait passively, for
+    12 % less speed on an idle machine (bench/bench_busy.py, bench/NOTES.md). The arithmetic is the same."""
+    (os.environ if environ is None else environ).setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def apply(count):
