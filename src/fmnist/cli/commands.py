@@ -163,12 +163,14 @@ def cmd_tune(args):
         raise UserError(f"--trials {args.trials}: need at least 1")
     if args.epochs_cap is not None and args.epochs_cap < 1:
         raise UserError(f"--epochs-cap {args.epochs_cap}: need at least 1 epoch")
+    if args.heartbeat < 1:
+        raise UserError(f"--heartbeat {args.heartbeat}: need at least 1 second")
     setup = setup_from(args)
     setup = dataclasses.replace(setup, splits=tune.without_test(setup.splits), progress=False)
     name = args.study or f"{args.model}-{setup.preset}"
     out = Path(args.out or f"runs/tune-{name}")
     task = tune.Task(args.model, setup, args.epochs_cap, out)
-    study = tune.run(task, args.storage, name, args.trials)
+    study = tune.run(task, args.storage, name, args.trials, args.heartbeat)
     top = tune.best(study)
     _, page = tune.write_report(study, out)
     done = len(study.get_trials(deepcopy=False, states=tune.FINISHED))

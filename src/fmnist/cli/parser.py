@@ -144,6 +144,13 @@ def add_tune_command(subparsers):
     )
     tune.add_argument("--study", metavar="NAME", help="study name (default: MODEL-PRESET)")
     tune.add_argument("--epochs-cap", type=int, metavar="N", help="train each trial at most N epochs")
+    tune.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        metavar="S",
+        help="a worker's sign of life every S seconds; a trial silent for 4*S is marked failed (default: 30)",
+    )
     tune.add_argument("--out", metavar="DIR", help="trial folders and tune-report.html (default: runs/tune-STUDY)")
     add_run_options(tune)
     tune.set_defaults(func=commands.cmd_tune)
