@@ -217,4 +217,8 @@ def cmd_serve(args):
         from fmnist.serve import app
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
+    if getattr(args, "workers", 1) != 1:  # N processes behind one port (fmnist.serve.workers)
+        from fmnist.serve import workers
+
+        return workers.run(args.run_dir, host=args.host, port=args.port, workers=args.workers)
     return app.run(args.run_dir, host=args.host, port=args.port)

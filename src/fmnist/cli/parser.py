@@ -179,6 +179,9 @@ def add_result_commands(subparsers):
     srv.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     srv.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    srv.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="server processes behind the one port (default: 1)"
+    )
     srv.set_defaults(func=commands.cmd_serve)
 
 
