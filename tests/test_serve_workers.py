@@ -56,13 +56,15 @@ def test_two_workers_answer_on_one_port_each_with_its_own_threads(serve_run, ser
             with contextlib.suppress(httpx.TransportError):
                 seen |= {h["worker"]: h for h in asyncio.run(_healths(url, 8))}
             time.sleep(0.1)
-        assert server.pid not in seen and all(
-            h["threads"] == max(1, len(os.sched_getaffinity(0)) // 2) for h in seen.values()
-        )
-        images, labels = serve_items
-        photo = encoded(product_photo(images[0]), "JPEG")
+        share = max(1, len(os.sched_getaffinity(0)) // 2)
+        assert server.pid not in seen and all(h["threads"] == share for h in seen.values())
+        photo = encoded(product_photo(serve_items[0][0]), "JPEG")
         answer = httpx.post(url + "/predict", files={"files": ("shirt.jpg", photo, "image/jpeg")}, timeout=30)
-        assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+        assert answer.status_code == 200, answer.text
+        model, _ = checkpoint.load(serve_run / answer.json()["model"])
+        seen_image = images.to_fashion_mnist(images.load_image("shirt.jpg", content=photo))
+        expected = int(answers.probabilities(model, seen_image[None]).argmax())
+        assert [p["class_index"] for p in answer.json()["predictions"]] == [expected]
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=30)
