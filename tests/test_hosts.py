@@ -138,3 +138,10 @@ def test_a_restarted_host_continues_the_run_from_the_last_saved_epoch(hosts, loo
     assert len(history) == 1 + 4 and not (tmp_path / "host0" / "run" / resume.STATE_FILE).exists()
     assert not list((tmp_path / "host1").iterdir())
     assert_same_weights(tmp_path / "host0" / "run", loopback_mlp)
+
+
+def test_the_lost_host_is_the_one_the_error_names_else_every_other_one():
+    hosts = ["10.0.0.1", "10.0.0.2", "10.0.0.2", "10.0.0.13"]  # rank 0 (this process, not started) on .1
+    assert parallel.lost(hosts, "Connection closed by peer [10.0.0.13]:4242") == "rank 3 on 10.0.0.13"
+    assert parallel.lost(hosts, "Timed out") == "ranks 1,2 on 10.0.0.2; rank 3 on 10.0.0.13"
+    assert parallel.lost(["127.0.0.1", "127.0.0.1"], "Connection reset by peer") == "rank 1 on 127.0.0.1"

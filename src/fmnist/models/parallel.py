@@ -76,7 +76,7 @@ def lost(hosts, error):
     others = named or {a for a in hosts if a != mine} or set(hosts)
     return "; ".join(
         f"rank{'s' if len(ranks) > 1 else ''} {','.join(map(str, ranks))} on {address}"
-        for address in sorted(others)
+        for address in sorted(others, key=hosts.index)
         if (ranks := [r for r, a in enumerate(hosts) if a == address and r != rank()])
     )
 
