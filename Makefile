@@ -6,7 +6,7 @@ FMNIST := $(VENV)/bin/fmnist
 STAMP := $(VENV)/.installed
 OUT ?= runs/latest
 
-.PHONY: help run test test-fast lint format data browser bench notebooks clean
+.PHONY: help run test test-fast lint format data browser postgres bench notebooks clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,10 +25,13 @@ data: $(STAMP)  ## find the dataset, or install / download it
 browser:  ## install Debian's chromium + chromium-driver for the browser test (as root with apt; else skipped)
 	@sh scripts/ensure-browser.sh
 
+postgres:  ## install Debian's postgresql for the tuning study test (as root with apt; else skipped)
+	@sh scripts/ensure-postgres.sh
+
 run: data  ## the main job: train and compare the five models; report in $(OUT)/report.html
 	$(FMNIST) compare --out $(OUT)
 
-test: data browser lint  ## lint, then the whole test suite
+test: data browser postgres lint  ## lint, then the whole test suite
 	$(PY) -m pytest
 
 test-fast: data  ## the tests not marked slow (no end-to-end runs on real data, no subprocesses)

@@ -59,7 +59,8 @@ def check_answer(entry, model, content, top_k=3):
 
 
 def test_health_models_page_and_docs(server, serve_run):
-    assert httpx.get(server.url + "/health").json() == {"status": "ok", "models": list(SERVE_MODELS)}
+    health = httpx.get(server.url + "/health").json()
+    assert health == {"status": "ok", "models": list(SERVE_MODELS), "worker": health["worker"], "threads": 1}
     listing = httpx.get(server.url + "/models").json()
     metrics = {n: json.loads((serve_run / n / "metrics.json").read_text()) for n in SERVE_MODELS}
     assert listing["default"] == max(SERVE_MODELS, key=lambda n: metrics[n]["val_accuracy"])

@@ -130,12 +130,14 @@ def cmd_tune(args):
         raise UserError(f"--trials {args.trials}: need at least 1")
     if args.epochs_cap is not None and args.epochs_cap < 1:
         raise UserError(f"--epochs-cap {args.epochs_cap}: need at least 1 epoch")
+    if args.heartbeat < 1:
+        raise UserError(f"--heartbeat {args.heartbeat}: need at least 1 second")
     setup = settings.setup_from_flags(args)
     setup = dataclasses.replace(setup, splits=tune.without_test(setup.splits), progress=False)
     name = args.study or f"{args.model}-{setup.preset}"
     out = Path(args.out or f"runs/tune-{name}")
     task = tune.Task(args.model, setup, args.epochs_cap, out)
-    study = tune.run(task, args.storage, name, args.trials)
+    study = tune.run(task, args.storage, name, args.trials, args.heartbeat)
     top = tune.best(study)
     _, page = tuning.write_report(study, out)
     done = len(study.get_trials(deepcopy=False, states=tune.FINISHED))
@@ -182,4 +184,8 @@ def cmd_serve(args):
         from fmnist.serve import app
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
+    if getattr(args, "workers", 1) != 1:  # N processes behind one port (fmnist.serve.workers)
+        from fmnist.serve import workers
+
+        return workers.run(args.run_dir, host=args.host, port=args.port, workers=args.workers)
     return app.run(args.run_dir, host=args.host, port=args.port)

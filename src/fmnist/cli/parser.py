@@ -145,6 +145,13 @@ def add_tune_command(subparsers):
     )
     tune.add_argument("--study", metavar="NAME", help="study name (default: MODEL-PRESET)")
     tune.add_argument("--epochs-cap", type=int, metavar="N", help="train each trial at most N epochs")
+    tune.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        metavar="S",
+        help="a worker's sign of life every S seconds; a trial silent for 4*S is marked failed (default: 30)",
+    )
     tune.add_argument("--out", metavar="DIR", help="trial folders and tune-report.html (default: runs/tune-STUDY)")
     add_run_options(tune)
     tune.set_defaults(func=commands.cmd_tune)
@@ -173,6 +180,9 @@ def add_result_commands(subparsers):
     srv.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     srv.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    srv.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="server processes behind the one port (default: 1)"
+    )
     srv.set_defaults(func=commands.cmd_serve)
 
 

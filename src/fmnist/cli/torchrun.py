@@ -47,14 +47,19 @@ def check(run):
 
 def cmd_train(args, spec):
     refuse_numpy(spec)
+    hosts = []
     try:
         record = parallel.start()
+        hosts = parallel.addresses()  # to name the lost machine if one goes
         return _train(args, spec, record)
     except RuntimeError as exc:  # a lost peer surfaces as a gloo error in whichever collective comes next
         if not isinstance(exc, dist.DistError) and "gloo" not in str(exc).lower():
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"rank {parallel.rank()}: lost contact with the other processes ({first[:200]})") from exc
+        who = parallel.lost(hosts, str(exc)) if hosts else ""
+        raise UserError(
+            f"rank {parallel.rank()}: lost contact with the other processes{': ' + who if who else ''} ({first[:200]})"
+        ) from exc
     finally:
         parallel.stop()
 

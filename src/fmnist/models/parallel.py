@@ -11,6 +11,8 @@ decision), reads and writes files and shows progress; a resumed state is read by
 
 import datetime
 import os
+import re
+import socket
 
 import torch
 import torch.distributed as dist
@@ -36,12 +38,45 @@ def start():
     """Join the process group torchrun describes; returns what config.json records about it."""
     if not dist.is_initialized():
         store, rank, world = next(dist.rendezvous("env://", timeout=TIMEOUT))
-        # torchrun's store outlives a restart (--max-restarts) and still holds the dead workers' gloo addresses
-        # (pytorch/pytorch#135712): each attempt keeps its keys apart, or a new rank may dial a dead one.
-        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-        store = dist.PrefixStore(f"fmnist/attempt-{attempt}", store)
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torchrun's shared store outlives a restart (--max-restarts) and still holds the dead workers' gloo
+            # addresses (pytorch/pytorch#135712): each attempt keeps its keys apart, or a new rank may dial a
+            # dead one. (Without the shared store, TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, every round is fresh.)
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            store = dist.PrefixStore(f"fmnist/attempt-{attempt}", store)
         dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=TIMEOUT)
     return {"processes": dist.get_world_size(), "backend": dist.get_backend(), "nodes": _nodes()}
+
+
+def addresses():
+    """Every rank's address, as the others reach it (index: rank); a collective, after `start`."""
+    found = [None] * dist.get_world_size()
+    dist.all_gather_object(found, own_address())
+    return found
+
+
+def own_address():
+    """This machine's address on the way to rank 0 (MASTER_ADDR): a UDP socket's, which sends nothing."""
+    master = os.environ.get("MASTER_ADDR", "127.0.0.1")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((master, int(os.environ.get("MASTER_PORT", "29500"))))
+            return probe.getsockname()[0]
+    except OSError:  # an IPv6-only or unresolvable MASTER_ADDR: the host name still tells machines apart
+        return socket.gethostname()
+
+
+def lost(hosts, error):
+    """Which ranks a lost-contact `error` is about, with their addresses: those the error names, else all but
+    this machine's (with two machines, the other one)."""
+    mine = hosts[rank()] if rank() < len(hosts) else None
+    named = {a for a in hosts if a and re.search(rf"(?<![\d.]){re.escape(a)}(?![\d.])", error)} - {mine}
+    others = named or {a for a in hosts if a != mine} or set(hosts)
+    return "; ".join(
+        f"rank{'s' if len(ranks) > 1 else ''} {','.join(map(str, ranks))} on {address}"
+        for address in sorted(others, key=hosts.index)
+        if (ranks := [r for r, a in enumerate(hosts) if a == address and r != rank()])
+    )
 
 
 def _nodes():

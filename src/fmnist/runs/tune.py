@@ -9,7 +9,9 @@ history.csv only: no weights, no predictions. Workers on one or many machines gi
 """
 
 import dataclasses
+import os
 import shlex
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -47,18 +49,21 @@ def without_test(splits):
     return dataclasses.replace(splits, x_test=splits.x_test[:0], y_test=splits.y_test[:0])
 
 
-def storage(url, attempts=5):
+def storage(url, heartbeat=30, attempts=5):
     """An RDB storage for `url`; SQLite waits for the file lock instead of failing when workers collide.
 
-    Workers that start together on a new database race to create its schema; the loser's IntegrityError only
-    means the schema now exists, so opening is tried again (measured: 2 of 4 simultaneous starts hit it)."""
+    Each running trial's worker records a sign of life every `heartbeat` seconds; a trial silent for four
+    times that (its worker died) is marked failed, so it never holds a place in the study. Workers that start
+    together on a new database race to create its schema; the loser's IntegrityError only means the schema now
+    exists, so opening is tried again (measured: 2 of 4 simultaneous starts hit it)."""
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     for attempt in range(attempts):
         try:
-            # The heartbeat marks a trial whose worker died as failed, so it never holds a place in the study.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30, grace_period=120)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=4 * heartbeat
+                )
         except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable server are many
             if type(exc).__name__ == "IntegrityError" and attempt + 1 < attempts:
                 time.sleep(0.2 * (attempt + 1))
@@ -97,12 +102,19 @@ def train_command(task, params, hparams):
         value = hparams[name]
         words += [f"--{name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
     record = task.setup.record()
-    words += ["--epochs", str(hparams["epochs"]), "--preset", record["preset"], "--seed", str(record["seed"])]
+    words += ["--epochs", str(hparams["epochs"])]
+    if record.get("threads"):  # torch's arithmetic depends on the thread count: the trial's, to train alike
+        words += ["--threads", str(record["threads"])]
+    words += ["--preset", record["preset"], "--seed", str(record["seed"])]
     return shlex.join(words + (["--subset", str(record["subset"])] if record["subset"] else []))
 
 
-def objective(task, trial):
-    """Train one trial; return its best validation accuracy. Pruned (or diverged) trials raise TrialPruned."""
+def objective(task, trial, trials=None):
+    """Train one trial; return its best validation accuracy. Pruned (or diverged) trials raise TrialPruned.
+
+    With `trials`, the trial first claims one of the study's places (see `claim`)."""
+    if trials is not None:
+        claim(trial, trials)
     spec = registry.spec(task.model)
     params = suggest(trial, spec)
     hparams = trial_hparams(task, params)
@@ -130,11 +142,11 @@ def objective(task, trial):
     return max(row["val_accuracy"] for row in history)
 
 
-def open_study(task, url, name):
+def open_study(task, url, name, heartbeat=30):
     """Create the study, or join it; a study tuning something else is a one-line error."""
     study = optuna.create_study(
         study_name=name,
-        storage=storage(url),
+        storage=storage(url, heartbeat),
         direction="maximize",
         sampler=optuna.samplers.TPESampler(),  # unseeded: workers must not all draw the same first trials
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
@@ -151,14 +163,41 @@ def open_study(task, url, name):
     return study
 
 
-def run(task, url, name, trials):
-    """Work on study `name` until it holds `trials` finished trials (this worker's and the others')."""
-    study = open_study(task, url, name)
-    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-    if finished < trials:
-        stop = optuna.study.MaxTrialsCallback(trials, states=FINISHED)
-        study.optimize(lambda t: objective(task, t), n_trials=trials - finished, callbacks=[stop, _say])
-    return study
+def run(task, url, name, trials, heartbeat=30):
+    """Work on study `name` until it holds `trials` finished trials (this worker's and the others').
+
+    A worker starts a trial only while the finished and running ones leave a place; when the others' running
+    trials fill the places, it waits: they finish, or their worker died and the heartbeat marks them failed,
+    and this worker trains a trial in their place. So the study ends with exactly `trials` finished trials."""
+    study = open_study(task, url, name, heartbeat)
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if finished >= trials:
+            return study
+        if finished + running >= trials:
+            time.sleep(min(1.0, heartbeat))
+            continue
+        study.optimize(lambda t: objective(task, t, trials), n_trials=1, callbacks=[_say], catch=(Surplus,))
+
+
+class Surplus(Exception):
+    """Raised by a trial that another worker's, started in the same instant, left without a place."""
+
+
+def claim(trial, trials):
+    """Record who runs `trial`; fail it at once if `trials` trials numbered before it are running or finished.
+
+    Two workers can both see one free place and both start a trial; the later number gives way."""
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    states = (TrialState.RUNNING, *FINISHED)
+    earlier = [t for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number]
+    if len(earlier) >= trials:
+        trial.set_user_attr("surplus", "the study had its trials when this one started")
+        raise Surplus(f"trial {trial.number}: the study already has {trials} trials")
 
 
 def _say(study, trial):

@@ -181,7 +181,8 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": list(served)}
+        # Which process of `serve --workers N` answered, and the torch threads it runs on.
+        return {"status": "ok", "models": list(served), "worker": os.getpid(), "threads": torch.get_num_threads()}
 
     @app.get("/models")
     async def models():

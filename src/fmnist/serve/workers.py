@@ -1,0 +1,64 @@
+"""`fmnist serve --workers N`: N server processes behind one listening socket, for machines with many cores.
+
+One process serves with one inference thread and decodes uploads under one GIL, so it uses about one core
+however many there are. Here the parent verifies the run directory (a bad one is the CLI's one-line error,
+before anything listens), binds the socket, and hands it to uvicorn's own process supervisor, which starts N
+fresh (spawned, not forked: torch's thread pools do not survive a fork) workers that load the run again and
+accept on the shared socket. Each has its own batching thread and cores / N torch threads, so that together
+they never ask for more threads than there are cores; `/health` names the worker (its pid) that answered.
+"""
+
+import os
+import sys
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from fmnist.errors import UserError
+from fmnist.serve import app as served_app
+
+RUN_DIR = "FMNIST_SERVE_RUN_DIR"  # what the spawned workers load; the parent sets it before they start
+THREADS = "FMNIST_SERVE_THREADS"
+
+
+def threads_per_worker(workers, cores=None):
+    """Torch threads for each of `workers` processes: the cores this process may use, shared out."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+def worker_app():
+    """The app factory each worker process calls (uvicorn's factory=True): the run loaded in this process."""
+    served, default = served_app.load_run(os.environ[RUN_DIR])
+    return served_app.create_app(served, default, threads=int(os.environ[THREADS]))
+
+
+def run(run_dir, *, host="127.0.0.1", port=8000, workers=2):
+    """Verify the run, listen, then serve with `workers` processes until Ctrl-C or SIGTERM."""
+    if workers < 1:
+        raise UserError(f"--workers {workers}: need at least 1")
+    served, default = served_app.load_run(run_dir)  # the one check; the workers load the same, verified, files
+    sock = served_app.listen(host, port)
+    threads = threads_per_worker(workers)
+    os.environ[RUN_DIR], os.environ[THREADS] = str(run_dir), str(threads)
+    shown_host = f"[{host}]" if ":" in host else host
+    names = ", ".join(name + (" (default)" if name == default else "") for name in served)
+    del served  # the parent only supervises
+    print(
+        f"serving {run_dir}: {names} at http://{shown_host}:{sock.getsockname()[1]}/ "
+        f"({workers} worker processes, {threads} torch thread{'s' if threads > 1 else ''} each)",
+        file=sys.stderr,
+        flush=True,
+    )
+    config = uvicorn.Config(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    with sock:
+        Multiprocess(config, sockets=[sock]).run()
+    return 0
