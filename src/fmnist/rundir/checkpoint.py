@@ -56,7 +56,7 @@ def _names(value, field):
 SCHEMA = mapping(
     {
         "kind": text(tuple(registry.REGISTRY)),
-        "weights": lambda value, field: _relative(value if NAME.fullmatch(str(value)) else None, field),
+        "weights": lambda value, field: _relative(value if "/" not in str(value) else "/", field),
         "files": table(_relative, _digest, high=MAX_MODEL_FILES),
         "class_names": listing(text(), high=100),
     }
