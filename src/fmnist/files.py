@@ -166,7 +166,8 @@ def number(low=-math.inf, high=math.inf, *, above=None, null=False, whole=False)
             return
         if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
             raise Invalid(field, f"is {shown(value)}, not {kind}")
-        if not math.isfinite(value) or not low <= value <= high or (above is not None and value <= above):
+        infinite = isinstance(value, float) and not math.isfinite(value)  # an int may be too large for a float
+        if infinite or not low <= value <= high or (above is not None and value <= above):
             bounds = f"above {above:g}" if above is not None else f"in [{low:g}, {high:g}]"
             raise Invalid(field, f"is {shown(value)}, not {kind} {bounds}")
 

@@ -153,7 +153,8 @@ def load_image(path, *, content=None, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS
     `content`: the image's bytes, already in memory (an upload); `path` then only names it in errors.
 
     Memory stays bounded: the file size is checked before reading, the format and the pixel count before
-    decoding (see the module's notes). Pillow's warnings are not shown (the error, if any, says what is wrong).
+    decoding (see the module's notes). Pillow's decompression-bomb warning counts as an error here (only inside
+    this call); its other warnings are not shown (the error, if any, says what is wrong).
     """
     path = Path(path)
     if content is None:
@@ -167,7 +168,8 @@ def load_image(path, *, content=None, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS
     if content[:4] == b"\x00\x00\x01\x00":  # the ICO signature
         _check_ico(path, content, max_pixels)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # Pillow's other warnings (truncated EXIF, odd ICO sizes) are noise here
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(content), formats=FORMATS) as img:
                 width, height = img.size

@@ -11,6 +11,7 @@ fault rather than with a traceback from deep inside a plot.
 import csv
 import dataclasses
 import io
+import math
 import sys
 import time
 import zipfile
@@ -32,6 +33,8 @@ PREDICTIONS, FEATURES, TEST_IMAGES = "predictions.npz", "features.npz", "test_im
 SPLITS = ("val", "test")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr")
 MODEL_FILES = (CONFIG, HISTORY, METRICS, PREDICTIONS)
+MAX_ARRAY_BYTES = 1_000_000_000  # a run's .npz files hold ~10 MB (the test images and their logits)
+MAX_HISTORY_BYTES = 10_000_000  # history.csv: one short line per epoch
 
 # -- writing ---------------------------------------------------------------------------------------------------
 
@@ -133,14 +136,31 @@ def _read_json(path, reader, rerun):
     return reader(path, rerun)
 
 
+def _npz_bytes(path):
+    """What the arrays of an .npz take in memory, from their .npy headers (a compressed file can hold a bomb)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist()[:1000]:
+            with archive.open(member) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"{member.filename}: .npy format {version}, numpy writes 1.0 or 2.0")
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            total += math.prod(shape) * dtype.itemsize
+    return total
+
+
 def _read_npz(path, keys, rerun):
     if not path.is_file():
         raise _missing(path, rerun)
     try:
+        if (size := _npz_bytes(path)) > MAX_ARRAY_BYTES:
+            raise UserError(f"{path}: its arrays would take {size:,} bytes, more than a run writes; {rerun}")
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise UserError(f"{path}: unreadable ({exc}) — the file is damaged; {rerun}") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, MemoryError) as exc:
+        raise UserError(f"{path}: unreadable ({type(exc).__name__}: {exc}) — the file is damaged; {rerun}") from None
     absent = [key for key in keys if key not in arrays]
     if absent:
         raise UserError(f"{path}: no array {absent[0]!r} — the file is incomplete; {rerun}")
@@ -169,6 +189,8 @@ def _check_labelled(path, arrays, keys, item_shape, rerun):
 def _read_history(path, rerun):
     if not path.is_file():
         raise _missing(path, rerun)
+    if path.stat().st_size > MAX_HISTORY_BYTES:
+        raise UserError(f"{path}: over {MAX_HISTORY_BYTES:,} bytes, not a history fmnist writes; {rerun}")
     try:
         with path.open(newline="", encoding="utf-8") as file:
             reader = csv.DictReader(file)
@@ -180,6 +202,8 @@ def _read_history(path, rerun):
         raise UserError(f"{path}: unreadable ({exc}) — the file is damaged; {rerun}") from exc
     if not rows:
         raise UserError(f"{path}: no epochs recorded — the run is incomplete; {rerun}")
+    if not np.isfinite(rows).all():
+        raise UserError(f"{path}: holds NaN or infinite values; {rerun}")
     return {c: np.array(column) for c, column in zip(HISTORY_COLUMNS, zip(*rows, strict=True), strict=True)}
 
 
