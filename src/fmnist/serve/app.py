@@ -14,6 +14,7 @@ import io
 import os
 import socket
 import sys
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -221,6 +222,9 @@ def listen(host, port):
 def run(run_dir, *, host="127.0.0.1", port=8000):
     """Load and verify the run, then serve until Ctrl-C or SIGTERM."""
     served, default = load_run(run_dir)
+    # Images are decoded in threads, where load_image's catch_warnings can race: Pillow's warnings stay out of
+    # the log for the whole process (its own limits and our checks already refuse what they warn about).
+    warnings.filterwarnings("ignore", module=r"(PIL|fmnist\.data\.images)(\.|$)")
     sock = listen(host, port)
     app = create_app(served, default)
     shown_host = f"[{host}]" if ":" in host else host
