@@ -43,6 +43,11 @@ def _relative(value, field):
         raise Invalid(field, f"is {shown(value)}, not a relative path of plain names inside the run directory")
 
 
+def _folder_name(value, field):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise Invalid(field, f"is {shown(value)}, not the name of a folder in the run directory")
+
+
 def _digest(value, field):
     if not isinstance(value, str) or not DIGEST.fullmatch(value):
         raise Invalid(field, "is not a SHA-256 in hex")
@@ -56,7 +61,7 @@ def _names(value, field):
 SCHEMA = mapping(
     {
         "kind": text(tuple(registry.REGISTRY)),
-        "weights": lambda value, field: _relative(value if "/" not in str(value) else "/", field),
+        "weights": _folder_name,
         "files": table(_relative, _digest, high=MAX_MODEL_FILES),
         "class_names": listing(text(), high=100),
     }
