@@ -106,14 +106,18 @@ def read_json(path, missing="file not found", max_bytes=MAX_JSON_BYTES):
 
 def read_versioned(path, key, version, *, missing="file not found", hint="retrain the model"):
     """A JSON object whose `key` must be `version` (a file of this fmnist's format), as `read_json` reads it."""
-    document = read_json(path, missing)
+    return versioned(read_json(path, missing), path, key, version, hint)
+
+
+def versioned(document, where, key, version, hint):
+    """`document` if it is a JSON object whose `key` is `version`; else a UserError naming `where`."""
     if not isinstance(document, dict):
-        raise UserError(f"{path}: expected a JSON object, found {type(document).__name__}")
+        raise UserError(f"{where}: expected a JSON object, found {type(document).__name__}")
     found = document.get(key)
     if key not in document:
-        raise UserError(f"{path}: no {key} — written by an older fmnist; {hint}")
+        raise UserError(f"{where}: no {key} — written by an older fmnist; {hint}")
     if type(found) is not type(version) or found != version:
-        raise UserError(f"{path}: {key} {shown(found)}, this fmnist reads {version}; {hint}")
+        raise UserError(f"{where}: {key} {shown(found)}, this fmnist reads {version}; {hint}")
     return document
 
 

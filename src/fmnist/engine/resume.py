@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from fmnist.errors import Interrupted, UserError
-from fmnist.files import atomic_path, parse_json, shown
+from fmnist.files import atomic_path, parse_json, versioned
 
 STATE_FILE = "resume.safetensors"
 FORMAT = "fmnist-resume/2"  # 2: one training loop for every model (its state differs from 1)
@@ -155,9 +155,7 @@ class Resumer:
             raise UserError(f"{self.path}: unreadable resume state ({exc})") from None
         # A state may hold an infinite number (a loss so far); what the loop uses is checked where it restores.
         document = parse_json(skeleton, f"{self.path} (its state)", MAX_DEPTH, constants=True)
-        found = document.get("format") if isinstance(document, dict) else None
-        if type(found) is not str or found != FORMAT:
-            raise UserError(f"{self.path}: format {shown(found)}, this fmnist resumes {FORMAT}; train the run anew")
+        versioned(document, self.path, "format", FORMAT, "train the run anew")
         try:
             state = decode(document.get("state"), arrays)
         except (KeyError, ValueError, AttributeError, TypeError) as exc:

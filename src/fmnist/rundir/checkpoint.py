@@ -186,7 +186,8 @@ def load(path):
     verify(run_dir, manifest)
     model = registry.spec(manifest["kind"]).load_class().load(run_dir / manifest["weights"])
     try:  # a model whose parts do not fit together, or whose weights overflow, is refused now, not per request
-        probe = model.predict_logits(np.zeros((1, SIDE, SIDE), np.uint8))
+        with np.errstate(all="ignore"):  # an overflow is reported below, as one line
+            probe = model.predict_logits(np.zeros((1, SIDE, SIDE), np.uint8))
     except UserError:  # a model of feature arrays, which says so itself when given images
         return model, manifest
     except (ValueError, RuntimeError, TypeError, IndexError) as exc:
