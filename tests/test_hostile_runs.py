@@ -97,7 +97,10 @@ CASES = [
 
 
 @pytest.mark.parametrize(("how", "command", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_a_tampered_run_is_one_line_naming_the_file(serve_run, tmp_path, capsys, how, command, fragments):
+def test_a_tampered_run_is_one_line_naming_the_file(serve_run, tmp_path, capsys, monkeypatch, how, command, fragments):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda *_, **__: pytest.fail("a tampered run was served"))
     run = tmp_path / "run"
     shutil.copytree(serve_run, run)
     how(run)
