@@ -149,7 +149,8 @@ def test_the_cli_predicting_ten_bombs_stays_small(serve_run, tmp_path, big_ico):
     for i in range(10):
         (tmp_path / f"bomb{i}.ico").write_bytes(big_ico)
     (tmp_path / "nan.tif").write_bytes(nan_tiff())
-    files = [str(tmp_path / f"bomb{i}.ico") for i in range(10)] + [str(tmp_path / "nan.tif")]
+    (tmp_path / "small.ico").write_bytes(ico_bomb(300, 200))  # good, but Pillow warns about its size
+    files = [str(tmp_path / f"bomb{i}.ico") for i in range(10)] + [str(tmp_path / n) for n in ("nan.tif", "small.ico")]
     measure = (
         "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
         "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(done.stderr, end='')"
