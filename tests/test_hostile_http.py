@@ -68,7 +68,7 @@ def test_top_k_must_be_ascii_digits_in_range(server, value):
     assert by_query.status_code == 400, by_query.text
 
 
-@pytest.mark.parametrize("boundary", ["x" * 71, "x" * 300, "a\x01b"])
+@pytest.mark.parametrize("boundary", ["x" * 71, "x" * 300, "a<b>"])
 def test_a_boundary_outside_rfc_2046_is_400(server, boundary):
     part = 'Content-Disposition: form-data; name="files"; filename="a.png"\r\n\r\nx'
     body = f"--{boundary}\r\n{part}\r\n--{boundary}--\r\n"
