@@ -38,8 +38,9 @@ def product_photo(item, factor=6, margins=(30, 50, 40, 20), rng=None):
 
 
 @contextlib.contextmanager
-def running_server(run_dir, log_path, *, env=None, timeout=60):
+def running_server(run_dir, log_path, *, env=None, timeout=60, started=None):
     """`python -m fmnist serve RUN_DIR` on a free loopback port until the block ends; yields its base URL.
+    started: a list, if given, receives the server's Popen (to measure it).
 
     On leaving: SIGTERM, and the server must stop without a traceback in its log (uvicorn shuts down, then
     re-raises the signal, so the status is "killed by SIGTERM").
@@ -55,6 +56,8 @@ def running_server(run_dir, log_path, *, env=None, timeout=60):
             env=env,
         )
     url = f"http://127.0.0.1:{port}"
+    if started is not None:
+        started.append(process)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -97,3 +100,23 @@ def bomb(width, height):
     raw[16:24] = struct.pack(">II", width, height)
     raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
     return bytes(raw)
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def blank_png(width, height):
+    """A valid 8-bit grayscale PNG of width x height black pixels, a few kB however large (built row by row)."""
+    packer = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the pixels
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+
+
+def ico_bomb(width=7_000, height=7_000):
+    """An ICO whose one entry claims 256x256 but holds a PNG of width x height: Pillow decodes it in Image.open."""
+    png = blank_png(width, height)
+    directory = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22)
+    return directory + png

@@ -81,7 +81,7 @@ def test_edited_metadata(trained, tmp_path):
             "fmnist-checkpoint/1",
             r"format 'fmnist-checkpoint/1', this fmnist reads fmnist-checkpoint/2",
         ),
-        ('"scratch-mlp"', '"resnet"', r"unknown model kind 'resnet'"),
+        ('"scratch-mlp"', '"resnet"', r"kind is 'resnet', expected one of linear"),
         ('"scratch-mlp"', '"cnn"', r"model.json"),  # another architecture's loader refuses the files
     ],
     ids=["older format", "unknown kind", "other architecture"],

@@ -319,7 +319,7 @@ def write_config(run_dir, model):
         (["train", "scratch-mlp", "--resume", "{run}"], "holds a 'cnn' run, not 'scratch-mlp'"),
         (["train", "cnn", "--resume", "{missing}"], "config.json: file not found"),
         (["train", "cnn", "--out", "{run}"], "holds an interrupted run; continue it with --resume"),
-        (["train", "cnn", "--resume", "{damaged}"], "not a run's config (no preset, seed)"),
+        (["train", "cnn", "--resume", "{damaged}"], "config.json: no 'preset' entry"),
     ],
 )
 def test_resume_misuse_is_a_one_line_error(tmp_path, capsys, argv, message):

@@ -79,7 +79,7 @@ BROKEN = [
         "single",
         lambda r: edit_json(r / "metrics.json", parameters="many"),
         "metrics.json",
-        "not a number",
+        "parameters is 'many', not a whole number",
     ),
     ("missing columns", "single", lambda r: (r / "history.csv").write_text("epoch,loss\n"), "history.csv", "column"),
     ("header only", "single", lambda r: keep_header(r / "history.csv"), "history.csv", "no epochs"),
@@ -135,7 +135,7 @@ BROKEN = [
         "compare",
         lambda r: edit_json(r / "compare.json", models=["../x"]),
         "compare.json",
-        "not a model name",
+        "models[0] is '../x', expected one of",
     ),
 ]
 

@@ -168,7 +168,7 @@ def load(run_dir):
     folder = checkpoint.resolve(run_dir)
     saved = layout.load_model_run(folder, manifest["kind"], "rerun `fmnist train`")
     config = saved.config
-    hparams = registry.spec(saved.name).from_json(config["hparams"])
+    hparams = registry.spec(saved.name).from_json(config["hparams"], where=folder / layout.CONFIG)
     loaded = Model(saved.name, config.get("preset", "fast"), hparams, classifier, history=saved.history)
     loaded.train_seconds, loaded.seed = float(saved.metrics["train_seconds"]), config["seed"]
     return loaded

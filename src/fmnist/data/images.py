@@ -6,10 +6,16 @@ colour, resize the longest edge to 28, sharpen, extend the short edge to 28 cent
 image is taken as it is (only negated if dark-on-light), so dataset images pass through bit-exact.
 
 Every bad input becomes an `ImageError` naming its file; `fmnist.serve.answers.predict_files` collects them and goes on.
+
+Hostile files meet limits before any decoding: the byte count, a whitelist of formats (Pillow never even tries
+PSD, EPS or the like), the pixel count from the header, and for an ICO the size of every image inside it (Pillow
+decodes the largest during `Image.open`). Float pixels must be finite. An `ImageError` keeps nothing of the image:
+`detached` drops its traceback, whose frames would hold the decoded pixels until a cycle collection.
 """
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -25,6 +31,9 @@ WORK_SIDE = 1024  # larger images are reduced on loading: the result is 28 pixel
 TRIM_TOLERANCE = 0.05  # of the largest RGB distance: the README's "close to the corner colour"
 SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)  # the README's Gaussian, radius 1
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# Pillow's names of the formats accepted (JPEG includes the MPO of many phone cameras); nothing else is tried.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageError(UserError):
@@ -45,7 +54,13 @@ def shown(path):
 def image_extensions():
     """The file name endings Pillow can open, lower case with the dot: {'.png', '.jpg', ...}."""
     Image.init()
-    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS and fmt in Image.OPEN}
+
+
+def detached(exc):
+    """`exc` without its traceback, cause and context: nothing that refers to a decoded image stays alive."""
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 def collect_inputs(paths):
@@ -101,11 +116,31 @@ def _check_size(path, size, max_bytes):
         raise ImageError(path, f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit for an image")
 
 
-def _to_8bit(img):
-    """16-bit and 32-bit grayscale -> mode L, scaled by its range (never clipped)."""
+def _check_ico(path, content, max_pixels):
+    """The images inside an ICO, from their headers: Pillow decodes the largest while opening the file."""
+    count = struct.unpack_from("<H", content, 4)[0] if len(content) >= 6 else 0
+    if not 0 < count <= 256 or len(content) < 6 + 16 * count:
+        raise ImageError(path, "not an ICO file Pillow can read (bad directory)")
+    for i in range(count):
+        offset = struct.unpack_from("<I", content, 6 + 16 * i + 12)[0]
+        head = content[offset : offset + 24]
+        if head[:8] == PNG_SIGNATURE and len(head) == 24:
+            width, height = struct.unpack_from(">II", head, 16)
+        elif len(head) >= 12:  # a BMP's DIB header: width, then twice the height (image and mask)
+            width, height = (abs(v) for v in struct.unpack_from("<ii", head, 4))
+        else:
+            raise ImageError(path, "not an ICO file Pillow can read (an image lies outside the file)")
+        if width * height > max_pixels:
+            raise ImageError(path, f"holds a {width}x{height} image, over the limit of {max_pixels:,} pixels")
+
+
+def _to_8bit(path, img):
+    """16-bit and 32-bit grayscale -> mode L, scaled by its range (never clipped); NaN or infinity refused."""
     if not img.mode.startswith("I;16") and img.mode not in ("I", "F"):
         return img
     values = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ImageError(path, "holds NaN or infinite pixel values")
     # 32-bit modes have no range of their own in practice (they hold 16-bit data or floats): use the data's.
     low, high = (0.0, 65535.0) if img.mode.startswith("I;16") else (float(values.min()), float(values.max()))
     scaled = (values - low) * (255.0 / max(high - low, 1e-12))
@@ -117,25 +152,33 @@ def load_image(path, *, content=None, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS
     on white, reduced to at most `work_side` pixels on the longest edge. Raises ImageError naming `path`.
     `content`: the image's bytes, already in memory (an upload); `path` then only names it in errors.
 
-    Memory stays bounded: the file size is checked before reading and the pixel count before decoding;
-    Pillow's own decompression-bomb warning counts as an error here (only inside this call).
+    Memory stays bounded: the file size is checked before reading, the format and the pixel count before
+    decoding (see the module's notes). Pillow's decompression-bomb warning counts as an error here (only inside
+    this call); its other warnings are not shown (the error, if any, says what is wrong).
     """
     path = Path(path)
     if content is None:
         _check_file(path, max_bytes)
-    else:
-        _check_size(path, len(content), max_bytes)
+        try:
+            with open(path, "rb") as fh:  # the bytes checked are the bytes decoded
+                content = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageError(path, f"cannot read ({exc.strerror})") from None
+    _check_size(path, len(content), max_bytes)
+    if content[:4] == b"\x00\x00\x01\x00":  # the ICO signature
+        _check_ico(path, content, max_pixels)
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's other warnings (truncated EXIF, odd ICO sizes) are noise here
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path if content is None else io.BytesIO(content)) as img:
+            with Image.open(io.BytesIO(content), formats=FORMATS) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageError(path, f"{width}x{height} pixels is over the limit of {max_pixels:,}")
                 img.draft(None, (work_side, work_side))  # JPEG: decode at a reduced scale, much faster
                 img.load()
                 ImageOps.exif_transpose(img, in_place=True)
-                picture = _to_8bit(img)
+                picture = _to_8bit(path, img)
                 # Palettes and bilevel images are converted first: resizing them would fall back to nearest.
                 mode = "RGBA" if picture.mode in ALPHA_MODES or "transparency" in picture.info else "RGB"
                 if picture.mode != mode:
@@ -146,7 +189,7 @@ def load_image(path, *, content=None, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(path, f"refused as a possible decompression bomb ({exc})") from None
         except UnidentifiedImageError:
-            raise ImageError(path, "not an image file Pillow can read") from None
+            raise ImageError(path, "not an image file Pillow can read") from None  # or not of the FORMATS
         except Exception as exc:  # Pillow's decoders raise many types on malformed data
             raise ImageError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from None
     if picture.mode == "RGB":

@@ -19,8 +19,10 @@ import dataclasses
 import math
 import time
 
+import numpy as np
 from tqdm.auto import tqdm
 
+from fmnist import files
 from fmnist.engine.schedule import learning_rate, warmup_steps
 from fmnist.errors import Diverged
 from fmnist.metrics import scores
@@ -82,7 +84,7 @@ def fit(backend, train, val, config, resumer=None, on_epoch=None):
         raise ValueError(f"{config.name}: the training and validation sets must not be empty")
     loop = fresh_state(backend)
     if resumer is not None and resumer.saved is not None:
-        loop = resumer.restore(lambda saved: _restored(backend, saved))
+        loop = resumer.restore(lambda saved: _restored(backend, saved, config, len(train[0])))
     steps = config.steps_per_epoch(len(train[0]))
     done = (loop["epoch"] - 1) * steps + loop["step"]
     bar = tqdm(
@@ -113,9 +115,46 @@ def fit(backend, train, val, config, resumer=None, on_epoch=None):
     return loop["history"]
 
 
-def _restored(backend, saved):
+def _restored(backend, saved, config, n):
+    """The loop's saved state, checked to be one this loop could have saved for `config` and n training items
+    (a ValueError if not: a tampered step must read as a bad file, not as divergence)."""
+    loop = saved["loop"]
+    steps = config.steps_per_epoch(n)
+    seconds, count = files.number(0), files.whole()
+    row = files.mapping(
+        dict.fromkeys(("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr"), files.number())
+    )
+    schema = files.mapping(
+        {
+            "epoch": files.whole(1, config.epochs),
+            "step": files.whole(0, steps),
+            "loss_sum": files.number(0),
+            "correct": count,
+            "seen": count,
+            "epoch_seconds": seconds,
+            "seconds": seconds,
+            "lr": files.number(0),
+            "history": files.listing(row, high=config.epochs),
+            "best": files.mapping({"accuracy": files.number(-1, 1), "epoch": files.whole(0, config.epochs)}),
+        }
+    )
+    try:
+        schema(loop, "loop")
+    except files.Invalid as exc:
+        raise ValueError(str(exc)) from None
+    if (
+        len(loop["history"]) != loop["epoch"] - 1
+        or loop["correct"] > loop["seen"]
+        or loop["best"]["epoch"] >= loop["epoch"]
+    ):
+        raise ValueError("loop: its epoch, history, counts and best epoch do not agree")
+    if loop["order"] is not None:
+        order = np.asarray(loop["order"])
+        if order.ndim != 1 or order.dtype.kind not in "iu" or (order.size and not 0 <= order.min() <= order.max() < n):
+            raise ValueError(f"loop.order: not an order of the {n} training items")
+    backend.load_weights(loop["best"]["weights"])  # they must fit; the state's own weights replace them next
     backend.load_state(saved["backend"])
-    return saved["loop"]
+    return loop
 
 
 def _state(backend, loop):

@@ -12,6 +12,7 @@ where it restores its own state, puts them back too.
 """
 
 import json
+import math
 import random
 import signal
 import sys
@@ -24,11 +25,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from fmnist.errors import Interrupted, UserError
-from fmnist.files import atomic_path
+from fmnist.files import atomic_path, parse_json, versioned
 
 STATE_FILE = "resume.safetensors"
 FORMAT = "fmnist-resume/2"  # 2: one training loop for every model (its state differs from 1)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+MAX_DEPTH = 64  # the skeleton nests two levels per level of the state (a hybrid's ~24)
 
 
 def encode(tree, arrays, prefix="s"):
@@ -57,9 +59,19 @@ def encode(tree, arrays, prefix="s"):
     raise TypeError(f"{prefix}: cannot save a {type(tree).__name__}")
 
 
+KINDS = {"dict": dict, "intdict": dict, "list": list, "tuple": list, "array": str, "tensor": str}
+SCALARS = (type(None), bool, int, float, str)
+
+
 def decode(node, arrays):
-    """The inverse of `encode`."""
+    """The inverse of `encode`; a node that `encode` could not have written is a ValueError."""
+    if not isinstance(node, dict) or len(node) != 1:
+        raise ValueError(f"a node of the state is {type(node).__name__} {len(node) if isinstance(node, dict) else ''}")
     (kind, value), *_ = node.items()
+    if not isinstance(value, KINDS.get(kind, SCALARS)) or (kind not in KINDS and kind != "value"):
+        raise ValueError(f"a node of kind {kind!r} holds a {type(value).__name__}")
+    if kind in ("array", "tensor") and value not in arrays:
+        raise ValueError(f"the state names an array {value!r} the file does not hold")
     if kind == "dict":
         return {k: decode(v, arrays) for k, v in value.items()}
     if kind == "intdict":
@@ -138,18 +150,24 @@ class Resumer:
         try:
             with safe_open(str(self.path), framework="numpy") as fh:
                 arrays = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118 (not a dict)
-                document = json.loads((fh.metadata() or {}).get("fmnist", "{}"))
+                skeleton = (fh.metadata() or {}).get("fmnist", "{}")
         except (OSError, SafetensorError, ValueError) as exc:
-            raise UserError(f"{self.path}: unreadable resume state ({exc})") from exc
-        if document.get("format") != FORMAT:
-            found = document.get("format")
-            raise UserError(f"{self.path}: format {found!r}, this fmnist resumes {FORMAT} only; train the run anew")
+            raise UserError(f"{self.path}: unreadable resume state ({exc})") from None
+        # A state may hold an infinite number (a loss so far); what the loop uses is checked where it restores.
+        document = parse_json(skeleton, f"{self.path} (its state)", MAX_DEPTH, constants=True)
+        versioned(document, self.path, "format", FORMAT, "train the run anew")
         try:
-            state = decode(document["state"], arrays)
+            state = decode(document.get("state"), arrays)
         except (KeyError, ValueError, AttributeError, TypeError) as exc:
-            raise UserError(f"{self.path}: damaged resume state ({exc!r})") from exc
-        if not isinstance(state, dict) or "rng" not in state:
+            raise UserError(f"{self.path}: damaged resume state ({exc})") from None
+        bad = next((k for k, a in arrays.items() if a.dtype.kind in "fc" and not np.isfinite(a).all()), None)
+        if bad is not None:
+            raise UserError(f"{self.path}: damaged resume state ({bad} holds NaN or infinite values)")
+        if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
             raise UserError(f"{self.path}: damaged resume state (no RNG states)")
+        elapsed = state.get("elapsed_seconds", 0.0)
+        if isinstance(elapsed, bool) or not isinstance(elapsed, int | float) or not 0 <= elapsed < math.inf:
+            raise UserError(f"{self.path}: damaged resume state (elapsed_seconds is not a time)")
         return state
 
     def restore(self, restore_state):
@@ -159,7 +177,10 @@ class Resumer:
             restored = restore_state(self.saved)
             set_rng_states(self.saved["rng"])
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
-            raise UserError(f"{self.path}: the saved state does not fit this model and settings ({exc!r})") from exc
+            problem = " ".join(f"{type(exc).__name__}: {exc}".split())  # torch's messages span lines
+            raise UserError(
+                f"{self.path}: the saved state does not fit this model and settings ({problem[:300]})"
+            ) from None
         return restored
 
     def __enter__(self):

@@ -9,12 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from fmnist.engine import loop
 from fmnist.errors import HparamError, UserError
-from fmnist.files import atomic_path, read_json, write_json
+from fmnist.files import (
+    anything,
+    atomic_path,
+    mapping,
+    number,
+    read_versioned,
+    shown,
+    table,
+    text,
+    validated,
+    write_json,
+)
 from fmnist.models import nets, registry
 from fmnist.models.augment import tta_logits
 from fmnist.models.torch_backend import TorchBackend, predict, to_tensor
@@ -115,30 +126,48 @@ class TorchClassifier:
 
     @classmethod
     def load(cls, folder):
+        """The model `save(folder)` wrote. The hyper-parameters' shapes are compared with the weight file's
+        header on torch's meta device first, so a tampered model.json cannot make it allocate a huge network."""
         folder = Path(folder)
         meta = read_metadata(folder, cls)
-        model = cls(**registry.spec(cls.registry_name).from_json(meta["hparams"]))
-        model.mean, model.std = float(meta["mean"]), float(meta["std"])
+        hparams = registry.spec(cls.registry_name).from_json(meta["hparams"], where=folder / METADATA)
         try:
+            with safe_open(str(folder / WEIGHTS), framework="pt") as fh:
+                shapes = {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}  # noqa: SIM118
+            with torch.device("meta"):
+                expected = {k: tuple(v.shape) for k, v in cls(**hparams).module.state_dict().items()}
+            if shapes != expected:
+                raise UserError(
+                    f"{folder / WEIGHTS}: weights do not fit the {cls.registry_name} model {METADATA} describes"
+                )
             state = load_file(str(folder / WEIGHTS))
         except (OSError, SafetensorError) as exc:
-            raise UserError(f"{folder / WEIGHTS}: cannot read weights ({exc})") from exc
+            raise UserError(f"{folder / WEIGHTS}: cannot read weights ({exc})") from None
+        bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        if bad is not None:
+            raise UserError(f"{folder / WEIGHTS}: {bad} holds NaN or infinite values")
+        model = cls(**hparams)
+        model.mean, model.std = float(meta["mean"]), float(meta["std"])
         try:
             model.module.load_state_dict(state)
         except RuntimeError as exc:
-            raise UserError(f"{folder / WEIGHTS}: weights do not fit a {cls.registry_name} model ({exc})") from exc
+            raise UserError(f"{folder / WEIGHTS}: weights do not fit a {cls.registry_name} model ({exc})") from None
         return model
+
+
+# Pixel statistics of the training images, scaled to [0, 1]: a std of 0 would divide by zero.
+METADATA_SCHEMA = mapping(
+    {"class": text(), "hparams": table(text(), anything), "mean": number(0, 1), "std": number(high=1, above=0)}
+)
 
 
 def read_metadata(folder, cls):
     path = Path(folder) / METADATA
-    meta = read_json(path, "file not found (not a saved model folder)")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise UserError(f"{path}: format {found!r}, this version reads format {FORMAT} (retrain the model)")
+    meta = read_versioned(path, "format", FORMAT, missing="file not found (not a saved model folder)")
+    validated(path, meta, METADATA_SCHEMA)
     expected = f"{cls.__module__}:{cls.__qualname__}"
-    if meta.get("class") != expected:
-        raise UserError(f"{path}: holds a {meta.get('class')!r} model, expected {expected}")
+    if meta["class"] != expected:
+        raise UserError(f"{path}: holds a {shown(meta['class'])} model, expected {expected}")
     return meta
 
 

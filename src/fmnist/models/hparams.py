@@ -9,6 +9,8 @@ import math
 from fmnist.engine.precision import CHOICES as PRECISIONS
 from fmnist.engine.schedule import SCHEDULES
 
+MAX_ENTRIES = 64  # of a tuple (e.g. hidden layer widths): more layers than any model here would train
+
 
 @dataclasses.dataclass(frozen=True)
 class Hparam:
@@ -31,8 +33,9 @@ class Hparam:
         """None if `value` is allowed, else why not (for an error message)."""
         kind = type(self.default)
         if kind is tuple:
-            if not isinstance(value, tuple) or not value or (self.length and len(value) != self.length):
-                return f"{value!r}: expected {self.length or 'one or more'} whole numbers"
+            count = len(value) if isinstance(value, tuple) else 0
+            if not 0 < count <= MAX_ENTRIES or count != (self.length or count):
+                return f"{value!r}: expected {self.length or f'1 to {MAX_ENTRIES}'} whole numbers"
             return next(filter(None, (self._number_problem(v, int) for v in value)), None)
         if kind is bool:
             return None if isinstance(value, bool) else f"{value!r}: expected true or false"
@@ -43,7 +46,7 @@ class Hparam:
     def _number_problem(self, value, kind):
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)):
             return f"{value!r}: expected {'a whole number' if kind is int else 'a number'}"
-        if not (math.isfinite(value) and self.low <= value <= self.high):
+        if not ((isinstance(value, int) or math.isfinite(value)) and self.low <= value <= self.high):
             return f"{value} is outside [{self.low:g}, {self.high:g}]"
         return None
 

@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from fmnist.errors import UserError
-from fmnist.files import atomic_path, read_json, write_json
+from fmnist.files import atomic_path, read_versioned, write_json
 from fmnist.models import registry
 from fmnist.models.augment import tta_logits
 from fmnist.models.classifiers import CNNClassifier
@@ -119,16 +119,22 @@ class HybridClassifier:
     def load(cls, folder):
         folder = Path(folder)
         path = folder / METADATA
-        meta = read_json(path, f"file not found (not a saved {NAME} model folder)")
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else None
-            raise UserError(f"{path}: format {found!r}, this version reads {FORMAT} (retrain the model)")
-        hparams = registry.spec(NAME).from_json(meta["hparams"])
+        meta = read_versioned(path, "format", FORMAT, missing=f"file not found (not a saved {NAME} model folder)")
+        hparams = registry.spec(NAME).from_json(meta.get("hparams"), where=path)
         model = cls(cnn=CNNClassifier.load(folder / "cnn"), **hparams)
         model.mlp = ScratchClassifier.load(folder / "mlp")
         try:
             stats = load_file(str(folder / STATS))
             model.feature_mean, model.feature_std = stats["mean"], stats["std"]
         except (OSError, SafetensorError, KeyError) as exc:
-            raise UserError(f"{folder / STATS}: cannot read the feature statistics ({exc})") from exc
+            raise UserError(f"{folder / STATS}: cannot read the feature statistics ({exc})") from None
+        width = model.mlp.mlp.layer_sizes[0]
+        for key, low in (("mean", -np.inf), ("std", 0.0)):
+            values = stats[key]
+            if values.shape != (width,) or not np.isfinite(values).all() or not (values > low).all():
+                raise UserError(
+                    f"{folder / STATS}: {key} must be {width} finite numbers" + (" above 0" if low == 0 else "")
+                )
+        if model.mlp.hparams["hidden"] != hparams["hidden"]:
+            raise UserError(f"{path}: hparams.hidden differs from the MLP's own model.json")
         return model

@@ -69,17 +69,28 @@ class Spec:
         # see the settled value, whichever way the hyper-parameters were made.
         return precision.settled(values)
 
-    def resolve(self, preset="fast", overrides=None):
-        """Defaults, then the preset, then explicit overrides (None means: not given); every value checked."""
+    def resolve(self, preset="fast", overrides=None, where=None):
+        """Defaults, then the preset, then explicit overrides (None means: not given); every value checked.
+        where: the file the preset and overrides come from (errors then name it, as in `from_json`)."""
         if preset not in self.presets:
-            raise UserError(f"preset {preset!r}: choose one of {', '.join(self.presets)}")
+            shown = f"{where}: preset" if where else "preset"
+            raise UserError(f"{shown} {preset!r}: choose one of {', '.join(self.presets)}")
         given = dict(self.presets[preset])
         given.update({k: v for k, v in (overrides or {}).items() if v is not None and k in self.hparams})
-        return self.complete(given)
+        return self.from_json(given, where)
 
-    def from_json(self, hparams):
-        """Hyper-parameters read back from JSON (which turns tuples into lists), checked."""
-        return self.complete(hparams)
+    def from_json(self, hparams, where=None):
+        """Hyper-parameters read back from JSON (which turns tuples into lists), checked. where: the file they
+        come from; a bad value is then a UserError naming it and the entry (never a flag nobody passed)."""
+        if where is None:
+            return self.complete(hparams)
+        if not isinstance(hparams, dict):
+            raise UserError(f"{where}: hparams is not a JSON object")
+        try:
+            return self.complete(hparams)
+        except HparamError as exc:
+            problem = exc.message if len(exc.message) <= 200 else exc.message[:197] + "..."
+            raise UserError(f"{where}: hparams.{exc.name}: {problem} (for a {self.name} model)") from None
 
 
 def to_json(hparams):

@@ -8,21 +8,64 @@ Layout inside a run directory:
 Metrics, versions and data checksums live in the run directory's own files (fmnist.rundir.layout), not here.
 
 A save writes a fresh `model.<id>/` and only then replaces checkpoint.json (os.replace), so a kill at any
-moment leaves the previous checkpoint whole. Loading checks every file's checksum before reading it, so a
-truncated or edited file is named in a one-line error instead of half-loading.
+moment leaves the previous checkpoint whole. Loading trusts nothing it has not checked: the manifest against
+its schema; every listed path relative and inside the run directory, with no symbolic link on the way; every
+file of the weights folder listed; the sizes before any hashing; every checksum before any file is read. So a
+truncated, edited, added or borrowed file is named in a one-line error instead of half-loading.
 """
 
+import os
+import re
 import secrets
 import shutil
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
 
-from fmnist.data.dataset import CLASS_NAMES
+import numpy as np
+
+from fmnist.data.dataset import CLASS_NAMES, SIDE
 from fmnist.errors import UserError
-from fmnist.files import read_json, sha256_of, write_json
+from fmnist.files import Invalid, listing, mapping, read_versioned, sha256_of, shown, table, text, validated, write_json
 from fmnist.models import registry
 
 MANIFEST = "checkpoint.json"
 FORMAT = "fmnist-checkpoint/2"  # 2: no copies of metrics or normalisation
+MAX_MODEL_BYTES = 500_000_000  # all files of one model (the best hybrid's are ~3 MB); checked before hashing
+MAX_MODEL_FILES = 1_000
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")  # one plain path component, never "." or ".."
+DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _relative(value, field):
+    """A relative path of plain components (checked again on disk for links)."""
+    parts = value.split("/") if isinstance(value, str) else ()
+    if not parts or not all(NAME.fullmatch(part) for part in parts):
+        raise Invalid(field, f"is {shown(value)}, not a relative path of plain names inside the run directory")
+
+
+def _folder_name(value, field):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise Invalid(field, f"is {shown(value)}, not the name of a folder in the run directory")
+
+
+def _digest(value, field):
+    if not isinstance(value, str) or not DIGEST.fullmatch(value):
+        raise Invalid(field, "is not a SHA-256 in hex")
+
+
+def _names(value, field):
+    if value != list(CLASS_NAMES):
+        raise Invalid(field, "are not Fashion-MNIST's ten class names in order")
+
+
+SCHEMA = mapping(
+    {
+        "kind": text(tuple(registry.REGISTRY)),
+        "weights": _folder_name,
+        "files": table(_relative, _digest, high=MAX_MODEL_FILES),
+        "class_names": listing(text(), high=100),
+    }
+)
 
 
 def save(run_dir, kind, model):
@@ -50,11 +93,60 @@ def _read_manifest(run_dir):
     path = run_dir / MANIFEST
     if not path.is_file():
         raise UserError(f"{run_dir}: not a model (no {MANIFEST}; give a run directory written by fmnist)")
-    manifest = read_json(path)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise UserError(f"{path}: format {found!r}, this fmnist reads {FORMAT} (retrain the model)")
+    if path.is_symlink():
+        raise UserError(f"{path}: a symbolic link; a run directory's files must be its own")
+    manifest = validated(path, read_versioned(path, "format", FORMAT), SCHEMA)
+    validated(path, manifest["class_names"], lambda value, _: _names(value, "class_names"))
+    if not manifest["files"]:
+        raise UserError(f"{path}: lists no weight files")
     return manifest
+
+
+def _own_file(run_dir, name):
+    """run_dir/name, stat'ed without following links at every step; UserError unless all is plain."""
+    current = run_dir
+    for part in PurePosixPath(name).parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            raise UserError(f"{current}: missing from the checkpoint") from None
+        if stat.S_ISLNK(mode):
+            raise UserError(f"{current}: a symbolic link in the checkpoint; a run directory's files must be its own")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{current}: not a regular file")
+    return current, os.lstat(current).st_size
+
+
+def _folder_files(run_dir, folder):
+    """Every entry under the weights folder, as paths relative to run_dir; links and odd files refused."""
+    found = set()
+    for root, dirs, names in os.walk(folder):
+        for entry in [*dirs, *names]:
+            mode = os.lstat(Path(root) / entry).st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise UserError(f"{Path(root) / entry}: not a plain file or folder; a checkpoint holds no links")
+        found.update((Path(root) / name).relative_to(run_dir).as_posix() for name in names)
+        if len(found) > MAX_MODEL_FILES:
+            raise UserError(f"{folder}: more than {MAX_MODEL_FILES} files, not a model folder")
+    return found
+
+
+def verify(run_dir, manifest):
+    """Check the files of a manifest on disk: plain, all listed, within the size limit, then their checksums."""
+    weights = run_dir / manifest["weights"]
+    if weights.is_symlink() or not weights.is_dir():
+        raise UserError(f"{weights}: the weights folder {MANIFEST} names is missing, a link or not a folder")
+    unlisted = sorted(_folder_files(run_dir, weights) - set(manifest["files"]))
+    if unlisted:
+        raise UserError(f"{run_dir / unlisted[0]}: in the weights folder but not in {MANIFEST} (added or edited)")
+    sizes = {name: _own_file(run_dir, name) for name in manifest["files"]}
+    total = sum(size for _, size in sizes.values())
+    if total > MAX_MODEL_BYTES:
+        raise UserError(f"{run_dir / MANIFEST}: lists {total:,} bytes, more than {MAX_MODEL_BYTES:,} for a model")
+    for name, (file, _) in sizes.items():
+        if sha256_of(file) != manifest["files"][name]:
+            raise UserError(f"{file}: checksum differs from {MANIFEST} (truncated or edited)")
 
 
 def model_dirs(path):
@@ -63,7 +155,11 @@ def model_dirs(path):
     path = Path(path)
     if (path / MANIFEST).exists():
         return [path]
-    return sorted(p.parent for p in path.glob(f"*/{MANIFEST}")) if path.is_dir() else []
+    inner = sorted(p.parent for p in path.glob(f"*/{MANIFEST}")) if path.is_dir() else []
+    for folder in inner:
+        if folder.is_symlink():
+            raise UserError(f"{folder}: a symbolic link; a compare run's model folders must be its own")
+    return inner
 
 
 def resolve(path):
@@ -87,18 +183,15 @@ def load(path):
     """Verify and load the model in a run directory; return (model, manifest)."""
     run_dir = resolve(path)
     manifest = _read_manifest(run_dir)
-    kind = manifest.get("kind")
-    if kind not in registry.REGISTRY:
-        raise UserError(
-            f"{run_dir / MANIFEST}: unknown model kind {kind!r} (this version knows {', '.join(registry.REGISTRY)})"
-        )
-    for name, expected in (manifest.get("files") or {}).items():
-        file = run_dir / name
-        if not file.is_file():
-            raise UserError(f"{file}: missing from the checkpoint")
-        if sha256_of(file) != expected:
-            raise UserError(f"{file}: checksum differs from {MANIFEST} (truncated or edited)")
-    if not manifest.get("files"):
-        raise UserError(f"{run_dir / MANIFEST}: lists no weight files")
-    model = registry.spec(kind).load_class().load(run_dir / manifest["weights"])
+    verify(run_dir, manifest)
+    model = registry.spec(manifest["kind"]).load_class().load(run_dir / manifest["weights"])
+    try:  # a model whose parts do not fit together, or whose weights overflow, is refused now, not per request
+        with np.errstate(all="ignore"):  # an overflow is reported below, as one line
+            probe = model.predict_logits(np.zeros((1, SIDE, SIDE), np.uint8))
+    except UserError:  # a model of feature arrays, which says so itself when given images
+        return model, manifest
+    except (ValueError, RuntimeError, TypeError, IndexError) as exc:
+        raise UserError(f"{run_dir / manifest['weights']}: the model loads but cannot run ({exc})") from None
+    if not np.isfinite(probe).all():
+        raise UserError(f"{run_dir / manifest['weights']}: the model's outputs are not finite numbers")
     return model, manifest

@@ -11,7 +11,7 @@ fault rather than with a traceback from deep inside a plot.
 import csv
 import dataclasses
 import io
-import json
+import math
 import sys
 import time
 import zipfile
@@ -23,19 +23,18 @@ import numpy as np
 from fmnist.data.dataset import NUM_CLASSES, SIDE
 from fmnist.engine import machine
 from fmnist.errors import UserError
-from fmnist.files import atomic_path, read_json, write_json, write_text
+from fmnist.files import atomic_path, read_json, read_versioned, write_json, write_text
 from fmnist.models import registry
+from fmnist.rundir import schema
+from fmnist.rundir.schema import LAYOUT_VERSION
 
-LAYOUT_VERSION = 2  # 2: all metrics in metrics.json (no evaluation.json), a checkpoint manifest without copies
 CONFIG, COMPARE, HISTORY, METRICS = "config.json", "compare.json", "history.csv", "metrics.json"
 PREDICTIONS, FEATURES, TEST_IMAGES = "predictions.npz", "features.npz", "test_images.npz"
 SPLITS = ("val", "test")
-CONFIG_KEYS = ("model", "seed", "hparams", "data")
-COMPARE_KEYS = ("models", "seed", "data")
-METRICS_KEYS = ("val_accuracy", "test_accuracy", "parameters", "train_seconds", "inference_images_per_s", *SPLITS)
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr")
-DETAILED_KEYS = {"accuracy", "log_loss", "macro", "per_class", "confusion_matrix", "most_confused"}
 MODEL_FILES = (CONFIG, HISTORY, METRICS, PREDICTIONS)
+MAX_ARRAY_BYTES = 1_000_000_000  # a run's .npz files hold ~10 MB (the test images and their logits)
+MAX_HISTORY_BYTES = 10_000_000  # history.csv: one short line per epoch
 
 # -- writing ---------------------------------------------------------------------------------------------------
 
@@ -85,22 +84,16 @@ def write_metrics(folder, metrics):
 def read_config(folder, model_name):
     """config.json of the `fmnist train` run in `folder`, checked to be a `model_name` run."""
     path = Path(folder) / CONFIG
-    config = read_json(path, "file not found (not a run directory written by fmnist train)")
-    config = config if isinstance(config, dict) else {}
-    if config.get("layout_version") != LAYOUT_VERSION:
-        found = config.get("layout_version")
-        raise UserError(f"{path}: layout_version {found!r}, this fmnist reads {LAYOUT_VERSION}; train the run anew")
-    missing = [key for key in ("model", "hparams", "preset", "seed") if key not in config]
-    if missing or not isinstance(config["hparams"], dict):
-        raise UserError(f"{path}: not a run's config (no {', '.join(missing) or 'hyper-parameter table'})")
-    if config.get("model") != model_name:
-        raise UserError(f"{folder}: holds a {config.get('model')!r} run, not {model_name!r}")
-    return config
+    missing = "file not found (not a run directory written by fmnist train)"
+    config = read_versioned(path, "layout_version", LAYOUT_VERSION, missing=missing, hint="train the run anew")
+    if isinstance(config.get("model"), str) and config["model"] != model_name:
+        raise UserError(f"{folder}: holds a {config['model']!r} run, not {model_name!r}")
+    return schema.read_config(path)
 
 
 def check_same_data(folder, config, dataset):
     """The figures of a run are about the data files it recorded: refuse other ones."""
-    if config.get("data", {}).get("sha256") != dataset.sha256:
+    if config["data"]["sha256"] != dataset.sha256:
         found = dataset.paths["train_images"].parent
         raise UserError(f"{Path(folder) / CONFIG}: the run was made from other data files than {found}")
 
@@ -136,35 +129,38 @@ def _missing(path, rerun):
     return UserError(f"{path}: missing — the run is incomplete; {rerun}")
 
 
-def _read_json(path, required, rerun):
+def _read_json(path, reader, rerun):
+    """A run file read and checked by its schema's `reader`; a missing one names the command to rerun."""
     if not path.is_file():
         raise _missing(path, rerun)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: unreadable ({exc}) — the file is damaged; {rerun}") from exc
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object, found {type(obj).__name__}; {rerun}")
-    if path.name in (CONFIG, COMPARE):
-        version = obj.get("layout_version")
-        if version is None:
-            raise UserError(f"{path}: no layout_version — written by an older fmnist (layout 1); {rerun}")
-        if version != LAYOUT_VERSION:
-            raise UserError(f"{path}: layout_version {version!r}, this fmnist reads {LAYOUT_VERSION}; {rerun}")
-    absent = [key for key in required if key not in obj]
-    if absent:
-        raise UserError(f"{path}: no {absent[0]!r} entry — the file is incomplete; {rerun}")
-    return obj
+    return reader(path, rerun)
+
+
+def _npz_bytes(path):
+    """What the arrays of an .npz take in memory, from their .npy headers (a compressed file can hold a bomb)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist()[:1000]:
+            with archive.open(member) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"{member.filename}: .npy format {version}, numpy writes 1.0 or 2.0")
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            total += math.prod(shape) * dtype.itemsize
+    return total
 
 
 def _read_npz(path, keys, rerun):
     if not path.is_file():
         raise _missing(path, rerun)
     try:
+        if (size := _npz_bytes(path)) > MAX_ARRAY_BYTES:
+            raise UserError(f"{path}: its arrays would take {size:,} bytes, more than a run writes; {rerun}")
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise UserError(f"{path}: unreadable ({exc}) — the file is damaged; {rerun}") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, MemoryError) as exc:
+        raise UserError(f"{path}: unreadable ({type(exc).__name__}: {exc}) — the file is damaged; {rerun}") from None
     absent = [key for key in keys if key not in arrays]
     if absent:
         raise UserError(f"{path}: no array {absent[0]!r} — the file is incomplete; {rerun}")
@@ -193,6 +189,8 @@ def _check_labelled(path, arrays, keys, item_shape, rerun):
 def _read_history(path, rerun):
     if not path.is_file():
         raise _missing(path, rerun)
+    if path.stat().st_size > MAX_HISTORY_BYTES:
+        raise UserError(f"{path}: over {MAX_HISTORY_BYTES:,} bytes, not a history fmnist writes; {rerun}")
     try:
         with path.open(newline="", encoding="utf-8") as file:
             reader = csv.DictReader(file)
@@ -204,22 +202,21 @@ def _read_history(path, rerun):
         raise UserError(f"{path}: unreadable ({exc}) — the file is damaged; {rerun}") from exc
     if not rows:
         raise UserError(f"{path}: no epochs recorded — the run is incomplete; {rerun}")
+    if not np.isfinite(rows).all():
+        raise UserError(f"{path}: holds NaN or infinite values; {rerun}")
     return {c: np.array(column) for c, column in zip(HISTORY_COLUMNS, zip(*rows, strict=True), strict=True)}
 
 
 def load_model_run(folder, name, rerun):
     """Read and check one model's files in `folder`; `name` is the model the caller expects (None: any)."""
-    config = _read_json(folder / CONFIG, CONFIG_KEYS, rerun)
-    if name is not None and config["model"] != name:
-        raise UserError(f"{folder / CONFIG}: model {config['model']!r}, expected {name!r}; {rerun}")
+    if not (folder / CONFIG).is_file():
+        raise _missing(folder / CONFIG, rerun)
+    config = read_versioned(folder / CONFIG, "layout_version", LAYOUT_VERSION, hint=rerun)
+    if name is not None and config.get("model") != name:
+        raise UserError(f"{folder / CONFIG}: model {config.get('model')!r}, expected {name!r}; {rerun}")
+    config = schema.read_config(folder / CONFIG, rerun, hparams=False)
     history = _read_history(folder / HISTORY, rerun)
-    metrics = _read_json(folder / METRICS, METRICS_KEYS, rerun)
-    for key in METRICS_KEYS[:-2]:
-        if isinstance(metrics[key], bool) or not isinstance(metrics[key], int | float):
-            raise UserError(f"{folder / METRICS}: {key} is {metrics[key]!r}, not a number; {rerun}")
-    for split in SPLITS:
-        if not isinstance(metrics[split], dict) or not set(metrics[split]) >= DETAILED_KEYS:
-            raise UserError(f"{folder / METRICS}: the {split} metrics are incomplete; {rerun}")
+    metrics = _read_json(folder / METRICS, schema.read_metrics, rerun)
     predictions = _read_npz(folder / PREDICTIONS, [f"{s}_{k}" for s in SPLITS for k in ("logits", "labels")], rerun)
     for split in SPLITS:
         logits, labels = f"{split}_logits", f"{split}_labels"
@@ -269,16 +266,16 @@ def load_run(run_dir):
             raise UserError(
                 f"{folder}: a compare over seeds; its report.md sums them up, seed-N/ holds each seed's run"
             )
-        compare = _read_json(folder / COMPARE, COMPARE_KEYS, rerun)
+        compare = _read_json(folder / COMPARE, schema.read_compare, rerun)
         names = compare["models"]
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-            raise UserError(f"{folder / COMPARE}: 'models' must be a non-empty list of model names; {rerun}")
         models = {}
         for name in names:
             if Path(name).name != name or name in (".", ".."):
                 raise UserError(f"{folder / COMPARE}: {name!r} is not a model name; {rerun}")
             if not (folder / name).is_dir():
                 raise _missing(folder / name, rerun)
+            if (folder / name).is_symlink():
+                raise UserError(f"{folder / name}: a symbolic link; a compare run's model folders must be its own")
             models[name] = load_model_run(folder / name, name, rerun)
         test_images = _load_test_images(folder / TEST_IMAGES, models, rerun)
         return Run(folder, "compare", models, compare, test_images)

@@ -14,18 +14,34 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from fmnist import files
 from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import UserError
 from fmnist.files import read_json, write_json
 from fmnist.models import registry
 from fmnist.report import compose
 from fmnist.report import seeds as seeds_report
-from fmnist.rundir import checkpoint, layout
+from fmnist.rundir import checkpoint, layout, schema
 from fmnist.runs import train
 
 PLAN = "plan.json"
 MEASURES = ("val_accuracy", "test_accuracy")
 PLAN_KEYS = ("models", "seeds", "seed", "preset", "subset", "epochs", "data")
+# a finished seed's compare.json, as the summary reads it: {model: {measure: number}}
+SEED_RESULTS = files.mapping(
+    {"results": files.table(files.text(), files.mapping(dict.fromkeys(MEASURES, schema.SHARE)))}
+)
+PLAN_SCHEMA = files.mapping(
+    {
+        "models": files.listing(files.text(tuple(registry.REGISTRY)), low=1, high=len(registry.REGISTRY)),
+        "seeds": files.listing(schema.SEED, low=1, high=1000, null=True),
+        "seed": schema.SEED,
+        "preset": files.text(max_length=100),
+        "subset": files.whole(1, 60_000, null=True),
+        "epochs": files.whole(1, schema.MAX_EPOCHS, null=True),
+        "data": schema.DATA,
+    }
+)
 
 
 def parse_models(text):
@@ -65,7 +81,7 @@ def _compare_one(name, hparams, setup, model_dir, trained, resume):
     """One model of a compare: reloaded if a resumed compare finished it already, else trained (or continued)."""
     if resume and (model_dir / layout.METRICS).is_file():
         model, _ = checkpoint.load(model_dir)  # a later model may reuse it (the hybrid reuses the CNN)
-        return model, read_json(model_dir / layout.METRICS)
+        return model, schema.read_metrics(model_dir / layout.METRICS)
     resumer = Resumer(model_dir, resume=resume and (model_dir / STATE_FILE).is_file())
     return train.train_one(name, hparams, setup, model_dir, trained=trained, resumer=resumer)
 
@@ -95,11 +111,12 @@ def write_plan(out_dir, plan):
 def read_plan(out_dir, dataset):
     """The plan of the compare in out_dir, checked to be complete and about the same data files."""
     path = Path(out_dir) / PLAN
-    plan = read_json(path, "file not found (not a compare started by this fmnist)")
-    missing = [key for key in PLAN_KEYS if not isinstance(plan, dict) or key not in plan]
-    if missing:
-        raise UserError(f"{path}: not a compare plan (no {missing[0]!r})")
-    if plan["data"].get("sha256") != dataset.sha256:
+    plan = files.validated(path, read_json(path, "file not found (not a compare started by this fmnist)"), PLAN_SCHEMA)
+    for name in plan["models"]:
+        registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]}, where=path)
+    if plan["seeds"] is not None and len(set(plan["seeds"])) != len(plan["seeds"]):
+        raise UserError(f"{path}: seeds repeat a seed")
+    if plan["data"]["sha256"] != dataset.sha256:
         raise UserError(
             f"{path}: the compare was made from other data files than {dataset.paths['train_images'].parent}"
         )
@@ -143,7 +160,8 @@ def run_compare(plan, out_dir, setup_for, *, resume=False):
     for seed in plan["seeds"]:
         folder = out_dir / f"seed-{seed}"
         if resume and (folder / layout.COMPARE).is_file():
-            per_seed[seed] = read_json(folder / layout.COMPARE)["results"]
+            done = folder / layout.COMPARE
+            per_seed[seed] = files.validated(done, read_json(done), SEED_RESULTS)["results"]
             continue
         per_seed[seed] = compare(plan["models"], setup_for(seed), folder, overrides, resume=resume)
         compose.build(folder)

@@ -14,10 +14,10 @@ from fmnist.data import dataset as data_module
 from fmnist.engine import threads
 from fmnist.engine.loop import best_epoch
 from fmnist.errors import Diverged, UserError
-from fmnist.files import read_json, write_json
+from fmnist.files import write_json
 from fmnist.metrics import scores
 from fmnist.models import registry
-from fmnist.rundir import checkpoint, layout
+from fmnist.rundir import checkpoint, layout, schema
 from fmnist.runs import settings
 
 FEATURE_SAMPLE = 2_000
@@ -56,7 +56,11 @@ def _fit(model, setup, resumer):
         start = time.perf_counter()
         try:
             history = fit_model(model, setup, resumer=resumer)
-        except Diverged:
+        except Diverged as exc:
+            if resumer is not None and resumer.saved is not None:  # the state may be at fault: keep it, say so
+                raise UserError(
+                    f"{resumer.path}: training resumed from this state diverged ({exc}); the state is kept"
+                ) from None
             if resumer is not None:  # continuing it would diverge again
                 resumer.finish()
             raise
@@ -101,7 +105,7 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
 def resume_settings(run_dir, model_name):
     """(hparams, config) of the `fmnist train` run in run_dir: what a resumed run must use again."""
     config = layout.read_config(run_dir, model_name)
-    return registry.spec(model_name).from_json(config["hparams"]), config
+    return registry.spec(model_name).from_json(config["hparams"], where=Path(run_dir) / layout.CONFIG), config
 
 
 def reevaluate(run_dir, data_dir=None, allow_unverified=False):
@@ -114,16 +118,18 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
     if not model_dirs:
         raise UserError(f"{run_dir}: no saved models (no {checkpoint.MANIFEST} here or one level down)")
     dataset = data_module.load(data_dir, allow_unverified)
-    results = {}
+    measured = []  # every model checked and measured before any file is written: all rewritten, or none
     for model_dir in model_dirs:
-        config = read_json(model_dir / layout.CONFIG)
+        config = schema.read_config(model_dir / layout.CONFIG, "rerun `fmnist train`")
         layout.check_same_data(model_dir, config, dataset)
         splits = settings.recorded(config, dataset).splits
         model, _ = checkpoint.load(model_dir)
-        old = read_json(model_dir / layout.METRICS)
+        old = schema.read_metrics(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "epochs", "best_epoch")}
-        logits, record = measure(model, splits, facts)
+        measured.append((model_dir, config["model"], splits, *measure(model, splits, facts)))
+    results = {}
+    for model_dir, name, splits, logits, record in measured:
         layout.write_predictions(model_dir, logits, splits)
         layout.write_metrics(model_dir, record)
-        results[config["model"]] = record
+        results[name] = record
     return results

@@ -11,7 +11,16 @@ import numpy as np
 from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES, NUM_CLASSES
-from fmnist.data.images import MAX_BYTES, MAX_PIXELS, ImageError, collect_inputs, load_image, shown, to_fashion_mnist
+from fmnist.data.images import (
+    MAX_BYTES,
+    MAX_PIXELS,
+    ImageError,
+    collect_inputs,
+    detached,
+    load_image,
+    shown,
+    to_fashion_mnist,
+)
 from fmnist.errors import UserError
 from fmnist.files import atomic_path
 from fmnist.metrics import scores
@@ -46,7 +55,7 @@ def predict_files(model, paths, top_k=3, *, max_bytes=MAX_BYTES, max_pixels=MAX_
         try:
             images.append(to_fashion_mnist(load_image(path, max_bytes=max_bytes, max_pixels=max_pixels)))
         except ImageError as exc:
-            failures.append(exc)
+            failures.append(detached(exc))
             continue
         kept.append(path)
     if not kept:

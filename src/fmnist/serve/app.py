@@ -14,6 +14,7 @@ import io
 import os
 import socket
 import sys
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -28,11 +29,11 @@ from PIL import Image
 from fmnist.data import images as image_files
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
-from fmnist.files import read_json
-from fmnist.rundir import checkpoint
-from fmnist.serve import answers
+from fmnist.files import shown
+from fmnist.rundir import checkpoint, schema
+from fmnist.serve import answers, limits
 from fmnist.serve.batcher import InferenceWorker
-from fmnist.serve.uploads import RequestError, read_multipart
+from fmnist.serve.uploads import RequestError, read_multipart, whole_number
 
 MAX_BODY = 20_000_000  # bytes per request: a few phone photos; checked before and while reading
 MAX_FILES = 16  # per request
@@ -84,13 +85,9 @@ def load_one(folder, name):
     model, manifest = checkpoint.load(folder)
     if manifest.get("class_names") != list(CLASS_NAMES):
         raise UserError(f"{folder / checkpoint.MANIFEST}: its class names are not Fashion-MNIST's")
-    metrics = read_json(folder / "metrics.json", missing="missing (the run did not finish)")
-    values = {}
-    for key, kind in (("val_accuracy", float), ("test_accuracy", float), ("parameters", int)):
-        value = metrics.get(key) if isinstance(metrics, dict) else None
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise UserError(f"{folder / 'metrics.json'}: {key} is {value!r}, not a number")
-        values[key] = kind(value)
+    metrics = schema.read_metrics(folder / "metrics.json")  # finite numbers in range, or a one-line error
+    values = {key: kind(metrics[key]) for key, kind in (("val_accuracy", float), ("test_accuracy", float))}
+    values["parameters"] = int(metrics["parameters"])
     answers.probabilities(model, np.zeros((1, 28, 28), np.uint8))  # a model that loads but cannot run: now
     return ServedModel(name=name, kind=manifest["kind"], model=model, **values)
 
@@ -122,7 +119,7 @@ def convert_uploads(files):
             picture = image_files.load_image(name, content=upload.content)
             images.append(image_files.to_fashion_mnist(picture))
         except image_files.ImageError as exc:
-            failures.append(exc)
+            failures.append(image_files.detached(exc))
             continue
         names.append(name)
     return names, np.array(images, np.uint8).reshape(-1, 28, 28), failures
@@ -132,11 +129,8 @@ def request_options(served, default, options):
     """The model and top-k a request asks for (form fields or query parameters); RequestError if unusable."""
     name = options.get("model") or default
     if name not in served:
-        raise RequestError(400, f"model {name!r}: not in this run (choose from {', '.join(served)})")
-    top_k = options.get("top_k") or "3"
-    if not top_k.isdigit() or not 1 <= int(top_k) <= len(CLASS_NAMES):
-        raise RequestError(400, f"top_k {top_k!r}: must be a whole number from 1 to {len(CLASS_NAMES)}")
-    return served[name], int(top_k)
+        raise RequestError(400, f"model {shown(name)}: not in this run (choose from {', '.join(served)})")
+    return served[name], whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
 
 
 def document(served, names, images, probs, failures, top_k):
@@ -226,15 +220,24 @@ def listen(host, port):
     return sock
 
 
+def quiet_image_warnings():
+    """Images are decoded in threads, where load_image's catch_warnings can race: Pillow's warnings stay out of
+    the log for the whole process (its own limits and our checks already refuse what they warn about)."""
+    warnings.filterwarnings("ignore", module=r"(PIL|fmnist\.data\.images)(\.|$)")
+
+
 def run(run_dir, *, host="127.0.0.1", port=8000):
     """Load and verify the run, then serve until Ctrl-C or SIGTERM."""
     served, default = load_run(run_dir)
+    quiet_image_warnings()
     sock = listen(host, port)
     app = create_app(served, default)
     shown_host = f"[{host}]" if ":" in host else host
     names = ", ".join(name + (" (default)" if name == default else "") for name in served)
     print(f"serving {run_dir}: {names} at http://{shown_host}:{sock.getsockname()[1]}/", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **limits.config_options()
+    )
     with sock:
         uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -7,9 +7,16 @@ chunked body declares none), the number of files is checked as each part starts,
 """
 
 import dataclasses
+import re
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
+
+MAX_FIELDS = 16  # plain form fields per request (the form has two: model, top_k)
+MAX_BOUNDARY = 70  # RFC 2046
+BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{1,%d}" % MAX_BOUNDARY)  # RFC 2046's bchars
+DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit also takes '²', which int() refuses
 
 
 class RequestError(Exception):
@@ -61,6 +68,8 @@ class _Parts:
         )
         if filename is not None and sum(p.filename is not None for p in self.parts) >= self.max_files:
             raise RequestError(400, f"too many files: at most {self.max_files} per request")
+        if filename is None and sum(p.filename is None for p in self.parts) >= MAX_FIELDS:
+            raise RequestError(400, f"too many form fields: at most {MAX_FIELDS} per request")
         self.parts.append(Upload(name or "", filename))
 
     def _end(self):
@@ -71,9 +80,19 @@ def boundary_of(content_type):
     """The multipart boundary of a Content-Type header; RequestError 415 if it is not multipart/form-data."""
     kind, options = parse_options_header(content_type or "")
     if kind != b"multipart/form-data" or not options.get(b"boundary"):
-        shown = content_type or "none"
+        shown = ascii(content_type[:100]) if content_type else "none"
         raise RequestError(415, f"Content-Type {shown}: expected multipart/form-data (send the images as files)")
+    if not BOUNDARY.fullmatch(options[b"boundary"]):
+        raise RequestError(400, f"multipart boundary: 1 to {MAX_BOUNDARY} of the characters RFC 2046 allows")
     return options[b"boundary"]
+
+
+def whole_number(text, name, low, high):
+    """A form field or query parameter that must be a whole number in [low, high], in ASCII digits."""
+    if not DIGITS.fullmatch(text) or not low <= int(text) <= high:
+        shown = ascii(text) if len(text) <= 20 else ascii(text[:17]) + "..."
+        raise RequestError(400, f"{name} {shown}: must be a whole number from {low} to {high}")
+    return int(text)
 
 
 def check_declared_length(headers, max_body):
@@ -81,8 +100,8 @@ def check_declared_length(headers, max_body):
     declared = headers.get("content-length")
     if declared is None:
         return
-    if not declared.isdigit():
-        raise RequestError(400, f"Content-Length {declared!r}: not a number of bytes")
+    if not DIGITS.fullmatch(declared):
+        raise RequestError(400, f"Content-Length {declared[:20]!a}: not a number of bytes")
     if int(declared) > max_body:
         raise RequestError(413, f"request body of {int(declared):,} bytes is over the limit of {max_body:,}")
 
@@ -104,6 +123,8 @@ async def read_multipart(headers, chunks, *, max_body, max_files):
             parser.write(chunk)
     except MultipartParseError as exc:
         raise RequestError(400, f"malformed multipart body ({exc})") from None
+    except ClientDisconnect:  # nobody is left to answer; a quiet 400 rather than a traceback in the log
+        raise RequestError(400, "the client disconnected before sending the whole body") from None
     if not parts.ended:
         raise RequestError(400, "malformed multipart body (it ends before its closing boundary)")
     return parts.parts

@@ -14,8 +14,10 @@ import sys
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from fmnist.engine import threads
 from fmnist.errors import UserError
 from fmnist.serve import app as served_app
+from fmnist.serve import limits
 
 RUN_DIR = "FMNIST_SERVE_RUN_DIR"  # what the spawned workers load; the parent sets it before they start
 THREADS = "FMNIST_SERVE_THREADS"
@@ -23,14 +25,13 @@ THREADS = "FMNIST_SERVE_THREADS"
 
 def threads_per_worker(workers, cores=None):
     """Torch threads for each of `workers` processes: the cores this process may use, shared out."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
+    return max(1, (threads.usable_cores() if cores is None else cores) // workers)
 
 
 def worker_app():
     """The app factory each worker process calls (uvicorn's factory=True): the run loaded in this process."""
     served, default = served_app.load_run(os.environ[RUN_DIR])
+    served_app.quiet_image_warnings()
     return served_app.create_app(served, default, threads=int(os.environ[THREADS]))
 
 
@@ -58,6 +59,7 @@ def run(run_dir, *, host="127.0.0.1", port=8000, workers=2):
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        **limits.config_options(),  # each worker bounds request heads as the single server does
     )
     with sock:
         Multiprocess(config, sockets=[sock]).run()

@@ -6,7 +6,7 @@ features exactly as given, so a caller with its own features (the hybrid) brings
 Training is the shared loop (`fmnist.engine.loop`) driving a `NumpyBackend`: no torch anywhere.
 """
 
-import json
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -131,33 +131,48 @@ class ScratchClassifier:
 
     @classmethod
     def load(cls, folder):
-        """Rebuild a model written by `save`, bit for bit."""
+        """Rebuild a model written by `save`, bit for bit; every field and tensor checked before it is used."""
         folder = Path(folder)
         meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
         for path in (meta_path, weights_path):
             if not path.is_file():
                 raise UserError(f"{path}: file not found (not a {NAME} model folder?)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{meta_path}: not valid JSON ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise UserError(f"{meta_path}: not a {FORMAT} metadata file")
+        meta = files.validated(meta_path, files.read_versioned(meta_path, "format", FORMAT), META_SCHEMA)
+        hparams = registry.spec(NAME).from_json(meta["hparams"], where=meta_path)
+        sizes = meta["layer_sizes"]
+        if sizes[-1] != dataset.NUM_CLASSES or tuple(sizes[1:-1]) != tuple(hparams["hidden"]):
+            raise UserError(f"{meta_path}: layer_sizes {files.shown(sizes)} do not match hparams.hidden and 10 classes")
+        if (meta["mean"] is None) != (meta["std"] is None):
+            raise UserError(f"{meta_path}: mean and std must both be numbers (images) or both null (features)")
         try:
             tensors = load_file(str(weights_path))
         except Exception as exc:  # safetensors raises its own error types for a damaged header
-            raise UserError(f"{weights_path}: unreadable safetensors file ({exc})") from exc
-        model = cls(**registry.spec(NAME).from_json(meta["hparams"]))
+            raise UserError(f"{weights_path}: unreadable safetensors file ({exc})") from None
+        names = [f"layers.{i}.{kind}" for i in range(len(sizes) - 1) for kind in ("weight", "bias")]
+        shapes = [shape for n_in, n_out in itertools.pairwise(sizes) for shape in ((n_in, n_out), (n_out,))]
+        if {k: t.shape for k, t in tensors.items()} != dict(zip(names, shapes, strict=True)):
+            raise UserError(f"{weights_path}: tensors {files.shown(sorted(tensors))} do not match layer sizes {sizes}")
+        if not all(np.isfinite(t).all() for t in tensors.values()):
+            raise UserError(f"{weights_path}: holds NaN or infinite weights")
+        model = cls(**hparams)
         model.mean, model.std, model.best_epoch = meta["mean"], meta["std"], meta["best_epoch"]
-        model.mlp = MLP(meta["layer_sizes"])
-        names = [f"layers.{i}.{kind}" for i in range(len(model.mlp.weights)) for kind in ("weight", "bias")]
-        if sorted(tensors) != sorted(names):
-            raise UserError(f"{weights_path}: tensors {sorted(tensors)} do not match layer sizes {meta['layer_sizes']}")
+        model.mlp = MLP(sizes)
         try:
             model.mlp.set_params([tensors[name] for name in names])
         except ValueError as exc:
-            raise UserError(f"{weights_path}: {exc}") from exc
+            raise UserError(f"{weights_path}: {exc}") from None
         return model
+
+
+META_SCHEMA = files.mapping(
+    {
+        "layer_sizes": files.listing(files.whole(1, 65_536), low=2, high=66),
+        "hparams": files.table(files.text(), files.anything),
+        "mean": files.number(0, 1, null=True),  # pixel statistics; null for a model of feature arrays
+        "std": files.number(high=1, above=0, null=True),
+        "best_epoch": files.whole(0, 10_000),
+    }
+)
 
 
 def _as_features(x, y, which):
