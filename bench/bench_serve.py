@@ -1,11 +1,14 @@
 """Throughput and latency of `fmnist serve` over HTTP: 8 concurrent keep-alive clients, one image per request.
 
     flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_serve.py RUN_DIR [--seconds 15] [--out FILE]
+        [--runtimes torch,onnx]
 
 Starts the real server (`python -m fmnist serve RUN_DIR`) on a free loopback port and drives it from one
 asyncio loop with plain sockets, so the client costs little of the CPU the server needs. Each request sends one
 product-style JPEG (a test item upscaled 6x on white, as a shop shows it); every answer is checked against
-the model run in this process. Prints the CPU, the date, a JSON document and a table.
+the model run in this process. With --runtimes torch,onnx the same run is served by each runtime in turn
+(`fmnist serve --runtime`), one after the other on the same machine, and the table has one row per runtime.
+Prints the CPU, the date, a JSON document and a table.
 """
 
 import argparse
@@ -96,11 +99,11 @@ async def drive(port, requests, expected, clients, seconds):
     return latencies, wrong, time.perf_counter() - start
 
 
-def start_server(run_dir, model):
+def start_server(run_dir, model, runtime="torch"):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "fmnist", "serve", str(run_dir), "--port", str(port)]
+    command = [sys.executable, "-m", "fmnist", "serve", str(run_dir), "--port", str(port), "--runtime", runtime]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and server.poll() is None:
@@ -128,10 +131,16 @@ def main():
     parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive connections (default: 8)")
     parser.add_argument("--seconds", type=float, default=15, help="measured time (default: 15)")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON document here")
+    parser.add_argument("--runtimes", default="torch", help="comma-separated: torch, onnx (default: torch)")
     args = parser.parse_args()
-
     images = photos(args.run_dir)
-    server, port, model_name = start_server(args.run_dir, args.model)
+    results = [measure(args, images, runtime.strip()) for runtime in args.runtimes.split(",")]
+    return report(args, results)
+
+
+def measure(args, images, runtime):
+    """One runtime's figures: serve the run with it, warm up, drive it for args.seconds."""
+    server, port, model_name = start_server(args.run_dir, args.model, runtime)
     try:
         single = (Path(args.run_dir) / checkpoint.MANIFEST).exists()
         model, _ = checkpoint.load(Path(args.run_dir) if single else Path(args.run_dir) / model_name)
@@ -146,34 +155,46 @@ def main():
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return report(args, model_name, images, latencies, wrong, elapsed)
+    return figures(args, (runtime, model_name), images, latencies, wrong, elapsed)
 
 
 def show(results):
-    print(f"CPU: {results['cpu']} ({results['cores']} cores); {results['date']}")
-    print(json.dumps(results, indent=2))
-    print(
-        f"\n{'model':<12}{'clients':>8}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'wrong':>7}"
-    )
-    print(
-        f"{results['model']:<12}{results['clients']:>8}{results['requests']:>10}{results['requests_per_s']:>9.1f}"
-        f"{results['p50_ms']:>9.2f}{results['p90_ms']:>9.2f}{results['p99_ms']:>9.2f}{results['wrong_answers']:>7}"
-    )
-    print(
-        f"targets: >= {TARGETS['requests_per_s']} req/s, p99 <= {TARGETS['p99_ms']} ms: "
-        + ("met" if results["meets_targets"] else "NOT met")
-    )
+    first = results[0]
+    print(f"CPU: {first['cpu']} ({first['cores']} cores); {first['date']}")
+    print(json.dumps(results if len(results) > 1 else first, indent=2))
+    head = f"{'runtime':<9}{'model':<12}{'clients':>8}{'requests':>10}{'req/s':>9}"
+    print(f"\n{head}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'wrong':>7}")
+    for one in results:
+        print(
+            f"{one['runtime']:<9}{one['model']:<12}{one['clients']:>8}{one['requests']:>10}"
+            f"{one['requests_per_s']:>9.1f}{one['p50_ms']:>9.2f}{one['p90_ms']:>9.2f}{one['p99_ms']:>9.2f}"
+            f"{one['wrong_answers']:>7}"
+        )
+    for one in results:
+        verdict = "met" if one["meets_targets"] else "NOT met"
+        targets = f">= {TARGETS['requests_per_s']} req/s, p99 <= {TARGETS['p99_ms']} ms"
+        print(f"{one['runtime']}: targets {targets}: {verdict}")
 
 
-def report(args, model_name, images, latencies, wrong, elapsed):
+def report(args, results):
+    show(results)
+    if args.out:
+        document = results if len(results) > 1 else results[0]
+        Path(args.out).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return 0 if all(one["meets_targets"] for one in results) else 1
+
+
+def figures(args, served, images, latencies, wrong, elapsed):
     import torch
 
+    runtime, model_name = served
     results = {
         "benchmark": "fmnist serve over HTTP",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
+        "runtime": runtime,
         "run_dir": str(args.run_dir),
         "model": model_name,
         "clients": args.clients,
@@ -187,13 +208,14 @@ def report(args, model_name, images, latencies, wrong, elapsed):
         "max_ms": round(max(latencies) * 1000, 2),
         "targets": TARGETS,
     }
+    if runtime == "onnx":
+        import onnxruntime
+
+        results["onnxruntime"] = onnxruntime.__version__
     results["meets_targets"] = (
         results["requests_per_s"] >= TARGETS["requests_per_s"] and results["p99_ms"] <= TARGETS["p99_ms"] and not wrong
     )
-    show(results)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return 0 if results["meets_targets"] else 1
+    return results
 
 
 if __name__ == "__main__":

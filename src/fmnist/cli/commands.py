@@ -100,7 +100,9 @@ def compare_plan(args):
 
     if args.resume:
         given = [
-            f"--{n}" for n in ("models", "seeds", "epochs", "preset", "seed", "subset") if getattr(args, n) is not None
+            f"--{n}"
+            for n in ("models", "seeds", "epochs", "preset", "seed", "subset", "device")
+            if getattr(args, n) is not None
         ]
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             given.append("--out")
@@ -119,6 +121,7 @@ def compare_plan(args):
         "subset": args.subset,
         "epochs": args.epochs,
         "data": dataset.load(args.data_dir, args.allow_unverified).provenance(),
+        "device": args.device or "auto",
     }
     for name in plan["models"]:  # every value checked before anything is written
         registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
@@ -136,7 +139,10 @@ def cmd_compare(args):
 
     def setup_for(seed):
         recorded = {"seed": seed, "subset": plan["subset"] or 0, "preset": plan["preset"], "threads": args.threads}
-        return setup_from(args, recorded=recorded)
+        setup = setup_from(args, recorded=recorded | {"device": plan.get("device", "cpu")})
+        if args.tensorboard:  # one group per compare: DIR/<out name>/<model>-seed<S>
+            setup = dataclasses.replace(setup, tensorboard=str(Path(args.tensorboard) / Path(out).resolve().name))
+        return setup
 
     try:
         results = compare.run_compare(plan, out, setup_for, resume=bool(args.resume))
@@ -166,6 +172,8 @@ def cmd_tune(args):
     setup = setup_from(args)
     setup = dataclasses.replace(setup, splits=tune.without_test(setup.splits), progress=False)
     name = args.study or f"{args.model}-{setup.preset}"
+    if args.tensorboard:  # one group per study: DIR/<study>/trial-<N>
+        setup = dataclasses.replace(setup, tensorboard=str(Path(args.tensorboard) / name))
     out = Path(args.out or f"runs/tune-{name}")
     task = tune.Task(args.model, setup, args.epochs_cap, out)
     study = tune.run(task, args.storage, name, args.trials)
@@ -180,7 +188,7 @@ def cmd_evaluate(args):
     from fmnist.report import compose
     from fmnist.runs import train
 
-    results = train.reevaluate(args.run_dir, args.data_dir, args.allow_unverified)
+    results = train.reevaluate(args.run_dir, args.data_dir, args.allow_unverified, args.device or "auto")
     print(evaluation_table(results, args.split))
     print(f"report: {compose.build(args.run_dir)[1]}")
 
@@ -193,10 +201,13 @@ def cmd_report(args):
 
 
 def cmd_predict(args):
+    from fmnist.models import registry
     from fmnist.rundir import checkpoint
+    from fmnist.runs import train
     from fmnist.serve import answers
 
-    model, _ = checkpoint.load(args.model)
+    model, manifest = checkpoint.load(args.model)
+    model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
     predictions, failures = answers.predict_files(model, args.inputs, args.top_k)
     if args.json:
         print(answers.format_json(predictions, failures))
@@ -215,4 +226,11 @@ def cmd_serve(args):
         from fmnist.serve import app
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
-    return app.run(args.run_dir, host=args.host, port=args.port)
+    return app.run(args.run_dir, host=args.host, port=args.port, runtime=(args.runtime, args.device or "auto"))
+
+
+def cmd_export(args):
+    from fmnist.rundir import export
+
+    for path in export.export_run(args.run_dir, args.out):
+        print(f"wrote {path}")

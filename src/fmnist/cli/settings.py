@@ -19,9 +19,11 @@ def setup_from(args, recorded=None):
 
     if recorded is not None:
         settings = {k: recorded.get(k) for k in ("seed", "subset", "preset", "threads")}
+        settings["device"] = recorded.get("device") or "cpu"  # runs from before --device trained on the CPU
     else:
         settings = {"seed": args.seed or 0, "subset": args.subset, "preset": args.preset or "fast"}
-        settings["threads"] = args.threads
+        settings["threads"], settings["device"] = args.threads, args.device or "auto"
+    settings["tensorboard"] = getattr(args, "tensorboard", None)
     return train.load_setup(args.data_dir, args.allow_unverified, progress=not args.no_progress, **settings)
 
 
@@ -31,7 +33,9 @@ def resumed(args, spec):
     from fmnist.runs import train
 
     given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
-    given += [f"--{name}" for name in ("preset", "seed", "subset", "threads") if getattr(args, name) is not None]
+    given += [
+        f"--{name}" for name in ("preset", "seed", "subset", "threads", "device") if getattr(args, name) is not None
+    ]
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         given.append("--out")
     if given:

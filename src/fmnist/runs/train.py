@@ -13,7 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fmnist.data import dataset as data_module
-from fmnist.engine import precision
+from fmnist.engine import devices, precision
 from fmnist.engine import threads as threads_module
 from fmnist.engine.loop import best_epoch
 from fmnist.engine.resume import STATE_FILE, Resumer
@@ -37,18 +37,25 @@ class Setup:
     progress: bool = True
     threads: int | None = None  # torch's intra-op threads (None: torch's own default)
     distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.models.parallel)
+    device: str = "auto"  # the torch models' device (fmnist.engine.devices): as asked, resolved per model
+    tensorboard: str | None = None  # the folder each model's TensorBoard run folder goes in (None: no log)
 
     def record(self):
         """The settings config.json keeps; subset is None for the full split."""
         subset = None if len(self.splits.y_train) == 48_000 else len(self.splits.y_train)
         extra = {"distributed": self.distributed} if self.distributed else {}
-        return {"preset": self.preset, "seed": self.seed, "subset": subset, "threads": self.threads, **extra}
+        run = {"preset": self.preset, "seed": self.seed, "subset": subset, "threads": self.threads}
+        return run | {"device": self.device, **extra}
 
 
 def load_setup(data_dir=None, allow_unverified=False, *, seed=0, subset=None, threads=None, **settings):
     """Find and verify the data, split it with `seed`, keep `subset` training images (None: all).
 
-    threads: as given, else OMP_NUM_THREADS, else the cores free right now (fmnist.engine.threads)."""
+    threads: as given, else OMP_NUM_THREADS, else the cores free right now (fmnist.engine.threads).
+    device (in settings): a named accelerator is checked here, before any data is read; auto is resolved per
+    model (a NumPy model never loads torch)."""
+    if devices.explicit(settings.get("device")):
+        devices.resolve(settings["device"])
     dataset = data_module.load(data_dir, allow_unverified)
     splits = data_module.split(dataset, seed)
     chosen = threads_module.choose(threads)
@@ -103,12 +110,19 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = registry.spec(name)
-    if resumer is None or resumer.saved is None:  # a resumed run keeps the config it was started with
-        hparams = precision.settled(hparams)  # config.json records the precision that runs, and --resume reuses it
+    device = model_device(spec, setup.device)
+    fresh = resumer is None or resumer.saved is None
+    if fresh:  # a resumed run keeps the config it was started with
+        # config.json records the precision and device that run, and --resume reuses them
+        hparams = precision.settled(hparams, device)
         (out_dir / layout.METRICS).unlink(missing_ok=True)  # an older run's: this one is not complete yet
-        write_json(out_dir / layout.CONFIG, layout.config_record(name, hparams, setup.record(), setup.dataset))
+        run = setup.record() | {"device": device}
+        write_json(out_dir / layout.CONFIG, layout.config_record(name, hparams, run, setup.dataset))
     reused = {other: trained[other] for other in spec.reuses if trained and other in trained}
     model = spec.load_class()(**hparams, **reused)
+    model.to_device(device)
+    log = _tensorboard(name, setup, fresh)
+    model.observers = (log,) if log else ()
     history, seconds = _fit(model, setup, resumer)
     layout.write_history(out_dir, history)
     checkpoint.save(out_dir, name, model)
@@ -121,9 +135,26 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
         features = model.features(setup.splits.x_test[pick])
         layout.write_npz(out_dir / layout.FEATURES, features=features, labels=setup.splits.y_test[pick])
     layout.write_metrics(out_dir, record)
+    if log:
+        log.finish(hparams, record, model, setup.splits, logits["test"])
     if resumer is not None:
         resumer.finish()
     return model, record
+
+
+def model_device(spec, requested):
+    """The device model `spec` trains on for `requested`: resolved for a torch model, the CPU for a NumPy one
+    (which says so when an accelerator was named)."""
+    return devices.for_model(spec.name, spec.load_class().uses_torch, requested)
+
+
+def _tensorboard(name, setup, fresh):
+    """The model's TensorBoard log (setup.tensorboard/<model>-seed<S>), or None without --tensorboard."""
+    if setup.tensorboard is None:
+        return None
+    from fmnist.runs.tensorboard import RunLog
+
+    return RunLog(Path(setup.tensorboard) / f"{name}-seed{setup.seed}", fresh=fresh)
 
 
 def parse_models(text):
@@ -174,7 +205,7 @@ def resume_settings(run_dir, model_name):
     return registry.spec(model_name).from_json(config["hparams"]), config
 
 
-def reevaluate(run_dir, data_dir=None, allow_unverified=False):
+def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
     """Reload every saved model under run_dir, predict its recorded split again, rewrite predictions and metrics.
 
     The data must have the checksums the run recorded, so the figures are about the same images.
@@ -191,6 +222,7 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
         splits = data_module.split(dataset, config["seed"])
         splits = splits.quick(config["subset"]) if config.get("subset") else splits
         model, _ = checkpoint.load(model_dir)
+        model.to_device(model_device(registry.spec(config["model"]), device))
         old = read_json(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "epochs", "best_epoch")}
         logits, record = measure(model, splits, facts)

@@ -21,6 +21,7 @@ from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json, write_text
 from fmnist.models import registry
 from fmnist.rundir import layout
+from fmnist.runs import train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 OBJECTIVE = "validation accuracy of the best epoch (the val_accuracy fmnist train records)"
@@ -119,16 +120,29 @@ def objective(task, trial):
         if trial.should_prune():
             raise optuna.TrialPruned(f"epoch {row['epoch']}: validation accuracy {row['val_accuracy']:.4f}")
 
+    model = spec.load_class()(**hparams)
+    model.to_device(train.model_device(spec, task.setup.device))
+    log = _tensorboard(task, trial)
+    model.observers = (log,) if log else ()
     try:
-        history = spec.load_class()(**hparams).fit(
-            task.setup.splits, seed=task.setup.seed, progress=False, on_epoch=report
-        )
+        history = model.fit(task.setup.splits, seed=task.setup.seed, progress=False, on_epoch=report)
     except Diverged as exc:
         raise optuna.TrialPruned(f"diverged: {exc}") from None
     finally:
         layout.write_history(folder, rows)
+        if log:
+            log.finish_trial(hparams)
     layout.write_history(folder, history)
     return max(row["val_accuracy"] for row in history)
+
+
+def _tensorboard(task, trial):
+    """The trial's TensorBoard log (setup.tensorboard/trial-<N>), or None without --tensorboard."""
+    if task.setup.tensorboard is None:
+        return None
+    from fmnist.runs.tensorboard import RunLog
+
+    return RunLog(Path(task.setup.tensorboard) / f"trial-{trial.number}", fresh=True)
 
 
 def open_study(task, url, name):
