@@ -69,7 +69,11 @@ def test_precision_auto_on_an_accelerator_is_bf16_where_supported_else_fp16(monk
     assert precision.settled({"lr": 1.0}, "cuda") == {"lr": 1.0}  # a model without the setting keeps none
     with pytest.raises(UserError, match="--precision fp16: for accelerators"):
         precision.settled({"precision": "fp16"}, "cpu")
+
+
+def test_bf16_support_is_the_backends_own_answer():
     assert devices.supports_bf16("cuda", fake_torch("cuda", bf16=False)) is False
+    assert devices.supports_bf16("cuda", fake_torch("cuda", bf16=True)) is True
 
 
 def test_numpy_models_stay_on_the_cpu_and_say_so(capsys):

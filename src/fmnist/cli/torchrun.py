@@ -67,7 +67,10 @@ def _train(args, spec, record):
     check(hparams, config, record)
     rank0 = parallel.rank() == 0
     threads = parallel.threads_per_rank()  # each rank its share of the cores, whatever the machine's load
+    if setup.device not in ("auto", "cpu"):
+        raise UserError(f"--device {setup.device}: data-parallel training (torchrun, gloo) runs on the CPU")
     setup = dataclasses.replace(setup, distributed=record, threads=threads, progress=setup.progress and rank0)
+    setup = dataclasses.replace(setup, device="cpu")  # every rank alike, whatever auto would find
     if not rank0:  # trains in step with rank 0; its Resumer only listens for signals, never writes
         with resume.Resumer(out) as listener:
             spec.load_class()(**hparams).fit(setup.splits, seed=setup.seed, progress=False, resumer=listener)

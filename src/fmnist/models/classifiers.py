@@ -95,7 +95,7 @@ class TorchClassifier:
                     raise UserError(f"--device {device}: data-parallel training (torchrun, gloo) runs on the CPU")
                 backend, resumer = parallel.wrap(self.module, self.hparams, resumer, **backend_args)
             else:
-                backend = TorchBackend(self.module, self.hparams, **backend_args, device=device)
+                backend = TorchBackend(self.module, self.hparams, **backend_args)
             return loop.fit(backend, train, val, config, resumer, on_epoch)
 
     def restore(self, module_state, splits):

@@ -104,10 +104,11 @@ class TorchBackend:
     hparams: the model's (optimizer, momentum, weight_decay, bias_lr, label_smoothing, lookahead and, if
     present, flip / shift / erase). fill: the normalised value of an empty pixel (for augmentation). One
     generator, seeded by `seed`, draws the batch order and the augmentation; dropout draws from torch's global
-    generator (the caller seeds it). total_steps: the planned number of steps (the lookahead's ramp).
+    generator (the caller seeds it). total_steps: the planned number of steps (the lookahead's ramp). The
+    backend runs on the module's device: the generator lives there, and the data the loop slices must too.
     """
 
-    def __init__(self, module, hparams, *, seed, fill, total_steps, channels_last=False, device="cpu"):
+    def __init__(self, module, hparams, *, seed, fill, total_steps, channels_last=False):
         self.module = module
         self.runner = module  # what a training step calls (the DDP wrapper in a data-parallel run)
         self.optimizer = make_optimizer(module, hparams)
@@ -115,6 +116,7 @@ class TorchBackend:
         self.label_smoothing = hparams["label_smoothing"]
         self.augment = {k: hparams.get(k, 0) for k in ("flip", "shift", "erase")}
         self.fill = fill
+        device = next(module.parameters()).device.type  # the backend works where the module is
         self.generator = devices.generator(device, seed, torch)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.device = device
