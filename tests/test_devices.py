@@ -55,10 +55,13 @@ def test_this_machine_resolves_auto_to_what_torch_accelerator_reports():
 
 
 @pytest.mark.skipif(HERE == "cuda", reason="this machine has CUDA")
-def test_cli_train_on_a_missing_device_exits_2_with_one_line(capsys):
+def test_cli_train_and_compare_on_a_missing_device_exit_2_with_one_line(capsys, tmp_path):
     assert main(["train", "linear", "--device", "cuda", "--subset", "500", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("fmnist: error: --device cuda: no cuda device here") and "\n" not in err
+    assert main(["compare", "--models", "linear", "--device", "cuda", "--out", str(tmp_path / "c")]) == 2
+    assert "no cuda device here" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # refused before its plan is written
 
 
 def test_precision_auto_on_an_accelerator_is_bf16_where_supported_else_fp16(monkeypatch):

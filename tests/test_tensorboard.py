@@ -114,3 +114,17 @@ def test_a_compare_over_seeds_groups_its_runs_under_its_name(tmp_path):
     assert main([*argv, "--tensorboard", str(tb), "--no-progress"]) == 0
     assert event_folders(tb) == ["cmp/linear-seed0", "cmp/linear-seed1"]
     assert [e.step for e in read(tb / "cmp" / "linear-seed1").Scalars("train/loss")] == [1, 2]
+
+
+def test_a_tuning_trial_logs_its_epochs_and_its_hparams_under_the_study(splits, dataset, tmp_path):
+    import dataclasses
+
+    from fmnist.runs import tune
+
+    setup = train.Setup(tune.without_test(splits.subset(400, 100, 0)), dataset, progress=False, device="cpu")
+    setup = dataclasses.replace(setup, tensorboard=str(tmp_path / "tb" / "study"))
+    tune.run(tune.Task("linear", setup, 2, tmp_path / "out"), f"sqlite:///{tmp_path / 's.db'}", "study", 1)
+    assert event_folders(tmp_path / "tb") == ["study/trial-0"]
+    events = read(tmp_path / "tb" / "study" / "trial-0")
+    assert [e.step for e in events.Scalars("val/accuracy")] == [1, 2]
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")

@@ -95,6 +95,7 @@ def evaluation_table(results, split):
 def compare_plan(args):
     """--resume OUT: (plan, out) as the compare recorded them (other settings are an error); else from the flags."""
     from fmnist.data import dataset
+    from fmnist.engine import devices
     from fmnist.models import registry
     from fmnist.runs import compare, train
 
@@ -125,6 +126,8 @@ def compare_plan(args):
     }
     for name in plan["models"]:  # every value checked before anything is written
         registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
+    if devices.explicit(plan["device"]):
+        devices.resolve(plan["device"])
     return plan, args.out or "runs/compare"
 
 
