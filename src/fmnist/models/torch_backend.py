@@ -116,7 +116,8 @@ class TorchBackend:
         self.label_smoothing = hparams["label_smoothing"]
         self.augment = {k: hparams.get(k, 0) for k in ("flip", "shift", "erase")}
         self.fill = fill
-        device = next(module.parameters()).device.type  # the backend works where the module is
+        first = next(module.parameters(), None)
+        device = "cpu" if first is None else first.device.type  # the backend works where the module is
         self.generator = devices.generator(device, seed, torch)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.device = device
