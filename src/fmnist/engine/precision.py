@@ -19,6 +19,7 @@ from pathlib import Path
 from fmnist.errors import UserError
 
 CHOICES = ("auto", "fp32", "bf16", "fp16")  # fp16: accelerators only (a GradScaler)
+CPU_CHOICES = CHOICES[:3]
 NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")
 MIN_SPEEDUP = 1.15  # below this the probe's noise could pick bf16 for nothing
 
@@ -57,9 +58,9 @@ def probe_speedup(repeats=3):
 
 
 def settle(requested, *, native=None, speedup=None):
-    """fp32 or bf16 for `requested` (one of CHOICES). native, speedup: measured here unless given (tests)."""
-    if requested not in CHOICES:
-        raise ValueError(f"precision {requested!r}: choose one of {', '.join(CHOICES)}")
+    """fp32 or bf16 for `requested` (one of CPU_CHOICES). native, speedup: measured here unless given (tests)."""
+    if requested not in CPU_CHOICES:
+        raise ValueError(f"precision {requested!r}: choose one of {', '.join(CPU_CHOICES)} (fp16: accelerators only)")
     if requested != "auto":
         return requested
     if native is None and speedup is None:
