@@ -34,7 +34,7 @@ import numpy as np, torch
 from fmnist import api
 splits = api.load_splits(seed=1, subset=2000)
 model = api.fit(api.model("cnn", epochs=1, widths=[8, 16, 16]), splits, seed=1, progress=False)
-facts = {"threads": torch.get_num_threads(), "precision": model.hparams["precision"]}
+facts = {"threads": torch.get_num_threads(), "precision": model.classifier.hparams["precision"]}
 cli = api.load(sys.argv[1])
 np.savez(sys.argv[2], api=api.probabilities(model, splits.x_test), cli=api.probabilities(cli, splits.x_test))
 print(json.dumps(facts))

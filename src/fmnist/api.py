@@ -122,19 +122,21 @@ def _history_columns(rows):
     return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in layout.HISTORY_COLUMNS}
 
 
-def fit(model, splits, seed=0, progress=True, threads=None):
+def fit(model, splits, seed=0, progress=True, threads=None, device="auto"):
     """Train `model` (from `api.model`) from scratch on splits.x_train, choosing its best epoch on splits.x_val;
     return the same Model, now trained. progress: a progress bar (a widget in Jupyter, text in a terminal).
 
     seed fixes the initial weights, the batch order and the augmentation, as `fmnist train --seed` does; threads
     (default: as `fmnist train` chooses them) and precision are settled as there, so the same model, preset and
-    seed give the same weights here and on the command line.
+    seed give the same weights here and on the command line. device: auto, cpu, cuda, mps or xpu, as
+    `fmnist train --device` (the NumPy models stay on the CPU).
     """
     if not isinstance(model, Model):
         raise UserError(f"model: expected the result of api.model(), got {type(model).__name__}")
     _check_splits(splits)
     setup = settings.for_splits(splits, seed=seed, threads=threads, progress=progress)
     model.classifier = _build(model.name, model.hparams, model.reuses)
+    model.classifier.to_device(train.model_device(registry.spec(model.name), device))
     start = time.perf_counter()
     rows = train.fit_model(model.classifier, setup)
     model.train_seconds = time.perf_counter() - start
@@ -161,10 +163,11 @@ def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
     return trained
 
 
-def load(run_dir):
+def load(run_dir, device="auto"):
     """A Model saved by `fmnist train` (its run directory) or by `fmnist compare` (one model's folder in it),
-    checksums verified, with its recorded history and settings."""
+    checksums verified, with its recorded history and settings, placed on `device` (as `fit`'s)."""
     classifier, manifest = checkpoint.load(run_dir)
+    classifier.to_device(train.model_device(registry.spec(manifest["kind"]), device))
     folder = checkpoint.resolve(run_dir)
     saved = layout.load_model_run(folder, manifest["kind"], "rerun `fmnist train`")
     config = saved.config

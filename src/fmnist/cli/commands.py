@@ -104,6 +104,9 @@ def cmd_compare(args):
 
     def setup_for(seed):
         keys = {"subset": plan["subset"], "preset": plan["preset"], "threads": args.threads}
+        keys["device"] = plan.get("device", "cpu")
+        if args.tensorboard:  # one group per compare: DIR/<out name>/<model>-seed<S>
+            keys["tensorboard"] = str(Path(args.tensorboard) / Path(out).resolve().name)
         return run_settings.build(dataset, seed=seed, progress=not args.no_progress, **keys)
 
     try:
@@ -135,6 +138,8 @@ def cmd_tune(args):
     setup = settings.setup_from_flags(args)
     setup = dataclasses.replace(setup, splits=tune.without_test(setup.splits), progress=False)
     name = args.study or f"{args.model}-{setup.preset}"
+    if args.tensorboard:  # one group per study: DIR/<study>/trial-<N>
+        setup = dataclasses.replace(setup, tensorboard=str(Path(args.tensorboard) / name))
     out = Path(args.out or f"runs/tune-{name}")
     task = tune.Task(args.model, setup, args.epochs_cap, out)
     study = tune.run(task, args.storage, name, args.trials, args.heartbeat)
@@ -149,7 +154,7 @@ def cmd_evaluate(args):
     from fmnist.report import compose
     from fmnist.runs import train
 
-    results = train.reevaluate(args.run_dir, args.data_dir, args.allow_unverified)
+    results = train.reevaluate(args.run_dir, args.data_dir, args.allow_unverified, args.device or "auto")
     print(evaluation_table(results, args.split))
     print(f"report: {compose.build(args.run_dir)[1]}")
 
@@ -162,10 +167,13 @@ def cmd_report(args):
 
 
 def cmd_predict(args):
+    from fmnist.models import registry
     from fmnist.rundir import checkpoint
+    from fmnist.runs import train
     from fmnist.serve import answers
 
-    model, _ = checkpoint.load(args.model)
+    model, manifest = checkpoint.load(args.model)
+    model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
     predictions, failures = answers.predict_files(model, args.inputs, args.top_k)
     if args.json:
         print(answers.format_json(predictions, failures))
@@ -184,8 +192,16 @@ def cmd_serve(args):
         from fmnist.serve import app
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
+    runtime = (args.runtime, args.device or "auto")
     if getattr(args, "workers", 1) != 1:  # N processes behind one port (fmnist.serve.workers)
         from fmnist.serve import workers
 
-        return workers.run(args.run_dir, host=args.host, port=args.port, workers=args.workers)
-    return app.run(args.run_dir, host=args.host, port=args.port)
+        return workers.run(args.run_dir, host=args.host, port=args.port, workers=args.workers, runtime=runtime)
+    return app.run(args.run_dir, host=args.host, port=args.port, runtime=runtime)
+
+
+def cmd_export(args):
+    from fmnist.rundir import export
+
+    for path in export.export_run(args.run_dir, args.out):
+        print(f"wrote {path}")

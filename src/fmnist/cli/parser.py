@@ -40,7 +40,22 @@ def add_run_options(parser):
         help="torch threads (default: OMP_NUM_THREADS if set, else the cores free at the start; recorded)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_option(parser, "the torch models train and predict on (NumPy models: the CPU); recorded")
+    parser.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also log to TensorBoard in DIR/<model>-seed<S> (a compare: DIR/<its out name>/<model>-seed<S>)",
+    )
     add_data_options(parser)
+
+
+def add_device_option(parser, what):
+    from fmnist.engine.devices import CHOICES
+
+    # None means "not given": auto, or for --resume the recorded device
+    parser.add_argument(
+        "--device", choices=CHOICES, help=f"where {what} (default: auto: the accelerator torch finds, else the CPU)"
+    )
 
 
 def add_hparam_flags(parser, spec):
@@ -161,6 +176,7 @@ def add_result_commands(subparsers):
     ev = subparsers.add_parser("evaluate", help="re-evaluate a run's saved models and rebuild its report")
     ev.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
     ev.add_argument("--split", choices=("test", "val"), default="test", help="which split to print (default: test)")
+    add_device_option(ev, "the torch models predict")
     add_data_options(ev)
     ev.set_defaults(func=commands.cmd_evaluate)
 
@@ -174,6 +190,7 @@ def add_result_commands(subparsers):
     pred.add_argument("--top-k", type=int, default=3, help="how many classes to list per image (default: 3)")
     pred.add_argument("--json", action="store_true", help="print one JSON document (errors included)")
     pred.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
+    add_device_option(pred, "a torch model predicts")
     pred.set_defaults(func=commands.cmd_predict)
 
     srv = subparsers.add_parser("serve", help="a web page and an HTTP API for a run's models")
@@ -183,7 +200,20 @@ def add_result_commands(subparsers):
     srv.add_argument(
         "--workers", type=int, default=1, metavar="N", help="server processes behind the one port (default: 1)"
     )
+    srv.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="what runs the models: torch, or onnxruntime on the exported graph (pip install 'fmnist[onnx]')",
+    )
+    add_device_option(srv, "torch runs the models (--runtime torch)")
     srv.set_defaults(func=commands.cmd_serve)
+
+    exp = subparsers.add_parser("export", help="write a run's models as ONNX graphs that take uint8 images")
+    exp.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
+    exp.add_argument("--format", choices=("onnx",), default="onnx", help="the graph format (default: onnx)")
+    exp.add_argument("--out", metavar="FILE", help="where to write it (default: RUN_DIR/model.onnx, per model)")
+    exp.set_defaults(func=commands.cmd_export)
 
 
 def worded(exc):

@@ -7,12 +7,12 @@ import dataclasses
 from pathlib import Path
 
 from fmnist.data import dataset as data_module
-from fmnist.engine import resume
+from fmnist.engine import devices, resume
 from fmnist.errors import UserError
 from fmnist.rundir import layout
 from fmnist.runs import settings, train
 
-RECORDED = ("preset", "seed", "subset", "threads")  # the Setup's settings a recorded config keeps
+RECORDED = ("preset", "seed", "subset", "threads", "device")  # the Setup's settings a recorded config keeps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,12 @@ def setup_from_flags(args, dataset=None, **extra):
     """The Setup the flags ask for (defaults: seed 0, the full split, the fast preset)."""
     dataset = dataset or load_data(args)
     keys = {"seed": args.seed or 0, "subset": args.subset, "threads": args.threads, "preset": args.preset or "fast"}
-    return settings.build(dataset, progress=not args.no_progress, **keys, **extra)
+    return settings.build(dataset, progress=not args.no_progress, **keys, **logged(args), **extra)
+
+
+def logged(args):
+    """The Setup fields of where a run goes: its device (as asked) and its TensorBoard folder."""
+    return {"device": getattr(args, "device", None) or "auto", "tensorboard": getattr(args, "tensorboard", None)}
 
 
 def default_out(args):
@@ -49,7 +54,7 @@ def default_out(args):
 def _refuse_changes(args, spec):
     """--resume continues with the run's own settings: a flag that would change them is an error."""
     given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
-    given += [f"--{name}" for name in RECORDED if getattr(args, name) is not None]
+    given += [f"--{name}" for name in RECORDED if getattr(args, name, None) is not None]
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         given.append("--out")
     if given:
@@ -62,7 +67,9 @@ def recorded_run(args, spec, out, **extra):
     hparams, config = train.resume_settings(out, spec.name)
     dataset = load_data(args)
     layout.check_same_data(out, config, dataset)
-    return TrainRun(hparams, settings.recorded(config, dataset, progress=not args.no_progress, **extra), out, config)
+    tensorboard = getattr(args, "tensorboard", None)
+    setup = settings.recorded(config, dataset, progress=not args.no_progress, tensorboard=tensorboard, **extra)
+    return TrainRun(hparams, setup, out, config)
 
 
 def train_run(args, spec, **extra):
@@ -87,7 +94,9 @@ def compare_plan(args):
     dataset = load_data(args)
     if args.resume:
         given = [
-            f"--{n}" for n in ("models", "seeds", "epochs", "preset", "seed", "subset") if getattr(args, n) is not None
+            f"--{n}"
+            for n in ("models", "seeds", "epochs", "preset", "seed", "subset", "device")
+            if getattr(args, n, None) is not None
         ]
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             given.append("--out")
@@ -106,9 +115,12 @@ def compare_plan(args):
         "subset": args.subset,
         "epochs": args.epochs,
         "data": dataset.provenance(),
+        "device": args.device or "auto",
     }
     for name in plan["models"]:  # every value checked before anything is written
         registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
+    if devices.explicit(plan["device"]):
+        devices.resolve(plan["device"])
     return plan, args.out or "runs/compare", dataset
 
 

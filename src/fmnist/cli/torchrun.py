@@ -68,7 +68,10 @@ def _train(args, spec, record):
     run = train_run(args, spec, record)
     check(run)
     rank0 = parallel.rank() == 0
-    setup = dataclasses.replace(run.setup, progress=run.setup.progress and rank0)
+    if run.setup.device not in ("auto", "cpu"):
+        raise UserError(f"--device {run.setup.device}: data-parallel training (torchrun, gloo) runs on the CPU")
+    # every rank alike, whatever auto would find
+    setup = dataclasses.replace(run.setup, progress=run.setup.progress and rank0, device="cpu")
     if not rank0:  # trains in step with rank 0; its Resumer only listens for signals, never writes
         with resume.Resumer(run.out) as listener:
             train.fit_model(spec.load_class()(**run.hparams), setup, resumer=listener)

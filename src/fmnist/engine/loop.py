@@ -13,6 +13,10 @@ A backend answers:
     weights() / load_weights(w)          a copy of the weights, for the best-on-validation snapshot
     state() / load_state(tree)           weights, optimizer and generators as a tree of arrays (resume)
 `x` and `y` are whatever the backend keeps its data in (torch tensors, NumPy arrays): the loop only slices them.
+
+Observers (LoopConfig.observers, e.g. a TensorBoard log) watch without steering: each one's
+`epoch_ended(row, facts)` is called after every epoch, the last included, with the history row and
+facts = {"images_per_s": training images per second of the epoch, "images": how many it trained on}.
 """
 
 import dataclasses
@@ -41,6 +45,7 @@ class LoopConfig:
     schedule: str = "cosine"
     drop_last: bool = False  # batch norm needs whole batches; the last partial one is dropped
     progress: bool = True
+    observers: tuple = ()  # objects with epoch_ended(row, facts), see the module's docstring
 
     @classmethod
     def from_hparams(cls, name, hparams, **fixed):
@@ -98,7 +103,9 @@ def fit(backend, train, val, config, resumer=None, on_epoch=None):
     try:
         while loop["epoch"] <= config.epochs:
             _run_epoch(backend, train, config, loop, (bar, resumer))
-            if _end_epoch(backend, val, config, loop, bar):
+            stop = _end_epoch(backend, val, config, loop, bar)
+            _tell(config.observers, loop)
+            if stop:
                 break
             if on_epoch is not None:
                 on_epoch(loop["history"][-1])
@@ -113,6 +120,14 @@ def fit(backend, train, val, config, resumer=None, on_epoch=None):
         bar.close()
     backend.load_weights(loop["best"]["weights"])
     return loop["history"]
+
+
+def _tell(observers, loop):
+    """Hand the epoch just recorded to each observer (outside the timed part)."""
+    if observers:
+        facts = {"images_per_s": loop["seen"] / max(loop["epoch_seconds"], 1e-9), "images": loop["seen"]}
+        for observer in observers:
+            observer.epoch_ended(loop["history"][-1], facts)
 
 
 def _restored(backend, saved, config, n):

@@ -8,12 +8,18 @@ same arithmetic. Only the training steps use bf16 (forward and loss, under `torc
 weights and the optimizer stay fp32); validation and prediction run in fp32, so a model predicts alike on any
 machine. Which models may use it was measured (bench/bench_precision.py): within 0.15 points of fp32 on
 validation.
+
+On an accelerator (`--device cuda|mps|xpu`) `auto` means bf16 where the device supports it, else fp16 with a
+gradient scaler (`fp16` is for accelerators only); the value is settled and recorded the same way.
 """
 
 import functools
 from pathlib import Path
 
-CHOICES = ("auto", "fp32", "bf16")
+from fmnist.errors import UserError
+
+CHOICES = ("auto", "fp32", "bf16", "fp16")  # fp16: accelerators only (a GradScaler)
+CPU_CHOICES = CHOICES[:3]
 NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -34,16 +40,30 @@ def _this_processor_bf16():
 
 
 def settle(requested, *, native=None):
-    """fp32 or bf16 for `requested` (one of CHOICES). native: read from /proc/cpuinfo unless given (tests)."""
-    if requested not in CHOICES:
-        raise ValueError(f"precision {requested!r}: choose one of {', '.join(CHOICES)}")
+    """fp32 or bf16 for `requested` (one of CPU_CHOICES) on the CPU. native: read from /proc/cpuinfo unless given."""
+    if requested not in CPU_CHOICES:
+        raise ValueError(f"precision {requested!r}: choose one of {', '.join(CPU_CHOICES)} (fp16: accelerators only)")
     if requested != "auto":
         return requested
     return "bf16" if (native_bf16() if native is None else native) else "fp32"
 
 
-def settled(hparams):
-    """hparams with an `auto` precision replaced by the one this machine uses (unchanged without one)."""
+def on_accelerator(requested, kind):
+    """fp32, bf16 or fp16 for `requested` on accelerator `kind`: auto is bf16 where supported, else fp16."""
+    from fmnist.engine import devices
+
+    if requested != "auto":
+        return requested
+    return "bf16" if devices.supports_bf16(kind) else "fp16"
+
+
+def settled(hparams, device="cpu"):
+    """hparams with an `auto` precision replaced by the one this machine (or accelerator `device`) uses
+    (unchanged without one)."""
+    if "precision" in hparams and device != "cpu":
+        return hparams | {"precision": on_accelerator(hparams["precision"], device)}
+    if hparams.get("precision") == "fp16":
+        raise UserError("--precision fp16: for accelerators (--device cuda, mps, xpu); on the CPU use bf16 or fp32")
     if hparams.get("precision", "fp32") != "auto":
         return hparams
     return hparams | {"precision": settle("auto")}

@@ -92,7 +92,10 @@ def rng_states():
     """The global generators' states: Python's `random`, NumPy's legacy one, and torch's (if loaded)."""
     states = {"python": random.getstate(), "numpy": np.random.get_state(legacy=False)}
     if "torch" in sys.modules:
-        states["torch"] = sys.modules["torch"].get_rng_state()
+        torch = sys.modules["torch"]
+        states["torch"] = torch.get_rng_state()
+        if torch.cuda.is_initialized():  # dropout on a GPU draws from its own generator
+            states["cuda"] = torch.cuda.get_rng_state()
     return states
 
 
@@ -101,6 +104,8 @@ def set_rng_states(states):
     np.random.set_state(states["numpy"])
     if "torch" in states:
         sys.modules["torch"].set_rng_state(states["torch"])
+    if "cuda" in states:
+        sys.modules["torch"].cuda.set_rng_state(states["cuda"])
 
 
 class Resumer:

@@ -2,6 +2,7 @@
 
 Every random draw comes from the `torch.Generator` passed in, so one seed fixes the augmented stream.
 `fill` is the value of an empty pixel in the tensor's own scale (for normalised images: -mean / std).
+The draws and the work happen on the batch's device (the generator must live there too).
 """
 
 import numpy as np
@@ -15,18 +16,19 @@ def random_shift(x, pad, fill, generator):
         return x
     n, _, height, width = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), value=fill)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(height))[:, :, None]  # (N, H, 1)
-    cols = (dx[:, None] + torch.arange(width))[:, None, :]  # (N, 1, W)
+    device = x.device
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
+    rows = (dy[:, None] + torch.arange(height, device=device))[:, :, None]  # (N, H, 1)
+    cols = (dx[:, None] + torch.arange(width, device=device))[:, None, :]  # (N, 1, W)
     # Advanced indices around a slice put their broadcast shape first: (N, H, W, C).
-    crops = padded[torch.arange(n)[:, None, None], :, rows, cols]
+    crops = padded[torch.arange(n, device=device)[:, None, None], :, rows, cols]
     return crops.permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
 
 
 def random_flip(x, generator):
     """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -36,7 +38,7 @@ def random_erase(x, probability, fill, generator, area=(0.02, 0.25), aspect=(0.3
     if probability <= 0:
         return x
     n, _, height, width = x.shape
-    u = torch.rand(n, 5, generator=generator)
+    u = torch.rand(n, 5, generator=generator, device=x.device)
     erase = u[:, 0] < probability
     frac = area[0] + (area[1] - area[0]) * u[:, 1]
     log_lo, log_hi = torch.log(torch.tensor(aspect[0])), torch.log(torch.tensor(aspect[1]))
@@ -45,8 +47,8 @@ def random_erase(x, probability, fill, generator, area=(0.02, 0.25), aspect=(0.3
     w = (torch.sqrt(frac * height * width / ratio)).round().clamp(1, width)
     top = (u[:, 3] * (height - h + 1)).floor()
     left = (u[:, 4] * (width - w + 1)).floor()
-    ys = torch.arange(height)[None, :]
-    xs = torch.arange(width)[None, :]
+    ys = torch.arange(height, device=x.device)[None, :]
+    xs = torch.arange(width, device=x.device)[None, :]
     in_rows = (ys >= top[:, None]) & (ys < (top + h)[:, None])  # (N, H)
     in_cols = (xs >= left[:, None]) & (xs < (left + w)[:, None])  # (N, W)
     mask = (in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None])[:, None]  # (N, 1, H, W)

@@ -2,9 +2,11 @@
 `fmnist.models.nets` (the networks), `fmnist.models.torch_backend` and the shared loop.
 
 A saved model is a folder: `weights.safetensors` (the state dict) and `model.json` (class, hyper-parameters,
-normalisation statistics). Loading never unpickles anything.
+normalisation statistics). Loading never unpickles anything. Weights are saved from the CPU and load on the CPU,
+whatever device trained them; `to_device` moves a model (training and prediction then run there).
 """
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from fmnist.engine import loop
+from fmnist.engine import loop, precision
 from fmnist.errors import HparamError, UserError
 from fmnist.files import (
     anything,
@@ -48,10 +50,13 @@ class TorchClassifier:
 
     registry_name = ""
     channels_last = False
+    uses_torch = True  # runs where `to_device` puts it
 
     def __init__(self, **hparams):
         self.hparams = registry.spec(self.registry_name).complete(hparams)
         self.mean, self.std = 0.0, 1.0
+        self.device = "cpu"
+        self.observers = ()  # called after every epoch of `fit` (fmnist.engine.loop.LoopConfig.observers)
         try:
             self.module = self._placed(self.build_module())
         except (ValueError, TypeError, RuntimeError) as exc:
@@ -66,19 +71,30 @@ class TorchClassifier:
     def _placed(self, module):
         return module.to(memory_format=torch.channels_last) if self.channels_last else module
 
+    def to_device(self, device):
+        """Run on `device` (a resolved kind: "cpu", "cuda", ...) from now on; returns the device used."""
+        self.device = device
+        self.module = self.module.to(device)
+        return device
+
     def fit(self, splits, *, seed, progress=True, resumer=None, on_epoch=None):
         """Train on splits.x_train, validate on splits.x_val every epoch; returns the per-epoch history.
 
         resumer and on_epoch(row): see `fmnist.engine.loop.fit`.
         """
         self.mean, self.std = float(splits.mean), float(splits.std)
-        train = (to_tensor(splits.x_train, self.mean, self.std), torch.from_numpy(splits.y_train))
-        val = (to_tensor(splits.x_val, self.mean, self.std), splits.y_val)
+        device = self.device
+        self.hparams = precision.settled(self.hparams, device)
+        # The data cross to the device once, here; batches, augmentation and validation stay there.
+        train = (to_tensor(splits.x_train, self.mean, self.std, device), torch.from_numpy(splits.y_train).to(device))
+        val = (to_tensor(splits.x_val, self.mean, self.std, device), splits.y_val)
         config = loop.LoopConfig.from_hparams(self.registry_name, self.hparams, drop_last=True, progress=progress)
+        config = dataclasses.replace(config, observers=tuple(self.observers))
         # A private RNG state: the seed fixes the initial weights and dropout without touching the caller's.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=_rng_devices(device)):
             torch.manual_seed(seed)
-            self.module = self._placed(self.build_module())
+            # Built on the CPU, from the CPU generator, then moved: the same initial weights on every device.
+            self.module = self._placed(self.build_module()).to(device)
             if hasattr(self.module, "prepare"):  # e.g. whitening filters from the training images
                 self.module.prepare(train[0][:PREPARE_IMAGES])
             backend_args = {"seed": seed, "fill": -self.mean / self.std, "channels_last": self.channels_last}
@@ -86,6 +102,8 @@ class TorchClassifier:
             if torch.distributed.is_initialized():  # launched by torchrun: this rank's share of every batch
                 from fmnist.models import parallel
 
+                if device != "cpu":
+                    raise UserError(f"--device {device}: data-parallel training (torchrun, gloo) runs on the CPU")
                 backend, resumer = parallel.backend(self.module, self.hparams, resumer, **backend_args)
             else:
                 backend = TorchBackend(self.module, self.hparams, **backend_args)
@@ -97,8 +115,9 @@ class TorchClassifier:
         self.module.load_state_dict(module_state)
 
     def _run(self, images, method=None):
-        x = to_tensor(_as_images(images), self.mean, self.std)
-        return predict(self.module, x, channels_last=self.channels_last, method=method)
+        """The module (or `method`) on uint8 images, on the model's device; the result on the CPU."""
+        x = to_tensor(_as_images(images), self.mean, self.std, self.device)
+        return predict(self.module, x, channels_last=self.channels_last, method=method).cpu()
 
     def predict_logits(self, images, tta=None):
         """uint8 (N, 28, 28) -> float32 (N, 10). tta: the test-time augmentation level (see
@@ -112,7 +131,7 @@ class TorchClassifier:
     def save(self, folder):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self.module.state_dict().items()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}  # device-free
         with atomic_path(folder / WEIGHTS) as tmp:
             save_file(tensors, str(tmp))
         meta = {
@@ -153,6 +172,11 @@ class TorchClassifier:
         except RuntimeError as exc:
             raise UserError(f"{folder / WEIGHTS}: weights do not fit a {cls.registry_name} model ({exc})") from None
         return model
+
+
+def _rng_devices(device):
+    """The accelerators whose generators fork_rng keeps private (CUDA's current one; none on the CPU)."""
+    return [torch.cuda.current_device()] if device == "cuda" else []
 
 
 # Pixel statistics of the training images, scaled to [0, 1]: a std of 0 would divide by zero.

@@ -89,7 +89,8 @@ def precision_hparam(default):
         "precision": Hparam(
             default,
             "training arithmetic: fp32, bf16 (autocast forward and loss), or auto (bf16 where the CPU has it natively "
-            "and it measures faster; settled before training and recorded)",
+            "and it measures faster; on a GPU: bf16 where supported, else fp16 with a gradient scaler; settled before "
+            "training and recorded); fp16: accelerators only",
             choices=PRECISIONS,
         )
     }

@@ -30,13 +30,24 @@ FORMAT = "fmnist-hybrid/2"  # 2: the MLP's hyper-parameters all listed in the re
 
 
 class HybridClassifier:
+    uses_torch = True  # its CNN runs where `to_device` puts it; the MLP in NumPy on the CPU
+
     def __init__(self, cnn=None, **hparams):
         self.hparams = registry.spec(NAME).complete(hparams)
         self.cnn = cnn
+        self.device = cnn.device if cnn is not None else "cpu"
+        self.observers = ()  # watch the MLP's epochs (fmnist.engine.loop.LoopConfig.observers)
         # Every hyper-parameter but these is the MLP's: the registry lists them all for the hybrid.
         self.mlp = ScratchClassifier(**{k: v for k, v in self.hparams.items() if k not in OWN_HPARAMS})
         self.feature_mean = self.feature_std = None
         self.cnn_history = []  # the CNN's own history when it was trained here
+
+    def to_device(self, device):
+        """Run the CNN part on `device` from now on; returns it."""
+        self.device = device
+        if self.cnn is not None:
+            self.cnn.to_device(device)
+        return device
 
     def fit(self, splits, *, seed, progress=True, resumer=None, on_epoch=None):
         """Train the CNN unless one was given, then the scratch MLP on standardised CNN features.
@@ -51,6 +62,7 @@ class HybridClassifier:
         if trained_here:
             cnn_hparams = registry.spec("cnn").resolve(self.hparams["cnn_preset"])
             self.cnn = CNNClassifier(**cnn_hparams)
+            self.cnn.to_device(self.device)
             if done is None:
                 cnn_resumer = resumer.scoped("cnn") if resumer else None
                 self.cnn_history = self.cnn.fit(splits, seed=seed, progress=progress, resumer=cnn_resumer)
@@ -72,6 +84,7 @@ class HybridClassifier:
                 return {}
             return {"cnn_trained": {"cnn": self.cnn.module.state_dict(), "history": self.cnn_history}}
 
+        self.mlp.observers = self.observers
         history = self.mlp.fit_features(
             (self._standardise(train_features), splits.y_train),
             (val_features, splits.y_val),

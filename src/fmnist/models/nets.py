@@ -140,7 +140,8 @@ class WhitenedCNN(nn.Module):
         """Whitening filters from x (N, 1, 28, 28): each eigenvector of the covariance of all the patches inside the
         images (the zero-padded border excluded), divided by sqrt(eigenvalue + eps)."""
         side = self.stem.kernel_size[0]
-        patches = F.unfold(x, side).transpose(1, 2).reshape(-1, side * side).double()
+        # On the CPU whatever the device (MPS has no float64): the same filters everywhere.
+        patches = F.unfold(x.cpu(), side).transpose(1, 2).reshape(-1, side * side).double()
         eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, 1, side, side)
         self.stem.weight.data.copy_(torch.cat([filters, -filters]).float())

@@ -17,7 +17,6 @@ and the CNN also `features(images) -> float32 (N, D)`.
 import dataclasses
 import importlib
 
-from fmnist.engine import precision
 from fmnist.errors import HparamError, UserError
 from fmnist.models.hparams import (
     Hparam,
@@ -53,8 +52,7 @@ class Spec:
         return getattr(importlib.import_module(module), cls)
 
     def complete(self, given):
-        """Defaults, then `given`; every value checked, the precision settled. Raises HparamError naming the
-        first bad one."""
+        """Defaults, then `given`; every value checked. Raises HparamError naming the first bad one."""
         unknown = sorted(set(given) - set(self.hparams))
         if unknown:
             raise HparamError(self.name, unknown[0], "not a hyper-parameter of this model")
@@ -65,9 +63,7 @@ class Spec:
                 raise HparamError(self.name, name, problem)
         if self.check is not None and (fault := self.check(values)) is not None:
             raise HparamError(self.name, *fault)
-        # The one place `auto` becomes the arithmetic that runs: config.json, the checkpoint and --resume all
-        # see the settled value, whichever way the hyper-parameters were made.
-        return precision.settled(values)
+        return values
 
     def resolve(self, preset="fast", overrides=None, where=None):
         """Defaults, then the preset, then explicit overrides (None means: not given); every value checked.

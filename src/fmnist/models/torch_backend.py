@@ -1,7 +1,8 @@
 """The torch models' side of the training loop: in-memory tensors, autograd, torch.optim, batched augmentation.
 
-Data stay in memory as one float32 tensor (N, 1, 28, 28); the loop slices batches from a seeded permutation
-(no per-sample DataLoader) and this backend augments whole batches with `fmnist.models.augment`.
+Data stay in memory as one float32 tensor (N, 1, 28, 28) on the training device (moved there once); the loop
+slices batches from a seeded permutation drawn on that device (no per-sample DataLoader, no per-batch host
+copies) and this backend augments whole batches there with `fmnist.models.augment`.
 """
 
 import copy
@@ -11,14 +12,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fmnist.engine import devices
 from fmnist.models.augment import augment_batch
 
 EVAL_BATCH = 256  # measured faster than 1024 or 4096 (cache-sized batches); see bench/NOTES.md
 
 
-def to_tensor(images, mean, std):
-    """uint8 (N, 28, 28) -> normalised float32 tensor (N, 1, 28, 28)."""
-    x = torch.from_numpy(np.asarray(images).astype(np.float32)).unsqueeze(1)
+def to_tensor(images, mean, std, device="cpu"):
+    """uint8 (N, 28, 28) -> normalised float32 tensor (N, 1, 28, 28) on `device` (the uint8 bytes travel)."""
+    images = np.asarray(images)
+    if device == "cpu":
+        x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
+    else:  # a quarter of the bytes cross to the device; uint8 -> float32 is exact either side
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(device).to(torch.float32).unsqueeze(1)
     return (x / 255.0 - mean) / std
 
 
@@ -61,6 +67,16 @@ class Lookahead:
         self.module, self.every, self.total = module, every, max(1, total_steps)
         self.slow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
         self.step = 0
+
+    def update(self, loss):
+        """Backward and the optimizer's step; with fp16 through the gradient scaler (which skips overflowed steps)."""
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def after_step(self):
         self.step += 1
@@ -106,7 +122,8 @@ class TorchBackend:
     present, flip / shift / erase). fill: the normalised value of an empty pixel (for augmentation). One
     generator, seeded by `seed`, draws the batch order and the augmentation; dropout draws from torch's global
     generator (the caller seeds it). total_steps: the planned number of steps (the lookahead's ramp). The step
-    runs in one process unless `spread` hands it the ranks of a torchrun run.
+    runs in one process unless `spread` hands it the ranks of a torchrun run. The backend runs on the module's
+    device: the generator lives there, and the data the loop slices must too.
     """
 
     def __init__(self, module, hparams, *, seed, fill, total_steps, channels_last=False):
@@ -117,9 +134,14 @@ class TorchBackend:
         self.label_smoothing = hparams["label_smoothing"]
         self.augment = {k: hparams.get(k, 0) for k in ("flip", "shift", "erase")}
         self.fill = fill
-        self.generator = torch.Generator().manual_seed(seed)
+        first = next(module.parameters(), None)
+        device = "cpu" if first is None else first.device.type  # the backend works where the module is
+        self.generator = devices.generator(device, seed, torch)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.bf16 = hparams.get("precision") == "bf16"  # settled by the classifier: never "auto" here
+        self.device = device
+        # settled by the classifier: never "auto" here; fp16 (accelerators only) scales the loss against underflow
+        self.autocast = devices.autocast_dtype(hparams.get("precision", "fp32"), torch)
+        self.scaler = torch.amp.GradScaler(device) if self.autocast == torch.float16 else None
 
     def spread(self, ranks):
         """Run the steps in `ranks` (`OneProcess`, or `fmnist.models.parallel.Ranks` under torchrun)."""
@@ -128,12 +150,13 @@ class TorchBackend:
 
     def forward_loss(self, x, y):
         """(logits, training loss) of a batch, in the run's precision (bf16 autocast: forward and loss only)."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        dtype = self.autocast or torch.bfloat16
+        with torch.autocast(self.device, dtype=dtype, enabled=self.autocast is not None):
             logits = self.runner(x)
             return logits, F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     def shuffle(self, n):
-        return torch.randperm(n, generator=self.generator)
+        return torch.randperm(n, generator=self.generator, device=self.generator.device)
 
     def train_step(self, x, y, lr):
         self.module.train()
@@ -149,10 +172,19 @@ class TorchBackend:
         if not math.isfinite(objective):  # under torchrun every rank sees the same sum: all skip the update
             return objective, objective, 0
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.update(loss)
         self.after_step()
         return objective, plain, correct
+
+    def update(self, loss):
+        """Backward and the optimizer's step; with fp16 through the gradient scaler (which skips overflowed steps)."""
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def after_step(self):
         if self.lookahead is not None:
@@ -160,7 +192,7 @@ class TorchBackend:
 
     def logits(self, x):
         channels_last = self.memory_format == torch.channels_last
-        return self.ranks.logits(lambda: predict(self.module, x, channels_last=channels_last).numpy(), len(x))
+        return self.ranks.logits(lambda: predict(self.module, x, channels_last=channels_last).cpu().numpy(), len(x))
 
     def weights(self):
         return copy.deepcopy(self.module.state_dict())
@@ -174,11 +206,14 @@ class TorchBackend:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
         }
+        state |= {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
         return state | ({"lookahead": self.lookahead.state()} if self.lookahead is not None else {})
 
     def load_state(self, saved):
         self.module.load_state_dict(saved["module"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.generator.set_state(saved["generator"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(saved["scaler"])
         if self.lookahead is not None:
             self.lookahead.load_state(saved["lookahead"])

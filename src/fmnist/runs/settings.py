@@ -11,6 +11,7 @@ bits whatever else runs. `fmnist.runs.train.fit_model` applies the threads, for 
 import dataclasses
 
 from fmnist.data import dataset as data_module
+from fmnist.engine import devices
 from fmnist.engine import threads as threads_module
 
 
@@ -26,19 +27,25 @@ class Setup:
     threads: int = 1  # torch's intra-op threads, settled
     progress: bool = True
     distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.models.parallel)
+    device: str = "auto"  # the torch models' device (fmnist.engine.devices): as asked, resolved per model
+    tensorboard: str | None = None  # the folder each model's TensorBoard run folder goes in (None: no log)
 
     def record(self):
         """The settings config.json keeps and `recorded` reads back."""
         extra = {"distributed": self.distributed} if self.distributed else {}
-        return {"preset": self.preset, "seed": self.seed, "subset": self.subset, "threads": self.threads, **extra}
+        run = {"preset": self.preset, "seed": self.seed, "subset": self.subset, "threads": self.threads}
+        return run | {"device": self.device, **extra}
 
 
 def build(dataset, *, seed=0, subset=None, threads=None, ranks=1, **extra):
     """The Setup of a run on `dataset` (a verified `fmnist.data.dataset.Dataset`), split with `seed`.
 
     subset: keep that many training images (0 or None: all). threads: as given (--threads), else
-    OMP_NUM_THREADS, else the usable cores shared among `ranks` processes. extra: preset, progress, distributed.
+    OMP_NUM_THREADS, else the usable cores shared among `ranks` processes. extra: preset, progress, distributed,
+    device (a named accelerator is checked here, before any training), tensorboard.
     """
+    if devices.explicit(extra.get("device")):
+        devices.resolve(extra["device"])
     splits = data_module.split(dataset, seed)
     subset = subset or None
     chosen = threads_module.choose(threads, ranks=ranks)
@@ -48,10 +55,11 @@ def build(dataset, *, seed=0, subset=None, threads=None, ranks=1, **extra):
 def recorded(config, dataset, **extra):
     """The Setup a recorded config.json describes (seed, subset, preset, threads): what --resume continues with."""
     keys = {"seed": config["seed"], "subset": config.get("subset"), "threads": config.get("threads")}
+    extra.setdefault("device", config.get("device") or "cpu")  # runs from before --device trained on the CPU
     return build(dataset, preset=config.get("preset") or "fast", **keys, **extra)
 
 
-def for_splits(splits, *, seed=0, threads=None, progress=True):
+def for_splits(splits, *, seed=0, threads=None, **extra):
     """The Setup of splits someone already holds (the API): threads settled as for `fmnist train`; nothing of it
-    is recorded, so the subset stays unsaid."""
-    return Setup(splits, None, seed=seed, threads=threads_module.choose(threads), progress=progress)
+    is recorded, so the subset stays unsaid. extra: progress, device."""
+    return Setup(splits, None, seed=seed, threads=threads_module.choose(threads), **extra)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.data import dataset as data_module
-from fmnist.engine import threads
+from fmnist.engine import devices, precision, threads
 from fmnist.engine.loop import best_epoch
 from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json
@@ -80,11 +80,19 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = registry.spec(name)
-    if resumer is None or resumer.saved is None:  # a resumed run keeps the config it was started with
+    device = model_device(spec, setup.device)
+    fresh = resumer is None or resumer.saved is None
+    if fresh:  # a resumed run keeps the config it was started with
+        # config.json records the precision and device that run, and --resume reuses them
+        hparams = precision.settled(hparams, device)
         (out_dir / layout.METRICS).unlink(missing_ok=True)  # an older run's: this one is not complete yet
-        write_json(out_dir / layout.CONFIG, layout.config_record(name, hparams, setup.record(), setup.dataset))
+        run = setup.record() | {"device": device}
+        write_json(out_dir / layout.CONFIG, layout.config_record(name, hparams, run, setup.dataset))
     reused = {other: trained[other] for other in spec.reuses if trained and other in trained}
     model = spec.load_class()(**hparams, **reused)
+    model.to_device(device)
+    log = _tensorboard(name, setup, fresh)
+    model.observers = (log,) if log else ()
     history, seconds = _fit(model, setup, resumer)
     layout.write_history(out_dir, history)
     checkpoint.save(out_dir, name, model)
@@ -97,9 +105,26 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
         features = model.features(setup.splits.x_test[pick])
         layout.write_npz(out_dir / layout.FEATURES, features=features, labels=setup.splits.y_test[pick])
     layout.write_metrics(out_dir, record)
+    if log:
+        log.finish(hparams, record, model, setup.splits, logits["test"])
     if resumer is not None:
         resumer.finish()
     return model, record
+
+
+def model_device(spec, requested):
+    """The device model `spec` trains on for `requested`: resolved for a torch model, the CPU for a NumPy one
+    (which says so when an accelerator was named)."""
+    return devices.for_model(spec.name, spec.load_class().uses_torch, requested)
+
+
+def _tensorboard(name, setup, fresh):
+    """The model's TensorBoard log (setup.tensorboard/<model>-seed<S>), or None without --tensorboard."""
+    if setup.tensorboard is None:
+        return None
+    from fmnist.runs.tensorboard import RunLog
+
+    return RunLog(Path(setup.tensorboard) / f"{name}-seed{setup.seed}", fresh=fresh)
 
 
 def resume_settings(run_dir, model_name):
@@ -108,7 +133,7 @@ def resume_settings(run_dir, model_name):
     return registry.spec(model_name).from_json(config["hparams"], where=Path(run_dir) / layout.CONFIG), config
 
 
-def reevaluate(run_dir, data_dir=None, allow_unverified=False):
+def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
     """Reload every saved model under run_dir, predict its recorded split again, rewrite predictions and metrics.
 
     The data must have the checksums the run recorded, so the figures are about the same images.
@@ -124,6 +149,7 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
         layout.check_same_data(model_dir, config, dataset)
         splits = settings.recorded(config, dataset).splits
         model, _ = checkpoint.load(model_dir)
+        model.to_device(model_device(registry.spec(config["model"]), device))
         old = schema.read_metrics(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "epochs", "best_epoch")}
         measured.append((model_dir, config["model"], splits, *measure(model, splits, facts)))

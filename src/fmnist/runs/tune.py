@@ -132,14 +132,29 @@ def objective(task, trial, trials=None):
         if trial.should_prune():
             raise optuna.TrialPruned(f"epoch {row['epoch']}: validation accuracy {row['val_accuracy']:.4f}")
 
+    model = spec.load_class()(**hparams)
+    model.to_device(train.model_device(spec, task.setup.device))
+    log = _tensorboard(task, trial)
+    model.observers = (log,) if log else ()
     try:
-        history = train.fit_model(spec.load_class()(**hparams), task.setup, on_epoch=report)
+        history = train.fit_model(model, task.setup, on_epoch=report)
     except Diverged as exc:
         raise optuna.TrialPruned(f"diverged: {exc}") from None
     finally:
         layout.write_history(folder, rows)
+        if log:
+            log.finish_trial(hparams)
     layout.write_history(folder, history)
     return max(row["val_accuracy"] for row in history)
+
+
+def _tensorboard(task, trial):
+    """The trial's TensorBoard log (setup.tensorboard/trial-<N>), or None without --tensorboard."""
+    if task.setup.tensorboard is None:
+        return None
+    from fmnist.runs.tensorboard import RunLog
+
+    return RunLog(Path(task.setup.tensorboard) / f"trial-{trial.number}", fresh=True)
 
 
 def open_study(task, url, name, heartbeat=30):

@@ -32,6 +32,7 @@ from fmnist.errors import UserError
 from fmnist.files import shown
 from fmnist.rundir import checkpoint, schema
 from fmnist.serve import answers, limits
+from fmnist.serve import runtime as runtimes
 from fmnist.serve.batcher import InferenceWorker
 from fmnist.serve.uploads import RequestError, read_multipart, whole_number
 
@@ -81,8 +82,10 @@ def model_dirs(run_dir):
     return checkpoint.model_dirs(run_dir) or [checkpoint.resolve(run_dir)]  # resolve names what is wrong
 
 
-def load_one(folder, name):
+def load_one(folder, name, runtime=("torch", "auto")):
+    """One verified model, ready to answer with `runtime` ((torch or onnx, device); fmnist.serve.runtime)."""
     model, manifest = checkpoint.load(folder)
+    model = runtimes.prepare(model, folder, manifest, runtime)
     if manifest.get("class_names") != list(CLASS_NAMES):
         raise UserError(f"{folder / checkpoint.MANIFEST}: its class names are not Fashion-MNIST's")
     metrics = schema.read_metrics(folder / "metrics.json")  # finite numbers in range, or a one-line error
@@ -92,13 +95,13 @@ def load_one(folder, name):
     return ServedModel(name=name, kind=manifest["kind"], model=model, **values)
 
 
-def load_run(run_dir):
+def load_run(run_dir, runtime=("torch", "auto")):
     """Verify and load every model of a run directory: ({name: ServedModel}, default name = best validation)."""
     folders = model_dirs(run_dir)
     single = len(folders) == 1 and folders[0] == Path(run_dir)
     served = {}
     for folder in folders:
-        one = load_one(folder, None)
+        one = load_one(folder, None, runtime)
         served[one.kind if single else folder.name] = dataclasses.replace(one, name=one.kind if single else folder.name)
     best = max(served.values(), key=lambda m: m.val_accuracy)
     return served, best.name
@@ -226,15 +229,19 @@ def quiet_image_warnings():
     warnings.filterwarnings("ignore", module=r"(PIL|fmnist\.data\.images)(\.|$)")
 
 
-def run(run_dir, *, host="127.0.0.1", port=8000):
-    """Load and verify the run, then serve until Ctrl-C or SIGTERM."""
-    served, default = load_run(run_dir)
+def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto")):
+    """Load and verify the run, then serve until Ctrl-C or SIGTERM. runtime: (torch or onnx, torch's device)."""
+    served, default = load_run(run_dir, runtime)
     quiet_image_warnings()
     sock = listen(host, port)
     app = create_app(served, default)
     shown_host = f"[{host}]" if ":" in host else host
     names = ", ".join(name + (" (default)" if name == default else "") for name in served)
-    print(f"serving {run_dir}: {names} at http://{shown_host}:{sock.getsockname()[1]}/", file=sys.stderr, flush=True)
+    print(
+        f"serving {run_dir} on {runtime[0]}: {names} at http://{shown_host}:{sock.getsockname()[1]}/",
+        file=sys.stderr,
+        flush=True,
+    )
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **limits.config_options()
     )

@@ -21,6 +21,7 @@ from fmnist.serve import limits
 
 RUN_DIR = "FMNIST_SERVE_RUN_DIR"  # what the spawned workers load; the parent sets it before they start
 THREADS = "FMNIST_SERVE_THREADS"
+RUNTIME = "FMNIST_SERVE_RUNTIME"  # "torch:auto", "onnx:cpu", ...
 
 
 def threads_per_worker(workers, cores=None):
@@ -30,19 +31,20 @@ def threads_per_worker(workers, cores=None):
 
 def worker_app():
     """The app factory each worker process calls (uvicorn's factory=True): the run loaded in this process."""
-    served, default = served_app.load_run(os.environ[RUN_DIR])
+    served, default = served_app.load_run(os.environ[RUN_DIR], tuple(os.environ[RUNTIME].split(":", 1)))
     served_app.quiet_image_warnings()
     return served_app.create_app(served, default, threads=int(os.environ[THREADS]))
 
 
-def run(run_dir, *, host="127.0.0.1", port=8000, workers=2):
+def run(run_dir, *, host="127.0.0.1", port=8000, workers=2, runtime=("torch", "auto")):
     """Verify the run, listen, then serve with `workers` processes until Ctrl-C or SIGTERM."""
     if workers < 1:
         raise UserError(f"--workers {workers}: need at least 1")
-    served, default = served_app.load_run(run_dir)  # the one check; the workers load the same, verified, files
+    served, default = served_app.load_run(run_dir, runtime)  # the one check; the workers load the same, verified, files
     sock = served_app.listen(host, port)
     threads = threads_per_worker(workers)
     os.environ[RUN_DIR], os.environ[THREADS] = str(run_dir), str(threads)
+    os.environ[RUNTIME] = ":".join(runtime)
     shown_host = f"[{host}]" if ":" in host else host
     names = ", ".join(name + (" (default)" if name == default else "") for name in served)
     del served  # the parent only supervises

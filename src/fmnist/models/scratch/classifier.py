@@ -29,11 +29,18 @@ FORMAT = "fmnist-scratch-mlp/2"  # 2: the hyper-parameters of the shared loop (w
 
 
 class ScratchClassifier:
+    uses_torch = False  # NumPy: always on the CPU
+
     def __init__(self, **hparams):
         self.hparams = registry.spec(NAME).complete(hparams)
+        self.observers = ()  # called after every epoch of `fit` (fmnist.engine.loop.LoopConfig.observers)
         self.mlp = None
         self.mean = self.std = None  # pixel statistics of the train split, set by `fit`
         self.best_epoch = 0
+
+    def to_device(self, device):
+        """NumPy runs on the CPU whatever `device` says; returns "cpu" (the caller tells the user)."""
+        return "cpu"
 
     # -- training ------------------------------------------------------------------------------------------
 
@@ -61,7 +68,7 @@ class ScratchClassifier:
         backend = NumpyBackend(
             self.mlp, optimizer, weight_decay=hp["weight_decay"], seed=seed, augment=self._augmenter(train)
         )
-        config = loop.LoopConfig.from_hparams(NAME, hp, progress=progress)
+        config = loop.LoopConfig.from_hparams(NAME, hp, progress=progress, observers=tuple(self.observers))
         try:
             history = loop.fit(backend, train, val, config, resumer, on_epoch)
         except Diverged as exc:
