@@ -11,6 +11,7 @@ import torch
 from fmnist.cli.parser import main
 from fmnist.engine import devices, precision
 from fmnist.errors import UserError
+from fmnist.runs.settings import Setup
 
 HERE = devices.detected()
 ACCELERATOR = pytest.mark.skipif(HERE == "cpu", reason="no accelerator on this machine (torch sees only the CPU)")
@@ -108,7 +109,7 @@ def test_a_run_on_the_accelerator_records_it_and_its_checkpoint_loads_on_the_cpu
     generator = devices.generator(HERE, 0)
     moved = augment_batch(x, flip=True, shift=1, erase=0.5, fill=-1.0, generator=generator)
     assert x.device.type == HERE and moved.device.type == HERE and moved.shape == x.shape
-    setup = train.Setup(splits.subset(2000, 500, 500), dataset, seed=0, progress=False, device="auto")
+    setup = Setup(splits.subset(2000, 500, 500), dataset, seed=0, progress=False, device="auto")
     hparams = {"epochs": 2, "widths": (8, 16, 32), "batch_size": 128, "precision": "auto"}
     model, metrics = train.train_one("cnn", train.registry.spec("cnn").complete(hparams), setup, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

@@ -15,7 +15,8 @@ from fmnist.cli.parser import main
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.models import registry
 from fmnist.rundir import checkpoint, export
-from fmnist.runs import train
+from fmnist.runs import compare as compare_runs
+from fmnist.runs.settings import Setup
 from fmnist.serve import answers, app
 
 MODELS = tuple(registry.REGISTRY)
@@ -26,8 +27,8 @@ TOLERANCE = 1e-4  # max |difference| of a probability against fmnist's own
 def compared(splits, dataset, tmp_path_factory):
     """A compare of the five models (1 epoch, 1,000 images), each exported next to its checkpoint."""
     out = tmp_path_factory.mktemp("export") / "compare"
-    setup = train.Setup(splits.quick(1000), dataset, seed=0, progress=False, device="cpu")
-    results = train.compare(list(MODELS), setup, out, {"epochs": 1})
+    setup = Setup(splits.quick(1000), dataset, seed=0, progress=False, device="cpu")
+    results = compare_runs.compare(list(MODELS), setup, out, {"epochs": 1})
     assert main(["export", str(out)]) == 0
     return out, setup, results
 

@@ -14,6 +14,7 @@ from fmnist.cli.parser import main
 from fmnist.engine import resume
 from fmnist.models import registry
 from fmnist.runs import train
+from fmnist.runs.settings import Setup
 from serve_helpers import encoded, garment
 
 pytestmark = pytest.mark.slow  # on the trained compare run of the serve tests
@@ -135,7 +136,7 @@ def stopped(splits, dataset, tmp_path):
 
     hparams = registry.spec("scratch-mlp").resolve("fast") | {"epochs": 3, "batch_size": 64}
     with pytest.raises(Exception, match="stopped"):
-        train.train_one("scratch-mlp", hparams, train.Setup(splits.quick(500), dataset), out, resumer=StopAt(out))
+        train.train_one("scratch-mlp", hparams, Setup(splits.quick(500), dataset), out, resumer=StopAt(out))
     return out
 
 

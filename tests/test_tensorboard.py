@@ -8,6 +8,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from fmnist.engine import loop
 from fmnist.models import registry
 from fmnist.runs import train
+from fmnist.runs.settings import Setup
 from fmnist.runs.tensorboard import SCALARS
 
 TAGS = [tag for tag, _ in SCALARS] + ["train/images_per_s"]
@@ -27,7 +28,7 @@ def event_folders(root):
 def logged(splits, dataset, tmp_path_factory):
     """A linear run (stopped by patience) and a tiny CNN run, each logged to TensorBoard."""
     root = tmp_path_factory.mktemp("tb")
-    setup = train.Setup(splits.quick(1200), dataset, seed=0, progress=False, device="cpu", tensorboard=str(root / "tb"))
+    setup = Setup(splits.quick(1200), dataset, seed=0, progress=False, device="cpu", tensorboard=str(root / "tb"))
     runs = {}
     tiny_cnn = {"epochs": 2, "widths": (8, 16, 32), "batch_size": 64, "precision": "fp32"}
     for name, hparams in (("linear", {"epochs": 4}), ("cnn", tiny_cnn)):
@@ -121,7 +122,7 @@ def test_a_tuning_trial_logs_its_epochs_and_its_hparams_under_the_study(splits, 
 
     from fmnist.runs import tune
 
-    setup = train.Setup(tune.without_test(splits.subset(400, 100, 0)), dataset, progress=False, device="cpu")
+    setup = Setup(tune.without_test(splits.subset(400, 100, 0)), dataset, progress=False, device="cpu")
     setup = dataclasses.replace(setup, tensorboard=str(tmp_path / "tb" / "study"))
     tune.run(tune.Task("linear", setup, 2, tmp_path / "out"), f"sqlite:///{tmp_path / 's.db'}", "study", 1)
     assert event_folders(tmp_path / "tb") == ["study/trial-0"]
