@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from fmnist.engine import loop, precision
 from fmnist.errors import HparamError, UserError
 from fmnist.files import atomic_path, read_json, write_json
-from fmnist.models import nets, registry
+from fmnist.models import nets, registry, trust
 from fmnist.models.augment import tta_logits
 from fmnist.models.torch_backend import TorchBackend, predict, to_tensor
 
@@ -37,6 +37,7 @@ class TorchClassifier:
 
     registry_name = ""
     channels_last = False
+    trust = None  # the temperature and the unknown rule (fmnist.models.trust), set at the end of `fit`
 
     def __init__(self, **hparams):
         self.hparams = registry.spec(self.registry_name).complete(hparams)
@@ -79,7 +80,9 @@ class TorchClassifier:
                 backend, resumer = parallel.wrap(self.module, self.hparams, resumer, **backend_args)
             else:
                 backend = TorchBackend(self.module, self.hparams, **backend_args)
-            return loop.fit(backend, train, val, config, resumer, on_epoch)
+            history = loop.fit(backend, train, val, config, resumer, on_epoch)
+        trust.calibrate(self, splits)
+        return history
 
     def restore(self, module_state, splits):
         """Become the model that `fit(splits, ...)` left with this state dict (for a resumed composite model)."""

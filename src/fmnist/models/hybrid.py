@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_json, write_json
-from fmnist.models import registry
+from fmnist.models import registry, trust
 from fmnist.models.augment import tta_logits
 from fmnist.models.classifiers import CNNClassifier
 from fmnist.models.scratch.classifier import ScratchClassifier
@@ -30,6 +30,8 @@ FORMAT = "fmnist-hybrid/2"  # 2: the MLP's hyper-parameters all listed in the re
 
 
 class HybridClassifier:
+    trust = None  # the temperature and the unknown rule (fmnist.models.trust), set at the end of `fit`
+
     def __init__(self, cnn=None, **hparams):
         self.hparams = registry.spec(NAME).complete(hparams)
         self.cnn = cnn
@@ -78,6 +80,7 @@ class HybridClassifier:
             progress=progress,
             resumer=resumer.scoped("mlp", cnn_trained) if resumer else None,
         )
+        trust.calibrate(self, splits)
         return [row | {"seconds": row["seconds"] + before} for row in history]
 
     def _standardise(self, features):

@@ -19,7 +19,7 @@ from pathlib import Path
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import read_json, sha256_of, write_json
-from fmnist.models import registry
+from fmnist.models import registry, trust
 
 MANIFEST = "checkpoint.json"
 FORMAT = "fmnist-checkpoint/2"  # 2: no copies of metrics or normalisation
@@ -31,6 +31,7 @@ def save(run_dir, kind, model):
     run_dir.mkdir(parents=True, exist_ok=True)
     folder_name = f"model.{secrets.token_hex(4)}"
     model.save(run_dir / folder_name)
+    trust.save(model, run_dir / folder_name)  # the temperature and unknown rule, under the same checksums
     files = sorted(p for p in (run_dir / folder_name).rglob("*") if p.is_file())
     manifest = {
         "format": FORMAT,
@@ -83,8 +84,11 @@ def resolve(path):
     return path
 
 
-def load(path):
-    """Verify and load the model in a run directory; return (model, manifest)."""
+def load(path, calibrated=True):
+    """Verify and load the model in a run directory; return (model, manifest).
+
+    calibrated: refuse a model without a temperature and unknown rule (a run of an older fmnist), naming the
+    command that adds them; False loads it anyway (for that command)."""
     run_dir = resolve(path)
     manifest = _read_manifest(run_dir)
     kind = manifest.get("kind")
@@ -101,4 +105,6 @@ def load(path):
     if not manifest.get("files"):
         raise UserError(f"{run_dir / MANIFEST}: lists no weight files")
     model = registry.spec(kind).load_class().load(run_dir / manifest["weights"])
+    if trust.load(model, run_dir / manifest["weights"]) is None and calibrated:
+        raise UserError(f"{run_dir}: not calibrated (made by an older fmnist); run `fmnist evaluate {path}` once")
     return model, manifest

@@ -19,8 +19,8 @@ from fmnist.engine.loop import best_epoch
 from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import Diverged, UserError
 from fmnist.files import read_json, write_json
-from fmnist.metrics import scores
-from fmnist.models import registry
+from fmnist.metrics import calibration, ood, scores
+from fmnist.models import registry, trust
 from fmnist.rundir import checkpoint, layout
 
 FEATURE_SAMPLE = 2_000
@@ -72,7 +72,28 @@ def measure(model, splits, facts):
     detailed = {s: scores.metrics_from_logits(logits[s], labels[s]) for s in layout.SPLITS}
     record = {**facts, "val_accuracy": detailed["val"]["accuracy"], "test_accuracy": detailed["test"]["accuracy"]}
     record |= {"inference_images_per_s": round(images_per_s, 1), **detailed}
-    return logits, record
+    return logits, record | trust_record(model, splits, logits)
+
+
+def trust_record(model, splits, logits):
+    """metrics.json's "calibration" (ECE, NLL, Brier per split at T = 1 and at the fitted T) and "unknown"
+    (the share of validation and test clothing called unknown at the threshold); {} for an uncalibrated model."""
+    record = trust.of(model)
+    if record is None:
+        return {}
+    labels = {"val": splits.y_val, "test": splits.y_test}
+    temperature = record["temperature"]
+    out = {"calibration": {"temperature": temperature}}
+    out["calibration"] |= {s: calibration.before_after(logits[s], labels[s], temperature) for s in layout.SPLITS}
+    images = {"val": splits.x_val, "test": splits.x_test}
+    rates = {
+        f"{s}_unknown_rate": ood.unknown_rate(
+            trust.scores(model, images[s], logits[s], record["method"], record), record["threshold"]
+        )
+        for s in layout.SPLITS
+    }
+    out["unknown"] = {"method": record["method"], "threshold": record["threshold"], "rate": record["rate"], **rates}
+    return out
 
 
 def _fit(model, setup, resumer):
@@ -190,7 +211,10 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
         layout.check_same_data(model_dir, config, dataset)
         splits = data_module.split(dataset, config["seed"])
         splits = splits.quick(config["subset"]) if config.get("subset") else splits
-        model, _ = checkpoint.load(model_dir)
+        model, _ = checkpoint.load(model_dir, calibrated=False)
+        if trust.of(model) is None:  # a run of an older fmnist: calibrated now, from its own validation split
+            trust.calibrate(model, splits)
+            checkpoint.save(model_dir, config["model"], model)
         old = read_json(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "epochs", "best_epoch")}
         logits, record = measure(model, splits, facts)
