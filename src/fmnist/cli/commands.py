@@ -182,6 +182,15 @@ def cmd_evaluate(args):
 
     results = train.reevaluate(args.run_dir, args.data_dir, args.allow_unverified)
     print(evaluation_table(results, args.split))
+    if args.robustness is not None:
+        from fmnist.data import dataset
+        from fmnist.runs import robustness
+
+        if args.robustness < 1:
+            raise UserError(f"--robustness {args.robustness}: need at least 1 image")
+        data = dataset.load(args.data_dir, args.allow_unverified)
+        record = robustness.run_saved(args.run_dir, data, args.robustness, progress=sys.stderr.isatty())
+        print(robustness.table(record))
     print(f"report: {compose.build(args.run_dir)[1]}")
 
 

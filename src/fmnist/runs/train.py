@@ -22,6 +22,7 @@ from fmnist.files import read_json, write_json
 from fmnist.metrics import calibration, ood, scores
 from fmnist.models import registry, trust
 from fmnist.rundir import checkpoint, layout
+from fmnist.runs import robustness
 
 FEATURE_SAMPLE = 2_000
 
@@ -173,6 +174,7 @@ def compare(names, setup, out_dir, overrides=None, *, resume=False):
         overall.set_postfix_str(name)
         trained[name], results[name] = _compare_one(name, hparams[name], setup, out_dir / name, trained, resume)
     overall.close()
+    robustness.run(trained, setup.splits, out_dir, seed=setup.seed, progress=setup.progress)
     record = layout.config_record("compare", {}, setup.record(), setup.dataset)
     summary = {name: {k: v for k, v in m.items() if k not in layout.SPLITS} for name, m in results.items()}
     record.update(models=names, total_seconds=round(time.perf_counter() - start, 1), results=summary)
