@@ -12,6 +12,9 @@ Choosing and reporting never share images: the method is chosen on the "dev" par
 product photos of validation items, the dev non-clothing images of fmnist.data.outliers); the figures reported
 are the "report" part (test clothing, product photos of test items, the report non-clothing images).
 
+--robustness N: the corruption sweep (fmnist.runs.robustness) over the first N test images, written to the
+run's robustness.json too.
+
 --http N: the default model's top-1 probabilities for N test images sent to a real `fmnist serve` as 28x28
 PNGs (16 per request), and their ECE. Prints the CPU, the date, a JSON document and tables.
 """
@@ -33,6 +36,7 @@ from fmnist.files import read_json
 from fmnist.metrics import calibration, ood
 from fmnist.models import trust
 from fmnist.rundir import checkpoint, layout
+from fmnist.runs import robustness
 
 CHOICE = "on dev: meets product photos <= 10 % and non-clothing >= 85 % unknown, then the highest AUROC"
 
@@ -116,6 +120,7 @@ def main():
     parser.add_argument("--photos", type=int, default=1000, help="product photos per part")
     parser.add_argument("--http", type=int, default=0, help="test images sent to the server (0: skip)")
     parser.add_argument("--default", default="cnn", help="the model --http is measured on")
+    parser.add_argument("--robustness", type=int, default=0, help="test images for the corruption sweep (0: skip)")
     parser.add_argument("--out")
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
@@ -146,6 +151,8 @@ def main():
             if d.name == args.default or len(checkpoint.model_dirs(run_dir)) == 1
         )
         doc["http"] = http_ece(run_dir, splits_of(model_dir, data), args.http)
+    if args.robustness:
+        doc["robustness"] = robustness.run_saved(run_dir, data, args.robustness, progress=False)
     doc["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(doc, indent=2)
     print(text)
@@ -180,6 +187,8 @@ def print_tables(doc):
                 f"{r['unknown_outliers_dev']:>11.1%} | {r['auroc_report']:>9.4f} {r['unknown_test']:>6.1%} "
                 f"{r['unknown_photos_report']:>7.1%} {r['unknown_outliers_report']:>7.1%}"
             )
+    if "robustness" in doc:
+        print("\n" + robustness.table(doc["robustness"]))
     if "http" in doc:
         h = doc["http"]
         print(f"\nPOST /predict, {h['images']} test PNGs: ECE {h['ece']:.4f}, accuracy {h['accuracy']:.2%}")

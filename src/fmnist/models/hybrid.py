@@ -102,6 +102,18 @@ class HybridClassifier:
         logits = tta_logits(lambda x: self.mlp.logits_from_arrays(self.features(x)), np.asarray(images), level)
         return logits.astype(np.float32)
 
+    def logits_and_features(self, images):
+        """(predict_logits(images), features(images)), the features computed once (for the unknown rule)."""
+        images = np.asarray(images)
+        if self.hparams["tta"] > 1:
+            return self.predict_logits(images), self.features(images)
+        features = self.features(images)
+        logits = self.mlp.logits_from_arrays(features)
+        if self.hparams["tta"] == 1:
+            mirrored = self.features(np.ascontiguousarray(images[:, :, ::-1]))
+            logits = (logits + self.mlp.logits_from_arrays(mirrored)) / 2
+        return logits.astype(np.float32), features
+
     def num_parameters(self):
         """Both parts: inference runs the CNN's feature layers and the MLP."""
         self._ready()

@@ -62,28 +62,33 @@ def parts(model, method):
     return tuple(p for p in wanted if p != "features" or hasattr(model, "features"))
 
 
-def _vectors(model, images, part, trust):
+def _vectors(model, images, part, trust, features=None):
+    if part == "features" and features is not None:
+        return features
     if part == "features":
         return np.concatenate([model.features(images[i : i + BATCH]) for i in range(0, len(images), BATCH)])
     mean, std = trust["pixel_stats"]
     return normalise_flat(np.asarray(images), mean, std)
 
 
-def _part_score(model, images, logits, part, trust):
+def _part_score(model, images, logits, part, trust, features=None):
     if part == "max-probability":
         return ood.max_probability_score(logits, trust["temperature"])
     if part == "energy":
         return ood.energy_score(logits, trust["temperature"])
-    return ood.mahalanobis_score(_vectors(model, images, part, trust), trust["gaussians"][part])
+    return ood.mahalanobis_score(_vectors(model, images, part, trust, features), trust["gaussians"][part])
 
 
-def scores(model, images, logits, method, trust):
-    """The OOD score of each image under `method` (higher: less like clothing)."""
+def scores(model, images, logits, method, trust, features=None):
+    """The OOD score of each image under `method` (higher: less like clothing). features: the model's feature
+    vectors of the images when the caller has them already."""
     names = parts(model, method)
     if method != "combined":
-        return _part_score(model, images, logits, names[0], trust)
+        return _part_score(model, images, logits, names[0], trust, features)
     standard = trust["standardise"]
-    total = sum((_part_score(model, images, logits, p, trust) - standard[p][0]) / standard[p][1] for p in names)
+    total = sum(
+        (_part_score(model, images, logits, p, trust, features) - standard[p][0]) / standard[p][1] for p in names
+    )
     return total / len(names)
 
 
@@ -115,11 +120,14 @@ def of(model):
 
 def assess(model, images, logits=None):
     """Calibrated probabilities, OOD scores and the unknown verdict for uint8 images (N, 28, 28)."""
-    logits = model.predict_logits(images) if logits is None else logits
-    trust = of(model)
+    trust, features = of(model), None
+    if logits is None and trust is not None and "features" in parts(model, trust["method"]):
+        logits, features = model.logits_and_features(images)  # one pass where two would do the same
+    elif logits is None:
+        logits = model.predict_logits(images)
     if trust is None:
         return Assessment(calibration.probabilities(logits), np.full(len(logits), np.nan), np.zeros(len(logits), bool))
-    score = scores(model, images, logits, trust["method"], trust)
+    score = scores(model, images, logits, trust["method"], trust, features)
     probs = calibration.probabilities(logits, trust["temperature"])
     return Assessment(probs, score, score > trust["threshold"])
 
