@@ -130,7 +130,7 @@ def main():
     doc |= {"outliers_per_part": args.outliers, "photos_per_part": args.photos, "choice_rule": CHOICE}
     doc["models"] = {}
     for model_dir in checkpoint.model_dirs(run_dir):
-        model, manifest = checkpoint.load(model_dir, calibrated=False)
+        model, manifest = checkpoint.load(model_dir)
         splits, name = splits_of(model_dir, data), manifest["kind"]
         sets = {
             "test": splits.x_test,

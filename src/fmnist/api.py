@@ -163,7 +163,7 @@ def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
 def load(run_dir):
     """A Model saved by `fmnist train` (its run directory) or by `fmnist compare` (one model's folder in it),
     checksums verified, with its recorded history and settings."""
-    classifier, manifest = checkpoint.load(run_dir)
+    classifier, manifest = checkpoint.load(run_dir, calibrated=True)
     folder = checkpoint.resolve(run_dir)
     saved = layout.load_model_run(folder, manifest["kind"], "rerun `fmnist train`")
     config = saved.config

@@ -205,7 +205,7 @@ def cmd_predict(args):
     from fmnist.rundir import checkpoint
     from fmnist.serve import answers
 
-    model, _ = checkpoint.load(args.model)
+    model, _ = checkpoint.load(args.model, calibrated=True)
     predictions, failures = answers.predict_files(model, args.inputs, args.top_k)
     if args.json:
         print(answers.format_json(predictions, failures))

@@ -152,7 +152,7 @@ CALIBRATION_TEXT = (
 )
 UNKNOWN_TEXT = (
     "An image is called unknown (not like any Fashion-MNIST class) when its score is over a threshold set on "
-    "validation so that at most 5 % of validation clothing (with a 95 % sampling margin) is; the score is the "
-    "mean of the energy and the Mahalanobis distances on the model's features and on the pixels, each "
-    "standardised on validation clothing."
+    "validation so that at most 5 % of validation clothing (with a 95 % sampling margin) is. The combined "
+    "score is the mean of the energy score and the Mahalanobis distances to the nearest class on the model's "
+    "features (the CNN and the hybrid) and on the pixels, each standardised on validation clothing."
 )

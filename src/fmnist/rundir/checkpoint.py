@@ -84,11 +84,11 @@ def resolve(path):
     return path
 
 
-def load(path, calibrated=True):
+def load(path, calibrated=False):
     """Verify and load the model in a run directory; return (model, manifest).
 
     calibrated: refuse a model without a temperature and unknown rule (a run of an older fmnist), naming the
-    command that adds them; False loads it anyway (for that command)."""
+    command that adds them (what predict, serve and the API ask for)."""
     run_dir = resolve(path)
     manifest = _read_manifest(run_dir)
     kind = manifest.get("kind")

@@ -71,7 +71,7 @@ def run_saved(run_dir, data, images=EVALUATE_IMAGES, progress=True):
     for model_dir in checkpoint.model_dirs(run_dir):
         config = read_json(model_dir / layout.CONFIG)
         layout.check_same_data(model_dir, config, data)
-        models[config["model"]], _ = checkpoint.load(model_dir, calibrated=False)
+        models[config["model"]], _ = checkpoint.load(model_dir)
         split_of = split_of or (config["seed"], config.get("subset"))
     seed, subset = split_of
     splits = data_module.split(data, seed)

@@ -213,7 +213,7 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False):
         layout.check_same_data(model_dir, config, dataset)
         splits = data_module.split(dataset, config["seed"])
         splits = splits.quick(config["subset"]) if config.get("subset") else splits
-        model, _ = checkpoint.load(model_dir, calibrated=False)
+        model, _ = checkpoint.load(model_dir)
         if trust.of(model) is None:  # a run of an older fmnist: calibrated now, from its own validation split
             trust.calibrate(model, splits)
             checkpoint.save(model_dir, config["model"], model)

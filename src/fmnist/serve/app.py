@@ -81,7 +81,7 @@ def model_dirs(run_dir):
 
 
 def load_one(folder, name):
-    model, manifest = checkpoint.load(folder)
+    model, manifest = checkpoint.load(folder, calibrated=True)
     if manifest.get("class_names") != list(CLASS_NAMES):
         raise UserError(f"{folder / checkpoint.MANIFEST}: its class names are not Fashion-MNIST's")
     metrics = read_json(folder / "metrics.json", missing="missing (the run did not finish)")
