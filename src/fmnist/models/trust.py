@@ -83,32 +83,41 @@ def scores(model, images, logits, method, trust, features=None):
     """The OOD score of each image under `method` (higher: less like clothing). features: the model's feature
     vectors of the images when the caller has them already."""
     names = parts(model, method)
-    if method != "combined":
-        return _part_score(model, images, logits, names[0], trust, features)
+    each = {p: _part_score(model, images, logits, p, trust, features) for p in names}
+    return _combined(each, trust) if method == "combined" else each[names[0]]
+
+
+def _combined(each, trust):
     standard = trust["standardise"]
-    total = sum(
-        (_part_score(model, images, logits, p, trust, features) - standard[p][0]) / standard[p][1] for p in names
-    )
-    return total / len(names)
+    return sum((score - standard[p][0]) / standard[p][1] for p, score in each.items()) / len(each)
 
 
 def calibrate(model, splits, method=METHOD, rate=RATE, val_logits=None):
     """Fit the temperature and the unknown threshold on validation; set and return `model.trust`."""
-    if not parts(model, method):
+    names = parts(model, method)
+    if not names:
         raise ValueError(f"unknown-input method {method!r}: this model has no feature vectors")
-    logits = model.predict_logits(splits.x_val) if val_logits is None else val_logits
+    features = None
+    if val_logits is not None:
+        logits = val_logits
+    elif "features" in names:
+        logits, features = model.logits_and_features(splits.x_val)  # one pass for both
+    else:
+        logits = model.predict_logits(splits.x_val)
     trust = {"temperature": calibration.fit_temperature(logits, splits.y_val), "method": method, "rate": rate}
     trust["pixel_stats"] = (float(splits.mean), float(splits.std))
     take = slice(0, min(len(splits.x_train), GAUSSIAN_IMAGES))
     trust["gaussians"] = {
         p: ood.fit_gaussian(_vectors(model, splits.x_train[take], p, trust), splits.y_train[take])
-        for p in parts(model, method)
+        for p in names
         if p in ("features", "pixels")
     }
+    each = {p: _part_score(model, splits.x_val, logits, p, trust, features) for p in names}
     if method == "combined":
-        val = {p: _part_score(model, splits.x_val, logits, p, trust) for p in parts(model, method)}
-        trust["standardise"] = {p: (float(v.mean()), float(max(v.std(), 1e-12))) for p, v in val.items()}
-    trust["threshold"] = ood.threshold_for(scores(model, splits.x_val, logits, method, trust), rate)
+        trust["standardise"] = {p: (float(v.mean()), float(max(v.std(), 1e-12))) for p, v in each.items()}
+    val = _combined(each, trust) if method == "combined" else each[names[0]]
+    trust["threshold"] = ood.threshold_for(val, rate)
+    trust["val_unknown_rate"] = ood.unknown_rate(val, trust["threshold"])
     model.trust = trust
     return trust
 

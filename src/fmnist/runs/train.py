@@ -86,14 +86,9 @@ def trust_record(model, splits, logits):
     temperature = record["temperature"]
     out = {"calibration": {"temperature": temperature}}
     out["calibration"] |= {s: calibration.before_after(logits[s], labels[s], temperature) for s in layout.SPLITS}
-    images = {"val": splits.x_val, "test": splits.x_test}
-    rates = {
-        f"{s}_unknown_rate": ood.unknown_rate(
-            trust.scores(model, images[s], logits[s], record["method"], record), record["threshold"]
-        )
-        for s in layout.SPLITS
-    }
-    out["unknown"] = {"method": record["method"], "threshold": record["threshold"], "rate": record["rate"], **rates}
+    test = trust.scores(model, splits.x_test, logits["test"], record["method"], record)
+    out["unknown"] = {k: record.get(k) for k in ("method", "threshold", "rate", "val_unknown_rate")}
+    out["unknown"]["test_unknown_rate"] = ood.unknown_rate(test, record["threshold"])
     return out
 
 
