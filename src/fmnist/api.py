@@ -304,4 +304,7 @@ def feature_space(model, splits, sample=train.FEATURE_SAMPLE, seed=0):
 
 def prediction_figure(prediction):
     """What `predict_image` saw (the 28x28 image) beside its top classes and their probabilities."""
-    return plots.prediction(prediction.image, prediction.top, f"{images.shown(prediction.path.name)}")
+    title = images.shown(prediction.path.name)
+    if prediction.unknown:
+        title += f": unknown, {answers.UNKNOWN_TEXT}"
+    return plots.prediction(prediction.image, prediction.top, title)
