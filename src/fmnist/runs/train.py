@@ -88,6 +88,9 @@ def trust_record(model, splits, logits):
     out["calibration"] |= {s: calibration.before_after(logits[s], labels[s], temperature) for s in layout.SPLITS}
     test = trust.scores(model, splits.x_test, logits["test"], record["method"], record)
     out["unknown"] = {k: record.get(k) for k in ("method", "threshold", "rate", "val_unknown_rate")}
+    if out["unknown"]["val_unknown_rate"] is None:  # a record written before the rate was kept with it
+        val = trust.scores(model, splits.x_val, logits["val"], record["method"], record)
+        out["unknown"]["val_unknown_rate"] = ood.unknown_rate(val, record["threshold"])
     out["unknown"]["test_unknown_rate"] = ood.unknown_rate(test, record["threshold"])
     return out
 
