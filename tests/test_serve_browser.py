@@ -90,3 +90,22 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     assert (tmp_path / "serve.png").stat().st_size > 10_000
     if shot := os.environ.get("FMNIST_SCREENSHOT"):  # where to keep a copy, e.g. docs/serve.png for the README
         shutil.copy(tmp_path / "serve.png", shot)
+
+
+def test_page_says_plainly_that_noise_is_not_clothing(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    picture = tmp_path / "static.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(picture)
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 20)
+    wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+    Select(browser.find_element(By.ID, "model")).select_by_value("cnn")
+    browser.find_element(By.ID, "files").send_keys(str(picture))
+    card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result.unknown")))
+    assert card.find_element(By.CSS_SELECTOR, ".class-name").text == "Unknown"
+    note = card.find_element(By.CSS_SELECTOR, ".unknown-note")
+    assert note.is_displayed() and "does not look like any Fashion-MNIST class" in note.text
+    assert len(card.find_elements(By.CSS_SELECTOR, ".bars li")) == 3  # the closest classes, still shown

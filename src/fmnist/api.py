@@ -24,8 +24,9 @@ from fmnist.data import dataset as data
 from fmnist.data import images
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
-from fmnist.models import registry
+from fmnist.models import registry, trust
 from fmnist.report import plots, tables
+from fmnist.report import trust as trust_report
 from fmnist.rundir import checkpoint, layout
 from fmnist.runs import compare as compare_runs
 from fmnist.runs import settings, train
@@ -34,6 +35,8 @@ from fmnist.serve import answers
 __all__ = [
     "CLASS_NAMES",
     "Model",
+    "assess",
+    "calibration",
     "compare",
     "confusion_matrix",
     "convergence",
@@ -166,7 +169,7 @@ def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
 def load(run_dir, device="auto"):
     """A Model saved by `fmnist train` (its run directory) or by `fmnist compare` (one model's folder in it),
     checksums verified, with its recorded history and settings, placed on `device` (as `fit`'s)."""
-    classifier, manifest = checkpoint.load(run_dir)
+    classifier, manifest = checkpoint.load(run_dir, calibrated=True)
     classifier.to_device(train.model_device(registry.spec(manifest["kind"]), device))
     folder = checkpoint.resolve(run_dir)
     saved = layout.load_model_run(folder, manifest["kind"], "rerun `fmnist train`")
@@ -186,8 +189,15 @@ def _trained(model):
 
 
 def probabilities(model, images):
-    """Class probabilities float64 (N, 10) for uint8 images (N, 28, 28)."""
+    """Calibrated class probabilities float64 (N, 10) for uint8 images (N, 28, 28): softmax(logits / T), T the
+    temperature `fit` set on validation (the argmax is the model's own)."""
     return answers.probabilities(_trained(model), _images(images))
+
+
+def assess(model, images):
+    """What the model says about uint8 images (N, 28, 28): `.probs` (N, 10) calibrated, `.ood_score` (N,)
+    (higher: less like clothing) and `.unknown` (N,) True where an image does not look like any class."""
+    return answers.assess(_trained(model), _images(images))
 
 
 def predict(model, images):
@@ -267,6 +277,21 @@ def confusion_matrix(result, split="test"):
     return plots.confusion(result[split]["confusion_matrix"], title)
 
 
+def calibration(model, splits, split="test"):
+    """The reliability diagram of the model's top-1 probabilities on `split`, before and after its temperature."""
+    classifier = _trained(model)
+    _check_splits(splits)
+    if split not in layout.SPLITS:
+        raise UserError(f"split {split!r}: choose one of {', '.join(layout.SPLITS)}")
+    record = trust.of(classifier)
+    if record is None:
+        raise UserError(f"{model.name}: not calibrated (made by an older fmnist); api.fit it again")
+    images, labels = (splits.x_test, splits.y_test) if split == "test" else (splits.x_val, splits.y_val)
+    logits = classifier.predict_logits(images)
+    title = f"{model.name}: reliability ({split})"
+    return trust_report.reliability_figure(logits, labels, record["temperature"], title)
+
+
 def misclassified(model, splits, count=24):
     """The model's `count` most confident mistakes on the test split (None if it makes none)."""
     probs = probabilities(model, splits.x_test)
@@ -286,4 +311,7 @@ def feature_space(model, splits, sample=train.FEATURE_SAMPLE, seed=0):
 
 def prediction_figure(prediction):
     """What `predict_image` saw (the 28x28 image) beside its top classes and their probabilities."""
-    return plots.prediction(prediction.image, prediction.top, f"{images.shown(prediction.path.name)}")
+    title = images.shown(prediction.path.name)
+    if prediction.unknown:
+        title += f": unknown, {answers.UNKNOWN_TEXT}"
+    return plots.prediction(prediction.image, prediction.top, title)

@@ -156,6 +156,15 @@ def cmd_evaluate(args):
 
     results = train.reevaluate(args.run_dir, args.data_dir, args.allow_unverified, args.device or "auto")
     print(evaluation_table(results, args.split))
+    if args.robustness is not None:
+        from fmnist.data import dataset
+        from fmnist.runs import robustness
+
+        if args.robustness < 1:
+            raise UserError(f"--robustness {args.robustness}: need at least 1 image")
+        data = dataset.load(args.data_dir, args.allow_unverified)
+        record = robustness.run_saved(args.run_dir, data, args.robustness, progress=sys.stderr.isatty())
+        print(robustness.table(record))
     print(f"report: {compose.build(args.run_dir)[1]}")
 
 
@@ -172,7 +181,7 @@ def cmd_predict(args):
     from fmnist.runs import train
     from fmnist.serve import answers
 
-    model, manifest = checkpoint.load(args.model)
+    model, manifest = checkpoint.load(args.model, calibrated=True)
     model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
     predictions, failures = answers.predict_files(model, args.inputs, args.top_k)
     if args.json:

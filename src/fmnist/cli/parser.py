@@ -177,6 +177,14 @@ def add_result_commands(subparsers):
     ev.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
     ev.add_argument("--split", choices=("test", "val"), default="test", help="which split to print (default: test)")
     add_device_option(ev, "the torch models predict")
+    ev.add_argument(
+        "--robustness",
+        nargs="?",
+        const=2000,
+        type=int,
+        metavar="N",
+        help="also sweep 13 corruptions x 5 severities over the first N test images (default N: 2000)",
+    )
     add_data_options(ev)
     ev.set_defaults(func=commands.cmd_evaluate)
 

@@ -28,7 +28,7 @@ from fmnist.files import (
     validated,
     write_json,
 )
-from fmnist.models import nets, registry
+from fmnist.models import nets, registry, trust
 from fmnist.models.augment import tta_logits
 from fmnist.models.torch_backend import TorchBackend, predict, to_tensor
 
@@ -51,6 +51,7 @@ class TorchClassifier:
     registry_name = ""
     channels_last = False
     uses_torch = True  # runs where `to_device` puts it
+    trust = None  # the temperature and the unknown rule (fmnist.models.trust), set at the end of `fit`
 
     def __init__(self, **hparams):
         self.hparams = registry.spec(self.registry_name).complete(hparams)
@@ -107,7 +108,9 @@ class TorchClassifier:
                 backend, resumer = parallel.backend(self.module, self.hparams, resumer, **backend_args)
             else:
                 backend = TorchBackend(self.module, self.hparams, **backend_args)
-            return loop.fit(backend, train, val, config, resumer, on_epoch)
+            history = loop.fit(backend, train, val, config, resumer, on_epoch)
+        trust.calibrate(self, splits)
+        return history
 
     def restore(self, module_state, splits):
         """Become the model that `fit(splits, ...)` left with this state dict (for a resumed composite model)."""
@@ -219,3 +222,18 @@ class CNNClassifier(TorchClassifier):
     def features(self, images):
         """uint8 (N, 28, 28) -> float32 (N, D): the vector the classifier (the last linear layer) reads."""
         return self._run(images, method=self.module.features).numpy()
+
+    def logits_and_features(self, images):
+        """(predict_logits(images), features(images)) with one pass of the network per view, not two: what the
+        unknown rule needs when serving (the logits agree with `predict_logits` to float rounding)."""
+        images = _as_images(images)
+        level = self.hparams.get("tta", 0)
+        if level > 1:
+            return self.predict_logits(images), self.features(images)
+        features = self._run(images, method=self.module.features)
+        with torch.inference_mode():
+            logits = self.module.head(features)
+            if level == 1:
+                mirrored = self._run(np.ascontiguousarray(images[:, :, ::-1]), method=self.module.features)
+                logits = (logits + self.module.head(mirrored)) / 2
+        return logits.numpy(), features.numpy()

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_versioned, write_json
-from fmnist.models import registry
+from fmnist.models import registry, trust
 from fmnist.models.augment import tta_logits
 from fmnist.models.classifiers import CNNClassifier
 from fmnist.models.scratch.classifier import ScratchClassifier
@@ -31,6 +31,7 @@ FORMAT = "fmnist-hybrid/2"  # 2: the MLP's hyper-parameters all listed in the re
 
 class HybridClassifier:
     uses_torch = True  # its CNN runs where `to_device` puts it; the MLP in NumPy on the CPU
+    trust = None  # the temperature and the unknown rule (fmnist.models.trust), set at the end of `fit`
 
     def __init__(self, cnn=None, **hparams):
         self.hparams = registry.spec(NAME).complete(hparams)
@@ -93,6 +94,7 @@ class HybridClassifier:
             resumer=resumer.scoped("mlp", cnn_trained) if resumer else None,
             on_epoch=on_epoch,
         )
+        trust.calibrate(self, splits)
         return [row | {"seconds": row["seconds"] + before} for row in history]
 
     def _standardise(self, features):
@@ -113,6 +115,18 @@ class HybridClassifier:
         level = self.hparams["tta"] if tta is None else int(tta)
         logits = tta_logits(lambda x: self.mlp.logits_from_arrays(self.features(x)), np.asarray(images), level)
         return logits.astype(np.float32)
+
+    def logits_and_features(self, images):
+        """(predict_logits(images), features(images)), the features computed once (for the unknown rule)."""
+        images = np.asarray(images)
+        if self.hparams["tta"] > 1:
+            return self.predict_logits(images), self.features(images)
+        features = self.features(images)
+        logits = self.mlp.logits_from_arrays(features)
+        if self.hparams["tta"] == 1:
+            mirrored = self.features(np.ascontiguousarray(images[:, :, ::-1]))
+            logits = (logits + self.mlp.logits_from_arrays(mirrored)) / 2
+        return logits.astype(np.float32), features
 
     def num_parameters(self):
         """Both parts: inference runs the CNN's feature layers and the MLP."""

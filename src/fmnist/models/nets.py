@@ -99,8 +99,12 @@ class CNN(nn.Module):
         """(N, 1, 28, 28) -> (N, feature_dim): the image's feature vector, non-negative (after ReLU)."""
         return self.body(x)
 
+    def head(self, features):
+        """features(x) -> logits: what `forward` does after the features."""
+        return self.classifier(self.dropout(features))
+
     def forward(self, x):
-        return self.classifier(self.dropout(self.features(x)))
+        return self.head(self.features(x))
 
     @classmethod
     def from_hparams(cls, hp):
@@ -150,8 +154,12 @@ class WhitenedCNN(nn.Module):
         """(N, 1, 28, 28) -> (N, widths[-1]): the globally max-pooled last group."""
         return self.body(self.stem(x))
 
+    def head(self, features):
+        """features(x) -> logits: what `forward` does after the features."""
+        return self.classifier(features) * self.scale
+
     def forward(self, x):
-        return self.classifier(self.features(x)) * self.scale
+        return self.head(self.features(x))
 
 
 def _group(c_in, c_out, pool):

@@ -12,8 +12,8 @@ import numpy as np
 
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.files import write_text
-from fmnist.metrics.scores import softmax
-from fmnist.report import plots
+from fmnist.metrics.calibration import probabilities
+from fmnist.report import plots, trust
 from fmnist.report.render import to_html, to_markdown
 from fmnist.rundir import layout
 
@@ -55,7 +55,7 @@ def _model_figures(run, model, test):
     ]
     if run.test_images is not None:
         images, labels = run.test_images["images"], run.test_images["labels"]
-        probs = softmax(model.predictions["test_logits"])
+        probs = probabilities(model.predictions["test_logits"], trust.temperature(model))  # as predict shows them
         mistakes = plots.misclassified(images, labels, probs, f"{name}: most confident test mistakes")
         out.append(
             (
@@ -206,7 +206,7 @@ def _reproducibility_blocks(record):
     return [*out, ("pre", json.dumps(environment, indent=2))]
 
 
-def blocks_for(run, results, run_plots, model_plots):
+def blocks_for(run, results, run_plots, model_plots, trust_plots=None):
     """The report as a list of blocks: ("h1"|"h2"|"h3"|"p"|"pre", text), ("table", header, rows),
     ("image", path, caption). `run_plots` is [(png path, caption)], `model_plots` maps model -> such a list."""
     record = _record(run)
@@ -218,6 +218,7 @@ def blocks_for(run, results, run_plots, model_plots):
             for c, name in enumerate(CLASS_NAMES)
         ]
         out += [("h3", "Test F1 per class"), ("table", ["class", *run.models], rows)]
+    out += trust.blocks(run, trust_plots or {})
     for name, model in run.models.items():
         out += _model_blocks(name, model, results[name]["test"], model_plots[name])
     return out + _reproducibility_blocks(record)
@@ -236,7 +237,10 @@ def build(run_dir, dpi=plots.DPI):
         name: _saved(_model_figures(run, model, results[name]["test"]), folder, dpi)
         for name, model in run.models.items()
     }
-    blocks = blocks_for(run, results, run_plots, model_plots)
+    made = trust.figures(run)
+    saved = _saved([figure[1:] for figure in made], folder, dpi)
+    trust_plots = {(figure[0] or "robustness"): path for figure, (path, _) in zip(made, saved, strict=True)}
+    blocks = blocks_for(run, results, run_plots, model_plots, trust_plots)
     md_path, html_path = run.folder / "report.md", run.folder / "report.html"
     write_text(md_path, to_markdown(blocks, run.folder))
     write_text(html_path, to_html(blocks, f"Fashion-MNIST report: {run.folder.name}"))

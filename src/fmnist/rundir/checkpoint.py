@@ -26,7 +26,7 @@ import numpy as np
 from fmnist.data.dataset import CLASS_NAMES, SIDE
 from fmnist.errors import UserError
 from fmnist.files import Invalid, listing, mapping, read_versioned, sha256_of, shown, table, text, validated, write_json
-from fmnist.models import registry
+from fmnist.models import registry, trust
 
 MANIFEST = "checkpoint.json"
 FORMAT = "fmnist-checkpoint/2"  # 2: no copies of metrics or normalisation
@@ -74,6 +74,7 @@ def save(run_dir, kind, model):
     run_dir.mkdir(parents=True, exist_ok=True)
     folder_name = f"model.{secrets.token_hex(4)}"
     model.save(run_dir / folder_name)
+    trust.save(model, run_dir / folder_name)  # the temperature and unknown rule, under the same checksums
     files = sorted(p for p in (run_dir / folder_name).rglob("*") if p.is_file())
     manifest = {
         "format": FORMAT,
@@ -179,8 +180,11 @@ def resolve(path):
     return path
 
 
-def load(path):
-    """Verify and load the model in a run directory; return (model, manifest)."""
+def load(path, calibrated=False):
+    """Verify and load the model in a run directory; return (model, manifest).
+
+    calibrated: refuse a model without a temperature and unknown rule (a run of an older fmnist), naming the
+    command that adds them (what predict, serve and the API ask for)."""
     run_dir = resolve(path)
     manifest = _read_manifest(run_dir)
     verify(run_dir, manifest)
@@ -189,9 +193,11 @@ def load(path):
         with np.errstate(all="ignore"):  # an overflow is reported below, as one line
             probe = model.predict_logits(np.zeros((1, SIDE, SIDE), np.uint8))
     except UserError:  # a model of feature arrays, which says so itself when given images
-        return model, manifest
+        probe = None
     except (ValueError, RuntimeError, TypeError, IndexError) as exc:
         raise UserError(f"{run_dir / manifest['weights']}: the model loads but cannot run ({exc})") from None
-    if not np.isfinite(probe).all():
+    if probe is not None and not np.isfinite(probe).all():
         raise UserError(f"{run_dir / manifest['weights']}: the model's outputs are not finite numbers")
+    if trust.load(model, run_dir / manifest["weights"]) is None and calibrated:
+        raise UserError(f"{run_dir}: not calibrated (made by an older fmnist); run `fmnist evaluate {path}` once")
     return model, manifest

@@ -22,7 +22,7 @@ from fmnist.models import registry
 from fmnist.report import compose
 from fmnist.report import seeds as seeds_report
 from fmnist.rundir import checkpoint, layout, schema
-from fmnist.runs import train
+from fmnist.runs import robustness, train
 
 PLAN = "plan.json"
 MEASURES = ("val_accuracy", "test_accuracy")
@@ -70,6 +70,7 @@ def compare(names, setup, out_dir, overrides=None, *, resume=False):
         overall.set_postfix_str(name)
         trained[name], results[name] = _compare_one(name, hparams[name], setup, out_dir / name, trained, resume)
     overall.close()
+    robustness.run(trained, setup.splits, out_dir, seed=setup.seed, progress=setup.progress)
     record = layout.config_record("compare", {}, setup.record(), setup.dataset)
     summary = {name: {k: v for k, v in m.items() if k not in layout.SPLITS} for name, m in results.items()}
     record.update(models=names, total_seconds=round(time.perf_counter() - start, 1), results=summary)

@@ -15,8 +15,8 @@ from fmnist.engine import devices, precision, threads
 from fmnist.engine.loop import best_epoch
 from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json
-from fmnist.metrics import scores
-from fmnist.models import registry
+from fmnist.metrics import calibration, ood, scores
+from fmnist.models import registry, trust
 from fmnist.rundir import checkpoint, layout, schema
 from fmnist.runs import settings
 
@@ -40,7 +40,26 @@ def measure(model, splits, facts):
     detailed = {s: scores.metrics_from_logits(logits[s], labels[s]) for s in layout.SPLITS}
     record = {**facts, "val_accuracy": detailed["val"]["accuracy"], "test_accuracy": detailed["test"]["accuracy"]}
     record |= {"inference_images_per_s": round(images_per_s, 1), **detailed}
-    return logits, record
+    return logits, record | trust_record(model, splits, logits)
+
+
+def trust_record(model, splits, logits):
+    """metrics.json's "calibration" (ECE, NLL, Brier per split at T = 1 and at the fitted T) and "unknown"
+    (the share of validation and test clothing called unknown at the threshold); {} for an uncalibrated model."""
+    record = trust.of(model)
+    if record is None:
+        return {}
+    labels = {"val": splits.y_val, "test": splits.y_test}
+    temperature = record["temperature"]
+    out = {"calibration": {"temperature": temperature}}
+    out["calibration"] |= {s: calibration.before_after(logits[s], labels[s], temperature) for s in layout.SPLITS}
+    test = trust.scores(model, splits.x_test, logits["test"], record["method"], record)
+    out["unknown"] = {k: record.get(k) for k in ("method", "threshold", "rate", "val_unknown_rate")}
+    if out["unknown"]["val_unknown_rate"] is None:  # a record written before the rate was kept with it
+        val = trust.scores(model, splits.x_val, logits["val"], record["method"], record)
+        out["unknown"]["val_unknown_rate"] = ood.unknown_rate(val, record["threshold"])
+    out["unknown"]["test_unknown_rate"] = ood.unknown_rate(test, record["threshold"])
+    return out
 
 
 def fit_model(model, setup, *, resumer=None, on_epoch=None):
@@ -150,11 +169,16 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
         splits = settings.recorded(config, dataset).splits
         model, _ = checkpoint.load(model_dir)
         model.to_device(model_device(registry.spec(config["model"]), device))
+        calibrated_now = trust.of(model) is None
+        if calibrated_now:  # a run of an older fmnist: calibrated now, from its own validation split
+            trust.calibrate(model, splits)
         old = schema.read_metrics(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "epochs", "best_epoch")}
-        measured.append((model_dir, config["model"], splits, *measure(model, splits, facts)))
+        measured.append((model_dir, config["model"], splits, model, calibrated_now, *measure(model, splits, facts)))
     results = {}
-    for model_dir, name, splits, logits, record in measured:
+    for model_dir, name, splits, model, calibrated_now, logits, record in measured:
+        if calibrated_now:
+            checkpoint.save(model_dir, name, model)
         layout.write_predictions(model_dir, logits, splits)
         layout.write_metrics(model_dir, record)
         results[name] = record

@@ -23,7 +23,7 @@ from fmnist.data.images import (
 )
 from fmnist.errors import UserError
 from fmnist.files import atomic_path
-from fmnist.metrics import scores
+from fmnist.models import trust
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,18 +31,41 @@ class Prediction:
     path: Path
     image: np.ndarray  # uint8 (28, 28): what the model saw
     top: tuple  # ((class index, probability), ...), most probable first
+    unknown: bool = False  # the image does not look like any Fashion-MNIST class (fmnist.models.trust)
+    ood_score: float | None = None  # higher: less like clothing; None for a model without an unknown rule
 
     @property
     def file(self):
         return shown(self.path)
 
 
+def assess(model, images, batch_size=256):
+    """Calibrated probabilities, OOD scores and unknown verdicts (`fmnist.models.trust.Assessment`) over uint8
+    (N, 28, 28) images, in batches."""
+    parts = [trust.assess(model, images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+    if not parts:
+        return trust.Assessment(np.empty((0, NUM_CLASSES)), np.empty(0), np.zeros(0, bool))
+    return trust.Assessment(*(np.concatenate(column) for column in zip(*map(dataclasses.astuple, parts), strict=True)))
+
+
 def probabilities(model, images, batch_size=256):
-    """Softmax of `model.predict_logits` over uint8 (N, 28, 28) images, in batches: float64 (N, 10)."""
-    out = np.empty((len(images), NUM_CLASSES))
-    for start in range(0, len(images), batch_size):
-        out[start : start + batch_size] = scores.softmax(model.predict_logits(images[start : start + batch_size]))
-    return out
+    """Calibrated class probabilities, softmax(logits / T), over uint8 (N, 28, 28) images: float64 (N, 10)."""
+    return assess(model, images, batch_size).probs
+
+
+def ranked(assessment, names, images, top_k):
+    """One Prediction per image: its top-k classes, the unknown verdict and the OOD score."""
+    order = np.argsort(-assessment.probs, axis=1, kind="stable")[:, :top_k]
+    return [
+        Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in best), bool(unknown), _score(score))
+        for name, image, p, best, unknown, score in zip(
+            names, images, assessment.probs, order, assessment.unknown, assessment.ood_score, strict=True
+        )
+    ]
+
+
+def _score(value):
+    return None if not np.isfinite(value) else round(float(value), 4)
 
 
 def predict_files(model, paths, top_k=3, *, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
@@ -60,34 +83,36 @@ def predict_files(model, paths, top_k=3, *, max_bytes=MAX_BYTES, max_pixels=MAX_
         kept.append(path)
     if not kept:
         return [], failures
-    probs = probabilities(model, np.stack(images))
-    ranked = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
-    predictions = [
-        Prediction(path, image, tuple((int(c), float(p[c])) for c in order))
-        for path, image, p, order in zip(kept, images, probs, ranked, strict=True)
-    ]
-    return predictions, failures
+    return ranked(assess(model, np.stack(images)), kept, images, top_k), failures
+
+
+UNKNOWN_TEXT = "does not look like any Fashion-MNIST class"
 
 
 def format_text(predictions):
-    """One line per file: `FILE: CLASS 93.1%` and, for top-k > 1, the ranked alternatives."""
+    """One line per file: `FILE: CLASS 93.1%` and, for top-k > 1, the ranked alternatives; an unknown image
+    says so first (`FILE: unknown — does not look like any Fashion-MNIST class (closest: ...)`)."""
     lines = []
     for pred in predictions:
-        ranked = [f"{CLASS_NAMES[c]} {p:.1%}" for c, p in pred.top]
-        line = f"{pred.file}: {ranked[0]}"
-        lines.append(line + (f"  (top {len(ranked)}: {', '.join(ranked)})" if len(ranked) > 1 else ""))
+        top = [f"{CLASS_NAMES[c]} {p:.1%}" for c, p in pred.top]
+        if pred.unknown:
+            lines.append(f"{pred.file}: unknown — {UNKNOWN_TEXT} (closest: {', '.join(top)})")
+            continue
+        line = f"{pred.file}: {top[0]}"
+        lines.append(line + (f"  (top {len(top)}: {', '.join(top)})" if len(top) > 1 else ""))
     return "\n".join(lines)
 
 
 def as_json(predictions, failures):
     """The machine-readable document: {"predictions": [...], "errors": [...]} (JSON-ready dict)."""
 
-    def ranked(c, p):
+    def one(c, p):
         return {"class": CLASS_NAMES[c], "class_index": c, "probability": round(p, 6)}
 
     return {
         "predictions": [
-            {"file": pred.file, **ranked(*pred.top[0]), "top_k": [ranked(c, p) for c, p in pred.top]}
+            {"file": pred.file, **one(*pred.top[0]), "top_k": [one(c, p) for c, p in pred.top]}
+            | {"unknown": pred.unknown, "ood_score": pred.ood_score}
             for pred in predictions
         ],
         "errors": [{"file": exc.file, "error": exc.reason} for exc in failures],

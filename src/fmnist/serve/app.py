@@ -84,7 +84,7 @@ def model_dirs(run_dir):
 
 def load_one(folder, name, runtime=("torch", "auto")):
     """One verified model, ready to answer with `runtime` ((torch or onnx, device); fmnist.serve.runtime)."""
-    model, manifest = checkpoint.load(folder)
+    model, manifest = checkpoint.load(folder, calibrated=True)
     model = runtimes.prepare(model, folder, manifest, runtime)
     if manifest.get("class_names") != list(CLASS_NAMES):
         raise UserError(f"{folder / checkpoint.MANIFEST}: its class names are not Fashion-MNIST's")
@@ -136,13 +136,9 @@ def request_options(served, default, options):
     return served[name], whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
 
 
-def document(served, names, images, probs, failures, top_k):
+def document(served, names, images, assessment, failures, top_k):
     """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG."""
-    ranked = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
-    results = [
-        answers.Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in order))
-        for name, image, p, order in zip(names, images, probs, ranked, strict=True)
-    ]
+    results = answers.ranked(assessment, names, images, top_k)
     doc = {"model": served.name, **answers.as_json(results, failures)}
     for entry, image in zip(doc["predictions"], images, strict=True):
         entry["image_png"] = png_base64(image)
@@ -153,7 +149,7 @@ def document(served, names, images, probs, failures, top_k):
 
 def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1):
     """The FastAPI application for loaded models ({name: ServedModel}, as `load_run` gives them)."""
-    worker = InferenceWorker(lambda name, images: answers.probabilities(served[name].model, images))
+    worker = InferenceWorker(lambda name, images: answers.assess(served[name].model, images))
     # Decoding holds the GIL much of the time: more threads than cores only trade it back and forth.
     decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
     web = resources.files("fmnist.serve") / "web"
@@ -196,8 +192,11 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         if not files:
             raise RequestError(400, "no files: send one or more images in the multipart field 'files'")
         names, images, failures = await anyio.to_thread.run_sync(convert_uploads, files, limiter=decoders)
-        probs = await asyncio.wrap_future(worker.submit(one.name, images)) if len(images) else np.empty((0, 10))
-        doc = document(one, names, images, probs, failures, top_k)  # small: a thread hop would cost more
+        if len(images):
+            assessment = await asyncio.wrap_future(worker.submit(one.name, images))
+        else:
+            assessment = answers.assess(one.model, images)
+        doc = document(one, names, images, assessment, failures, top_k)  # small: a thread hop would cost more
         return JSONResponse(doc, status_code=422 if failures else 200)
 
     return app

@@ -16,7 +16,7 @@ from fmnist import files
 from fmnist.data import dataset
 from fmnist.engine import loop
 from fmnist.errors import Diverged, UserError
-from fmnist.models import registry
+from fmnist.models import registry, trust
 from fmnist.models.scratch import augment
 from fmnist.models.scratch.backend import NumpyBackend
 from fmnist.models.scratch.mlp import MLP
@@ -30,6 +30,7 @@ FORMAT = "fmnist-scratch-mlp/2"  # 2: the hyper-parameters of the shared loop (w
 
 class ScratchClassifier:
     uses_torch = False  # NumPy: always on the CPU
+    trust = None  # the temperature and the unknown rule (fmnist.models.trust), set at the end of `fit`
 
     def __init__(self, **hparams):
         self.hparams = registry.spec(NAME).complete(hparams)
@@ -49,7 +50,9 @@ class ScratchClassifier:
         self.mean, self.std = float(splits.mean), float(splits.std)
         train = (dataset.normalise_flat(splits.x_train, self.mean, self.std), splits.y_train)
         val = (dataset.normalise_flat(splits.x_val, self.mean, self.std), splits.y_val)
-        return self.fit_features(train, val, seed=seed, progress=progress, resumer=resumer, on_epoch=on_epoch)
+        history = self.fit_features(train, val, seed=seed, progress=progress, resumer=resumer, on_epoch=on_epoch)
+        trust.calibrate(self, splits)
+        return history
 
     def fit_features(self, train, val, *, seed, progress=True, resumer=None, on_epoch=None):
         """Train on float features train = (x (N, D), int labels (N,)); validate on val = ((M, D), (M,)).

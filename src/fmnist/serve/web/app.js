@@ -26,8 +26,12 @@ function showPrediction(prediction, file, model) {
   const card = document.getElementById("result").content.firstElementChild.cloneNode(true);
   card.querySelector(".original").src = URL.createObjectURL(file);
   card.querySelector(".preview").src = "data:image/png;base64," + prediction.image_png;
-  card.querySelector(".class-name").textContent = prediction.class;
-  card.querySelector(".probability").textContent = (100 * prediction.probability).toFixed(1) + "%";
+  card.querySelector(".class-name").textContent = prediction.unknown ? "Unknown" : prediction.class;
+  card.querySelector(".probability").textContent = prediction.unknown ? "" : (100 * prediction.probability).toFixed(1) + "%";
+  if (prediction.unknown) {  // not like any class: say so, and grey the closest classes
+    card.classList.add("unknown");
+    card.querySelector(".unknown-note").hidden = false;
+  }
   card.querySelector(".file").textContent = prediction.file;
   card.querySelector(".model-used").textContent = model;
   const bars = card.querySelector(".bars");
