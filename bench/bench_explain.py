@@ -1,0 +1,125 @@
+"""Do the attribution maps mean something, and how fast are they? Every model of a compare run, every method.
+
+    cpu-run .venv/bin/python bench/bench_explain.py RUN_DIR [--images 1000] [--methods a,b] [--out FILE.json]
+
+For each model and method, on the first N test images of the run (test_images.npz; the target is the predicted
+class):
+- deletion: the share of images whose target probability falls more when the 10 % most-attributed pixels are
+  blacked out than when 10 % random pixels are (fmnist.models.explain.evidence.deletion); the acceptance bar is
+  80 % for the default method;
+- randomisation: the median over images of Spearman's correlation between the absolute maps of the trained
+  model and of the same network re-initialised (evidence.randomised); the bar is 0.3;
+- seconds for the N maps, and for integrated gradients the median |convergence delta| relative to the
+  logit change it should add up to.
+Prints the CPU, the date, a JSON document and a table; --out writes the JSON.
+"""
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fmnist.models import explain
+from fmnist.models.explain import evidence
+from fmnist.rundir import checkpoint
+
+BARS = {"deletion": 0.8, "randomisation": 0.3}
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def measure(model, images, method, seed):
+    start = time.perf_counter()
+    result = explain.explain(model, images, method)
+    seconds = time.perf_counter() - start
+    top, random = evidence.deletion(model, images, result.maps, result.targets, seed=seed)
+    noise = explain.explain(evidence.randomised(model, seed), images, method, target=result.targets)
+    row = {
+        "seconds": round(seconds, 3),
+        "deletion_wins": round(float((top > random).mean()), 4),
+        "drop_top_median": round(float(np.median(top)), 5),
+        "drop_random_median": round(float(np.median(random)), 5),
+        "randomisation_spearman_median": _median(evidence.rank_correlations(result.maps, noise.maps)),
+    }
+    if result.delta is not None:
+        blank = np.zeros_like(images[:1])
+        logits = model.predict_logits(np.concatenate([images, blank]))
+        change = logits[np.arange(len(images)), result.targets] - logits[-1, result.targets]
+        row["ig_relative_delta_median"] = round(float(np.median(np.abs(result.delta) / np.abs(change).clip(1e-6))), 5)
+    row["passes"] = row["deletion_wins"] >= BARS["deletion"] and (
+        row["randomisation_spearman_median"] <= BARS["randomisation"]
+    )
+    return row
+
+
+def _median(values):
+    return round(float(np.median(values)), 4)
+
+
+def table(results):
+    lines = [
+        f"{'model':<12} {'method':<21} {'deletion wins':>13} {'rand. Spearman':>14} {'seconds':>8} {'IG delta':>9}"
+        "  both",
+    ]
+    for name, rows in results.items():
+        for method, r in rows.items():
+            delta = f"{r['ig_relative_delta_median']:.4f}" if "ig_relative_delta_median" in r else ""
+            lines.append(
+                f"{name:<12} {method:<21} {r['deletion_wins']:>13.1%} {r['randomisation_spearman_median']:>14.3f}"
+                f" {r['seconds']:>8.2f} {delta:>9}  {'yes' if r['passes'] else 'no'}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--methods", help="comma-separated (default: every method a model has)")
+    parser.add_argument("--models", help="comma-separated model folders (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    run = Path(args.run_dir)
+    images = np.load(run / "test_images.npz")["images"][: args.images]
+    wanted = set(args.models.split(",")) if args.models else None
+    results = {}
+    for folder in checkpoint.model_dirs(run):
+        if wanted and folder.name not in wanted:
+            continue
+        model, _ = checkpoint.load(folder)
+        chosen = args.methods.split(",") if args.methods else explain.methods_for(model)
+        results[folder.name] = {}
+        for method in (m for m in chosen if m in explain.methods_for(model)):
+            results[folder.name][method] = measure(model, images, method, args.seed)
+            print(folder.name, method, results[folder.name][method], file=sys.stderr, flush=True)
+    doc = {
+        "cpu": cpu_name(),
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "torch_threads": torch.get_num_threads(),
+        "run": str(run),
+        "images": len(images),
+        "default_method": explain.DEFAULT_METHOD,
+        "bars": BARS,
+        "results": results,
+    }
+    print(json.dumps(doc, indent=2))
+    print(f"\n{doc['cpu']}, {doc['date']}, {len(images)} test images of {run}\n{table(results)}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
