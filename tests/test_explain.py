@@ -149,3 +149,57 @@ def test_deletion_and_randomisation_tell_a_model_from_noise(splits):
     same = explain.explain(model, images, "saliency", target=1)
     assert np.median(evidence.rank_correlations(same.maps, other.maps)) < 0.3
     assert np.median(evidence.rank_correlations(same.maps, same.maps)) == pytest.approx(1.0)
+
+
+# -- on a small trained run (the serve tests' compare run: a CNN and the scratch MLP, 4,000 images, 3 epochs) ----
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnn", "scratch-mlp"])
+def test_default_maps_pass_deletion_and_randomisation(serve_run, serve_items, name):
+    from fmnist.rundir import checkpoint
+
+    model = checkpoint.load(serve_run / name)[0]
+    images = serve_items[0][:300]
+    result = explain.explain(model, images)
+    top, random = evidence.deletion(model, images, result.maps, result.targets)
+    assert (top > random).mean() >= 0.8
+    noise = explain.explain(evidence.randomised(model), images, target=result.targets)
+    assert np.median(evidence.rank_correlations(result.maps, noise.maps)) <= 0.3
+
+
+@pytest.mark.slow
+def test_the_explain_command_writes_maps_and_overlays(serve_run, serve_items, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from fmnist.cli.parser import main
+    from fmnist.data import images as image_files
+    from serve_helpers import product_photo
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        product_photo(serve_items[0][i]).save(folder / f"item {i}.jpg")
+    (folder / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "maps"
+    status = main(["explain", str(serve_run / "cnn"), str(folder), "--out", str(out), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert status == 2 and [e["file"] for e in doc["errors"]] == [str(folder / "broken.png")]
+    assert len(doc["predictions"]) == 3 and doc["method"] == explain.DEFAULT_METHOD
+    from fmnist.rundir import checkpoint
+
+    model = checkpoint.load(serve_run / "cnn")[0]
+    for entry in doc["predictions"]:
+        saved = np.load(entry["map"])
+        assert saved.shape == (28, 28) and saved.dtype == np.float32
+        seen = image_files.to_fashion_mnist(image_files.load_image(entry["file"]))
+        np.testing.assert_allclose(saved, explain.explain(model, seen[None]).maps[0], rtol=1e-4, atol=1e-6)
+        assert entry["target_index"] == entry["class_index"]
+        assert Image.open(entry["overlay"]).size == (2 * 28 * 8 + 4, 28 * 8)
+    assert main(["explain", str(serve_run / "scratch-mlp"), str(folder / "item 0.jpg"), "--method", "grad-cam"]) == 2
+    assert main(["explain", str(serve_run), str(folder / "item 0.jpg")]) == 2  # two models: name one
+    assert main(["explain", str(serve_run / "cnn"), str(tmp_path / "missing.png"), "--out", str(out)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("fmnist: error: ") for line in errors)

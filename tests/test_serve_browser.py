@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fmnist.data import images as image_files
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.rundir import checkpoint
 from fmnist.serve import answers
@@ -57,10 +58,10 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    images, _ = serve_items
+    items, _ = serve_items
     photo = tmp_path / "my coat.png"
-    product_photo(images[0]).save(photo)
-    seen = images.to_fashion_mnist(images.load_image(photo))
+    product_photo(items[0]).save(photo)
+    seen = image_files.to_fashion_mnist(image_files.load_image(photo))
     browser.get(server.url + "/")
     wait = WebDriverWait(browser, 20)
     wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
@@ -89,3 +90,28 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     assert (tmp_path / "serve.png").stat().st_size > 10_000
     if shot := os.environ.get("FMNIST_SCREENSHOT"):  # where to keep a copy, e.g. docs/serve.png for the README
         shutil.copy(tmp_path / "serve.png", shot)
+
+
+def test_the_heat_map_appears_when_asked(browser, server, serve_items, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    photo = tmp_path / "my shirt.png"
+    product_photo(serve_items[0][1]).save(photo)
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 20)
+    wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+    browser.find_element(By.ID, "files").send_keys(str(photo))  # without the box: no heat map
+    card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
+    assert not card.find_element(By.CSS_SELECTOR, ".heat-figure").is_displayed()
+    browser.find_element(By.ID, "explain").click()
+    browser.find_element(By.ID, "files").send_keys(str(photo))
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".result")) == 2)
+    heat = browser.find_elements(By.CSS_SELECTOR, ".result")[0].find_element(By.CSS_SELECTOR, "img.heat")
+    wait.until(lambda _: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heat))
+    assert heat.is_displayed()
+    assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", heat) == [112, 112]
+    browser.save_screenshot(str(tmp_path / "explain.png"))
+    if shot := os.environ.get("FMNIST_EXPLAIN_SCREENSHOT"):
+        shutil.copy(tmp_path / "explain.png", shot)

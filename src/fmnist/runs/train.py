@@ -120,10 +120,20 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
         pick = np.random.default_rng(setup.seed).permutation(len(setup.splits.x_test))[:FEATURE_SAMPLE]
         features = model.features(setup.splits.x_test[pick])
         layout.write_npz(out_dir / layout.FEATURES, features=features, labels=setup.splits.y_test[pick])
+    write_attributions(model, setup, logits["test"], out_dir)
     layout.write_metrics(out_dir, record)
     if resumer is not None:
         resumer.finish()
     return model, record
+
+
+def write_attributions(model, setup, test_logits, out_dir):
+    """A few correct and wrong test images with their attribution maps, for the report (a second or less)."""
+    from fmnist.models import explain  # Captum: imported when a run gets this far
+
+    test = setup.splits
+    arrays = explain.gallery(model, test.x_test, test.y_test, test_logits.argmax(axis=1), seed=setup.seed)
+    layout.write_npz(out_dir / layout.ATTRIBUTIONS, **arrays)
 
 
 def parse_models(text):

@@ -100,4 +100,25 @@ def templates(model):
     return weight.reshape(NUM_CLASSES, SIDE, SIDE).astype(np.float32)
 
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "Explanation", "explain", "methods_for", "templates"]
+def gallery(model, images, labels, predicted, seed=0, per_kind=6):
+    """A few correct and a few wrong images with their maps (default method, predicted class): the arrays of a
+    run's attributions.npz. Chosen at random (seeded) among the given images; fewer when fewer exist."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for wanted in (predicted == labels, predicted != labels):
+        members = np.flatnonzero(wanted)
+        picks.append(np.sort(rng.choice(members, size=min(per_kind, len(members)), replace=False)))
+    chosen = np.concatenate(picks).astype(np.int64)
+    result = explain(model, images[chosen])
+    out = {
+        "images": images[chosen],
+        "labels": labels[chosen],
+        "targets": result.targets,
+        "probabilities": result.probabilities.astype(np.float32),
+        "maps": result.maps,
+        "method": np.array(result.method),
+    }
+    return out | ({"templates": templates(model)} if kind(model) == "linear" else {})
+
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "Explanation", "explain", "gallery", "methods_for", "templates"]
