@@ -1,6 +1,7 @@
 """Do the attribution maps mean something, and how fast are they? Every model of a compare run, every method.
 
     cpu-run .venv/bin/python bench/bench_explain.py RUN_DIR [--images 1000] [--methods a,b] [--out FILE.json]
+    cpu-run .venv/bin/python bench/bench_explain.py RUN_DIR --speed     # fmnist explain's and the page's speed
 
 For each model and method, on the first N test images of the run (test_images.npz; the target is the predicted
 class):
@@ -83,6 +84,51 @@ def table(results):
     return "\n".join(lines)
 
 
+def photos(images, folder):
+    """Product-style JPEGs of test items (dark on white, 6x, margins), as people upload them."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, item in enumerate(images):
+        photo = Image.new("L", (28 * 6 + 70, 28 * 6 + 60), 255)
+        photo.paste(Image.fromarray(255 - item).resize((168, 168), Image.Resampling.BICUBIC), (30, 40))
+        photo.convert("RGB").save(folder / f"item-{i:03d}.jpg", quality=90)
+    return sorted(folder.iterdir())
+
+
+def speed(run, images, requests=40):
+    """`fmnist explain` on 100 photos with the cnn (a fresh process, start-up included), and the server's
+    answer to one photo with and without explain=1 (in-process ASGI client; p50 of `requests`)."""
+    import os
+    import subprocess
+    import tempfile
+
+    from fastapi.testclient import TestClient
+
+    from fmnist.serve import app
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = photos(images[:100], Path(tmp) / "photos")
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "fmnist", "explain", str(run / "cnn"), str(files[0].parent)]
+        subprocess.run([*command, "--out", str(Path(tmp) / "maps")], check=True, env=os.environ, capture_output=True)
+        out["cli_100_images_cnn_s"] = round(time.perf_counter() - start, 2)
+        served, _ = app.load_run(run / "cnn")
+        body = files[0].read_bytes()
+        with TestClient(app.create_app(served, "cnn")) as client:  # the server's own settings (1 torch thread)
+            for explained in (False, True):
+                times = []
+                for _ in range(requests):
+                    start = time.perf_counter()
+                    answer = client.post(f"/predict?explain={int(explained)}", files=[("files", ("a.jpg", body))])
+                    times.append(time.perf_counter() - start)
+                    assert answer.status_code == 200 and ("heat_png" in answer.json()["predictions"][0]) == explained
+                key = "serve_explained_p50_ms" if explained else "serve_plain_p50_ms"
+                out[key] = round(1000 * float(np.median(times[2:])), 1)  # the first two warm up
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
@@ -90,10 +136,17 @@ def main(argv=None):
     parser.add_argument("--methods", help="comma-separated (default: every method a model has)")
     parser.add_argument("--models", help="comma-separated model folders (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed", action="store_true", help="only the speed of fmnist explain and the page")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     run = Path(args.run_dir)
     images = np.load(run / "test_images.npz")["images"][: args.images]
+    if args.speed:
+        doc = {"cpu": cpu_name(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), **speed(run, images)}
+        print(json.dumps(doc, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        return
     wanted = set(args.models.split(",")) if args.models else None
     results = {}
     for folder in checkpoint.model_dirs(run):

@@ -56,3 +56,19 @@ def templates(weights, title):
         _bare(ax)
     fig.suptitle(title)
     return fig
+
+
+def pairs(images, maps, titles, title):
+    """Images (top row) above their maps (bottom row), one column each; titles per column."""
+    columns = max(len(images), 1)
+    fig = Picture(figsize=(1.3 * columns + 0.4, 3.2))
+    axes = fig.subplots(2, columns, squeeze=False)
+    for j in range(columns):
+        _bare(axes[0, j])
+        _bare(axes[1, j])
+        if j < len(images):
+            axes[0, j].imshow(images[j], cmap="gray", vmin=0, vmax=255)
+            axes[0, j].set_title(titles[j], fontsize=7)
+            _overlay(axes[1, j], images[j], maps[j])
+    fig.suptitle(title)
+    return fig

@@ -96,3 +96,19 @@ def _random_scratch(model, seed):
 def images_as_pixels(images):
     """uint8 (N, 28, 28) -> float32 (N, 28, 28) in [0, 1]."""
     return to_pixels(images)[:, 0].numpy()
+
+
+def summary(model, images, method=None, seed=0):
+    """The two checks for one model and method on uint8 images: {"deletion_wins": share of images where the
+    top pixels beat random ones, "randomisation_spearman": median correlation with a re-initialised network}."""
+    from fmnist.models import explain
+
+    result = explain.explain(model, images, method)
+    top, random = deletion(model, images, result.maps, result.targets, seed=seed)
+    noise = explain.explain(randomised(model, seed), images, method, target=result.targets)
+    correlation = float(np.median(rank_correlations(result.maps, noise.maps)))
+    return {
+        "method": result.method,
+        "deletion_wins": float((top > random).mean()),
+        "randomisation_spearman": correlation,
+    }
