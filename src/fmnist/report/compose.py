@@ -93,7 +93,8 @@ def _attribution_figures(model):
     out = [(f"{name}-attributions.png", grid, f"{name}: test images, correct and wrong, and what the model looked at")]
     if "templates" in arrays:
         caption = f"{name}: each class's weight per pixel (red: brighter here speaks for the class, blue: against)"
-        out.append((f"{name}-templates.png", attribution_plots.templates(arrays["templates"], caption), caption))
+        figure = attribution_plots.templates(arrays["templates"], f"{name}: class templates")
+        out.append((f"{name}-templates.png", figure, caption))
     return [item for item in out if item[1] is not None]
 
 
