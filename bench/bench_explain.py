@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from fmnist.models import explain
-from fmnist.models.explain import evidence
+from fmnist.models.explain import attribute, evidence
 from fmnist.rundir import checkpoint
 
 BARS = {"deletion": 0.8, "randomisation": 0.3}
@@ -43,10 +43,10 @@ def cpu_name():
 
 def measure(model, images, method, seed):
     start = time.perf_counter()
-    result = explain.explain(model, images, method)
+    result = attribute.explain(model, images, method)
     seconds = time.perf_counter() - start
     top, random = evidence.deletion(model, images, result.maps, result.targets, seed=seed)
-    noise = explain.explain(evidence.randomised(model, seed), images, method, target=result.targets)
+    noise = attribute.explain(evidence.randomised(model, seed), images, method, target=result.targets)
     row = {
         "seconds": round(seconds, 3),
         "deletion_wins": round(float((top > random).mean()), 4),
@@ -153,9 +153,9 @@ def main(argv=None):
         if wanted and folder.name not in wanted:
             continue
         model, _ = checkpoint.load(folder)
-        chosen = args.methods.split(",") if args.methods else explain.methods_for(model)
+        chosen = args.methods.split(",") if args.methods else attribute.methods_for(model)
         results[folder.name] = {}
-        for method in (m for m in chosen if m in explain.methods_for(model)):
+        for method in (m for m in chosen if m in attribute.methods_for(model)):
             results[folder.name][method] = measure(model, images, method, args.seed)
             print(folder.name, method, results[folder.name][method], file=sys.stderr, flush=True)
     doc = {

@@ -11,7 +11,7 @@ from torch import nn
 from fmnist.errors import UserError
 from fmnist.models import explain
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
-from fmnist.models.explain import evidence, pixel
+from fmnist.models.explain import attribute, evidence, pixel
 from fmnist.models.hybrid import HybridClassifier
 from fmnist.models.scratch.classifier import ScratchClassifier
 from fmnist.models.scratch.mlp import MLP
@@ -67,17 +67,17 @@ def test_pixel_module_predicts_what_the_model_predicts(name, hparams, images):
 @pytest.mark.parametrize(("name", "hparams"), CASES)
 def test_every_method_gives_one_finite_map_per_image(name, hparams, images):
     model = untrained(name, **hparams)
-    for method in explain.methods_for(model):
-        result = explain.explain(model, images, method)
+    for method in attribute.methods_for(model):
+        result = attribute.explain(model, images, method)
         assert result.maps.shape == (len(images), 28, 28) and result.maps.dtype == np.float32
         assert np.isfinite(result.maps).all() and np.abs(result.maps).max() > 0
         np.testing.assert_array_equal(result.targets, model.predict_logits(images).argmax(1))
-    assert ("grad-cam" in explain.methods_for(model)) == (name in ("cnn", "hybrid"))
+    assert ("grad-cam" in attribute.methods_for(model)) == (name in ("cnn", "hybrid"))
 
 
 def test_integrated_gradients_add_up_to_the_logit_change(images):
     model = untrained("cnn", widths=(8, 8, 16))
-    result = explain.explain(model, images, "integrated-gradients", target=4)
+    result = attribute.explain(model, images, "integrated-gradients", target=4)
     logits = model.predict_logits(np.concatenate([images, np.zeros_like(images[:1])]))[:, 4]
     change = logits[:-1] - logits[-1]
     np.testing.assert_allclose(result.maps.sum(axis=(1, 2)) - change, -result.delta, atol=1e-4)
@@ -86,22 +86,22 @@ def test_integrated_gradients_add_up_to_the_logit_change(images):
 
 def test_targets_and_bad_requests(images):
     model = untrained("linear")
-    assert (explain.explain(model, images, target="Coat").targets == 4).all()
-    assert (explain.explain(model, images, target="7").targets == 7).all()
+    assert (attribute.explain(model, images, target="Coat").targets == 4).all()
+    assert (attribute.explain(model, images, target="7").targets == 7).all()
     for bad in ({"target": "hat"}, {"target": 10}, {"method": "grad-cam"}, {"method": "lime"}):
         with pytest.raises(UserError):
-            explain.explain(model, images, **bad)
+            attribute.explain(model, images, **bad)
     with pytest.raises(UserError, match="uint8"):
-        explain.explain(model, images.astype(np.float32))
+        attribute.explain(model, images.astype(np.float32))
 
 
 def test_linear_templates_are_its_saliency_maps(images):
     model = untrained("linear")
-    templates = explain.templates(model)
-    result = explain.explain(model, images, "saliency")
+    templates = attribute.templates(model)
+    result = attribute.explain(model, images, "saliency")
     np.testing.assert_allclose(result.maps, templates[result.targets], rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError):
-        explain.templates(untrained("mlp", hidden=(8,)))
+        attribute.templates(untrained("mlp", hidden=(8,)))
 
 
 def torch_twin(mlp):
@@ -141,12 +141,12 @@ def test_deletion_and_randomisation_tell_a_model_from_noise(splits):
         model.module.fc.weight[1] = torch.from_numpy(template.ravel().astype(np.float32)) * model.std * 0.02
         model.module.fc.bias.zero_()
     images = splits.x_test[splits.y_test == 1][:50]
-    result = explain.explain(model, images, "integrated-gradients", target=1)
+    result = attribute.explain(model, images, "integrated-gradients", target=1)
     top, random = evidence.deletion(model, images, result.maps, result.targets)
     assert (top > random).mean() > 0.9
     noise = evidence.randomised(model, seed=1)
-    other = explain.explain(noise, images, "saliency", target=1)
-    same = explain.explain(model, images, "saliency", target=1)
+    other = attribute.explain(noise, images, "saliency", target=1)
+    same = attribute.explain(model, images, "saliency", target=1)
     assert np.median(evidence.rank_correlations(same.maps, other.maps)) < 0.3
     assert np.median(evidence.rank_correlations(same.maps, same.maps)) == pytest.approx(1.0)
 
@@ -161,10 +161,10 @@ def test_default_maps_pass_deletion_and_randomisation(serve_run, serve_items, na
 
     model = checkpoint.load(serve_run / name)[0]
     images = serve_items[0][:300]
-    result = explain.explain(model, images)
+    result = attribute.explain(model, images)
     top, random = evidence.deletion(model, images, result.maps, result.targets)
     assert (top > random).mean() >= 0.8
-    noise = explain.explain(evidence.randomised(model), images, target=result.targets)
+    noise = attribute.explain(evidence.randomised(model), images, target=result.targets)
     assert np.median(evidence.rank_correlations(result.maps, noise.maps)) <= 0.3
 
 
@@ -195,7 +195,7 @@ def test_the_explain_command_writes_maps_and_overlays(serve_run, serve_items, tm
         saved = np.load(entry["map"])
         assert saved.shape == (28, 28) and saved.dtype == np.float32
         seen = image_files.to_fashion_mnist(image_files.load_image(entry["file"]))
-        np.testing.assert_allclose(saved, explain.explain(model, seen[None]).maps[0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(saved, attribute.explain(model, seen[None]).maps[0], rtol=1e-4, atol=1e-6)
         assert entry["target_index"] == entry["class_index"]
         assert Image.open(entry["overlay"]).size == (2 * 28 * 8 + 4, 28 * 8)
     assert main(["explain", str(serve_run / "scratch-mlp"), str(folder / "item 0.jpg"), "--method", "grad-cam"]) == 2

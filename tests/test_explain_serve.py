@@ -10,6 +10,7 @@ from PIL import Image
 
 from fmnist.data import images as image_files
 from fmnist.models import explain
+from fmnist.models.explain import attribute
 from fmnist.rundir import checkpoint
 from fmnist.serve import explanations
 from serve_helpers import encoded, product_photo
@@ -27,7 +28,7 @@ def test_heat_maps_come_only_when_asked(server, serve_run, serve_items):
     assert answer.status_code == 200 and answer.json()["explain_method"] == explain.DEFAULT_METHOD
     heat = np.asarray(Image.open(io.BytesIO(base64.b64decode(entry["heat_png"]))))
     seen = image_files.to_fashion_mnist(image_files.load_image("a.jpg", content=photo))
-    maps = explain.explain(checkpoint.load(serve_run / "cnn")[0], seen[None]).maps
+    maps = attribute.explain(checkpoint.load(serve_run / "cnn")[0], seen[None]).maps
     expected = np.asarray(Image.open(io.BytesIO(base64.b64decode(explanations.heat_png_base64(seen, maps[0])))))
     assert heat.shape == (112, 112, 3) and np.abs(heat.astype(int) - expected).mean() < 1.0
     assert entry["class"] == plain["predictions"][0]["class"]

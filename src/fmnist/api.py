@@ -24,8 +24,8 @@ from fmnist.data import dataset as data
 from fmnist.data import images
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
-from fmnist.models import explain as explain_module
 from fmnist.models import registry
+from fmnist.models.explain import attribute as explain_module
 from fmnist.report import attributions, plots, tables
 from fmnist.rundir import checkpoint, layout
 from fmnist.runs import train

@@ -214,8 +214,11 @@ def cmd_explain(args):
     import json
 
     from fmnist.rundir import checkpoint
-    from fmnist.serve import explanations
 
+    try:
+        from fmnist.serve import explanations
+    except ModuleNotFoundError as exc:
+        raise UserError(f"fmnist explain needs {exc.name}: pip install 'fmnist[explain]'") from None
     model, _ = checkpoint.load(args.model)
     predictions, explained, failures = explanations.explain_files(model, args.inputs, args.method, args.target)
     written = explanations.write_outputs(predictions, explained, args.out) if predictions else []

@@ -15,7 +15,8 @@ from PIL import Image
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import atomic_path
-from fmnist.models import explain as explain_module
+from fmnist.models import explain as explain_names
+from fmnist.models.explain import attribute as explain_module
 from fmnist.serve import answers
 
 SCALE = 8  # a 28x28 panel drawn at 224x224 pixels
@@ -112,7 +113,7 @@ def explained_maps(model, images):
 
 def add_heat_maps(doc, images, maps):
     """Each prediction of a /predict document gets "heat_png" (base64 PNG, 112x112) and the document the method."""
-    doc["explain_method"] = explain_module.DEFAULT_METHOD
+    doc["explain_method"] = explain_names.DEFAULT_METHOD
     for entry, image, attribution in zip(doc["predictions"], images, maps, strict=True):
         entry["heat_png"] = heat_png_base64(image, attribution)
     return doc

@@ -101,11 +101,11 @@ def images_as_pixels(images):
 def summary(model, images, method=None, seed=0):
     """The two checks for one model and method on uint8 images: {"deletion_wins": share of images where the
     top pixels beat random ones, "randomisation_spearman": median correlation with a re-initialised network}."""
-    from fmnist.models import explain
+    from fmnist.models.explain import attribute
 
-    result = explain.explain(model, images, method)
+    result = attribute.explain(model, images, method)
     top, random = deletion(model, images, result.maps, result.targets, seed=seed)
-    noise = explain.explain(randomised(model, seed), images, method, target=result.targets)
+    noise = attribute.explain(randomised(model, seed), images, method, target=result.targets)
     correlation = float(np.median(rank_correlations(result.maps, noise.maps)))
     return {
         "method": result.method,

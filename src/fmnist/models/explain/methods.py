@@ -108,10 +108,9 @@ def _unview(view, cam):
     return out.reshape(cam.shape)
 
 
-METHODS = {
+BY_NAME = {  # the names fmnist.models.explain.METHODS lists, in its order
     "integrated-gradients": integrated_gradients,
     "saliency": saliency,
     "occlusion": occlusion,
     "grad-cam": grad_cam,
 }
-CNN_ONLY = ("grad-cam",)
