@@ -4,7 +4,7 @@
     cpu-run .venv/bin/python bench/bench_explain.py RUN_DIR --speed     # fmnist explain's and the page's speed
 
 For each model and method, on the first N test images of the run (test_images.npz; the target is the predicted
-class):
+class; N = --images for the default method, --others for the rest):
 - deletion: the share of images whose target probability falls more when the 10 % most-attributed pixels are
   blacked out than when 10 % random pixels are (fmnist.models.explain.evidence.deletion); the acceptance bar is
   80 % for the default method;
@@ -78,7 +78,7 @@ def table(results):
         for method, r in rows.items():
             delta = f"{r['ig_relative_delta_median']:.4f}" if "ig_relative_delta_median" in r else ""
             lines.append(
-                f"{name:<12} {method:<21} {r['deletion_wins']:>13.1%} {r['randomisation_spearman_median']:>14.3f}"
+                f"{name:<12} {method + ' (' + str(r['images']) + ')':<21} {r['deletion_wins']:>13.1%} {r['randomisation_spearman_median']:>14.3f}"
                 f" {r['seconds']:>8.2f} {delta:>9}  {'yes' if r['passes'] else 'no'}"
             )
     return "\n".join(lines)
@@ -132,7 +132,8 @@ def speed(run, images, requests=40):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
-    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=1000, help="test images for the default method")
+    parser.add_argument("--others", type=int, default=300, help="test images for the other methods (the comparison)")
     parser.add_argument("--methods", help="comma-separated (default: every method a model has)")
     parser.add_argument("--models", help="comma-separated model folders (default: all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -156,7 +157,8 @@ def main(argv=None):
         chosen = args.methods.split(",") if args.methods else attribute.methods_for(model)
         results[folder.name] = {}
         for method in (m for m in chosen if m in attribute.methods_for(model)):
-            results[folder.name][method] = measure(model, images, method, args.seed)
+            some = images if method == explain.DEFAULT_METHOD else images[: args.others]
+            results[folder.name][method] = measure(model, some, method, args.seed) | {"images": len(some)}
             print(folder.name, method, results[folder.name][method], file=sys.stderr, flush=True)
     doc = {
         "cpu": cpu_name(),
