@@ -71,14 +71,15 @@ def _median(values):
 
 def table(results):
     lines = [
-        f"{'model':<12} {'method':<21} {'deletion wins':>13} {'rand. Spearman':>14} {'seconds':>8} {'IG delta':>9}"
+        f"{'model':<12} {'method (images)':<21} {'deletion wins':>13} {'rand. Spearman':>14} {'seconds':>8} {'IG delta':>9}"
         "  both",
     ]
     for name, rows in results.items():
         for method, r in rows.items():
             delta = f"{r['ig_relative_delta_median']:.4f}" if "ig_relative_delta_median" in r else ""
+            shown = f"{method} ({r['images']})"
             lines.append(
-                f"{name:<12} {method + ' (' + str(r['images']) + ')':<21} {r['deletion_wins']:>13.1%} {r['randomisation_spearman_median']:>14.3f}"
+                f"{name:<12} {shown:<21} {r['deletion_wins']:>13.1%} {r['randomisation_spearman_median']:>14.3f}"
                 f" {r['seconds']:>8.2f} {delta:>9}  {'yes' if r['passes'] else 'no'}"
             )
     return "\n".join(lines)
