@@ -71,8 +71,8 @@ def _median(values):
 
 def table(results):
     lines = [
-        f"{'model':<12} {'method (images)':<21} {'deletion wins':>13} {'rand. Spearman':>14} {'seconds':>8} {'IG delta':>9}"
-        "  both",
+        f"{'model':<12} {'method (images)':<21} {'deletion wins':>13} {'rand. Spearman':>14}"
+        f" {'seconds':>8} {'IG delta':>9}  both",
     ]
     for name, rows in results.items():
         for method, r in rows.items():
