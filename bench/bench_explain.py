@@ -3,8 +3,9 @@
     cpu-run .venv/bin/python bench/bench_explain.py RUN_DIR [--images 1000] [--methods a,b] [--out FILE.json]
     cpu-run .venv/bin/python bench/bench_explain.py RUN_DIR --speed     # fmnist explain's and the page's speed
 
-For each model and method, on the first N test images of the run (test_images.npz; the target is the predicted
-class; N = --images for the default method, --others for the rest):
+For each model and method, on the first N test images of the run (test_images.npz; with --split val its
+validation images, where the default method was chosen; the target is the predicted class; N = --images for the
+default method, --others for the rest):
 - deletion: the share of images whose target probability falls more when the 10 % most-attributed pixels are
   blacked out than when 10 % random pixels are (fmnist.models.explain.evidence.deletion); the acceptance bar is
   80 % for the default method;
@@ -63,6 +64,16 @@ def measure(model, images, method, seed):
         row["randomisation_spearman_median"] <= BARS["randomisation"]
     )
     return row
+
+
+def split_images(run, split):
+    """The run's test images (test_images.npz), or its validation images (the split again, from its seed)."""
+    if split == "test":
+        return np.load(run / "test_images.npz")["images"]
+    from fmnist.data import dataset
+
+    seed = json.loads((run / "compare.json").read_text(encoding="utf-8"))["seed"]
+    return dataset.split(dataset.load(), seed).x_val
 
 
 def _median(values):
@@ -138,11 +149,14 @@ def main(argv=None):
     parser.add_argument("--methods", help="comma-separated (default: every method a model has)")
     parser.add_argument("--models", help="comma-separated model folders (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split", choices=("val", "test"), default="test", help="val: to choose the default method; test: to report"
+    )
     parser.add_argument("--speed", action="store_true", help="only the speed of fmnist explain and the page")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     run = Path(args.run_dir)
-    images = np.load(run / "test_images.npz")["images"][: args.images]
+    images = split_images(run, args.split)[: args.images]
     if args.speed:
         doc = {"cpu": cpu_name(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), **speed(run, images)}
         print(json.dumps(doc, indent=2))
@@ -158,6 +172,8 @@ def main(argv=None):
         chosen = args.methods.split(",") if args.methods else attribute.methods_for(model)
         results[folder.name] = {}
         for method in (m for m in chosen if m in attribute.methods_for(model)):
+            if method != explain.DEFAULT_METHOD and not args.others:
+                continue
             some = images if method == explain.DEFAULT_METHOD else images[: args.others]
             results[folder.name][method] = measure(model, some, method, args.seed) | {"images": len(some)}
             print(folder.name, method, results[folder.name][method], file=sys.stderr, flush=True)
@@ -167,12 +183,13 @@ def main(argv=None):
         "torch_threads": torch.get_num_threads(),
         "run": str(run),
         "images": len(images),
+        "split": args.split,
         "default_method": explain.DEFAULT_METHOD,
         "bars": BARS,
         "results": results,
     }
     print(json.dumps(doc, indent=2))
-    print(f"\n{doc['cpu']}, {doc['date']}, {len(images)} test images of {run}\n{table(results)}")
+    print(f"\n{doc['cpu']}, {doc['date']}, {len(images)} {args.split} images of {run}\n{table(results)}")
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 

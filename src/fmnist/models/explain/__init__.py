@@ -10,7 +10,7 @@ a run's gallery; evidence.py: the deletion and model-randomisation checks. This 
 importing torch or Captum, so the command line's --help stays light.
 """
 
-METHODS = ("integrated-gradients", "saliency", "occlusion", "grad-cam")
+METHODS = ("integrated-gradients", "saliency", "smoothgrad", "occlusion", "grad-cam")
 CNN_ONLY = ("grad-cam",)  # needs a CNN: the cnn itself or the hybrid's
 # Chosen on bench/bench_explain.py's measurements (deletion and model randomisation; README "Attributions").
-DEFAULT_METHOD = "saliency"
+DEFAULT_METHOD = "smoothgrad"

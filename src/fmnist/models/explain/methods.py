@@ -7,6 +7,7 @@ units as the target logit: positive where the pixel is evidence for the class.
   background) to x (Gauss-Legendre, `IG_STEPS` points); the maps of an image sum to logit(x) - logit(black) up
   to the convergence delta Captum reports.
 - saliency: the gradient of the target logit itself (signed: how the logit moves as the pixel brightens).
+- smoothgrad: saliency averaged over noisy copies of the image (Captum's NoiseTunnel; Smilkov et al. 2017).
 - occlusion: how much the logit falls when a `OCCLUSION_WINDOW`-pixel square is blacked out, averaged over the
   squares (stride `OCCLUSION_STRIDE`) that cover the pixel.
 - grad-cam (the cnn and the hybrid's CNN): LayerGradCam on the output of the last convolution's block
@@ -16,12 +17,13 @@ units as the target logit: positive where the pixel is evidence for the class.
 
 import torch
 import torch.nn.functional as F
-from captum.attr import IntegratedGradients, LayerGradCam, Occlusion, Saliency
+from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion, Saliency
 from torch import nn
 
 from fmnist.data.dataset import SIDE
 
 IG_STEPS = 32
+SMOOTH_SAMPLES, SMOOTH_SD = 16, 0.1  # screened on validation images (bench/bench_explain.py --split val)
 OCCLUSION_WINDOW, OCCLUSION_STRIDE = 4, 2
 INTERNAL_BATCH = 1024  # images per forward pass inside Captum (IG's path points, occlusion's perturbations)
 
@@ -42,6 +44,23 @@ def integrated_gradients(module, x, targets):
 
 def saliency(module, x, targets):
     return Saliency(module).attribute(x.clone().requires_grad_(), target=targets, abs=False)[:, 0], None
+
+
+def smoothgrad(module, x, targets):
+    """Saliency averaged over SMOOTH_SAMPLES copies of the image with Gaussian noise (sd SMOOTH_SD in pixel
+    units) added: Captum's NoiseTunnel. The noise is drawn from a fixed seed, so a map is reproducible."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        maps = NoiseTunnel(Saliency(module)).attribute(
+            x.clone().requires_grad_(),
+            nt_type="smoothgrad",
+            nt_samples=SMOOTH_SAMPLES,
+            nt_samples_batch_size=max(1, INTERNAL_BATCH // max(len(x), 1)),
+            stdevs=SMOOTH_SD,
+            target=targets,
+            abs=False,
+        )
+    return maps[:, 0], None
 
 
 def occlusion(module, x, targets):
@@ -111,6 +130,7 @@ def _unview(view, cam):
 BY_NAME = {  # the names fmnist.models.explain.METHODS lists, in its order
     "integrated-gradients": integrated_gradients,
     "saliency": saliency,
+    "smoothgrad": smoothgrad,
     "occlusion": occlusion,
     "grad-cam": grad_cam,
 }
