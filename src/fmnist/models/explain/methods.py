@@ -7,7 +7,7 @@ units as the target logit: positive where the pixel is evidence for the class.
   background) to x (Gauss-Legendre, `IG_STEPS` points); the maps of an image sum to logit(x) - logit(black) up
   to the convergence delta Captum reports.
 - saliency: the gradient of the target logit itself (signed: how the logit moves as the pixel brightens).
-- smoothgrad: saliency averaged over noisy copies of the image (Captum's NoiseTunnel; Smilkov et al. 2017).
+- smoothgrad: saliency averaged over noisy copies of the image (Smilkov et al. 2017).
 - occlusion: how much the logit falls when a `OCCLUSION_WINDOW`-pixel square is blacked out, averaged over the
   squares (stride `OCCLUSION_STRIDE`) that cover the pixel.
 - grad-cam (the cnn and the hybrid's CNN): LayerGradCam on the output of the last convolution's block
@@ -17,7 +17,7 @@ units as the target logit: positive where the pixel is evidence for the class.
 
 import torch
 import torch.nn.functional as F
-from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion, Saliency
+from captum.attr import IntegratedGradients, LayerGradCam, Occlusion, Saliency
 from torch import nn
 
 from fmnist.data.dataset import SIDE
@@ -47,20 +47,13 @@ def saliency(module, x, targets):
 
 
 def smoothgrad(module, x, targets):
-    """Saliency averaged over SMOOTH_SAMPLES copies of the image with Gaussian noise (sd SMOOTH_SD in pixel
-    units) added: Captum's NoiseTunnel. The noise is drawn from a fixed seed, so a map is reproducible."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        maps = NoiseTunnel(Saliency(module)).attribute(
-            x.clone().requires_grad_(),
-            nt_type="smoothgrad",
-            nt_samples=SMOOTH_SAMPLES,
-            nt_samples_batch_size=max(1, INTERNAL_BATCH // max(len(x), 1)),
-            stdevs=SMOOTH_SD,
-            target=targets,
-            abs=False,
-        )
-    return maps[:, 0], None
+    """Saliency averaged over SMOOTH_SAMPLES noisy copies of the image (Gaussian, sd SMOOTH_SD in pixel units;
+    Smilkov et al. 2017). The same noise patterns (seed 0) serve every image, so a map depends on its image alone,
+    not on the batch it came in (Captum's NoiseTunnel draws new noise per batch)."""
+    noise = torch.randn((SMOOTH_SAMPLES, *x.shape[1:]), generator=torch.Generator().manual_seed(0)) * SMOOTH_SD
+    noisy = (x[:, None] + noise[None]).flatten(0, 1).requires_grad_()
+    grads = Saliency(module).attribute(noisy, target=targets.repeat_interleave(SMOOTH_SAMPLES), abs=False)
+    return grads.reshape(len(x), SMOOTH_SAMPLES, *x.shape[1:]).mean(dim=1)[:, 0], None
 
 
 def occlusion(module, x, targets):
