@@ -109,3 +109,28 @@ def test_page_says_plainly_that_noise_is_not_clothing(browser, server, tmp_path)
     note = card.find_element(By.CSS_SELECTOR, ".unknown-note")
     assert note.is_displayed() and "does not look like any Fashion-MNIST class" in note.text
     assert len(card.find_elements(By.CSS_SELECTOR, ".bars li")) == 3  # the closest classes, still shown
+
+
+def test_the_heat_map_appears_when_asked(browser, server, serve_items, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    photo = tmp_path / "my shirt.png"
+    product_photo(serve_items[0][1]).save(photo)
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 20)
+    wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+    browser.find_element(By.ID, "files").send_keys(str(photo))  # without the box: no heat map
+    card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
+    assert not card.find_element(By.CSS_SELECTOR, ".heat-figure").is_displayed()
+    browser.find_element(By.ID, "explain").click()
+    browser.find_element(By.ID, "files").send_keys(str(photo))
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".result")) == 2)
+    heat = browser.find_elements(By.CSS_SELECTOR, ".result")[0].find_element(By.CSS_SELECTOR, "img.heat")
+    wait.until(lambda _: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heat))
+    assert heat.is_displayed()
+    assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", heat) == [112, 112]
+    browser.save_screenshot(str(tmp_path / "explain.png"))
+    if shot := os.environ.get("FMNIST_EXPLAIN_SCREENSHOT"):
+        shutil.copy(tmp_path / "explain.png", shot)

@@ -25,7 +25,8 @@ from fmnist.data import images
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.models import registry, trust
-from fmnist.report import plots, tables
+from fmnist.models.explain import attribute as explain_module
+from fmnist.report import attributions, plots, tables
 from fmnist.report import trust as trust_report
 from fmnist.rundir import checkpoint, layout
 from fmnist.runs import compare as compare_runs
@@ -42,6 +43,9 @@ __all__ = [
     "convergence",
     "evaluate",
     "examples",
+    "explain",
+    "explanation_checks",
+    "explanation_figure",
     "feature_space",
     "fit",
     "learning_curves",
@@ -54,6 +58,7 @@ __all__ = [
     "prediction_figure",
     "probabilities",
     "table",
+    "templates",
     "vectors",
 ]
 
@@ -315,3 +320,30 @@ def prediction_figure(prediction):
     if prediction.unknown:
         title += f": unknown, {answers.UNKNOWN_TEXT}"
     return plots.prediction(prediction.image, prediction.top, title)
+
+
+def explain(model, images, method=None, target=None):
+    """Why the model decided: an `Explanation` (maps float32 (N, 28, 28), positive = evidence for `targets`,
+    probabilities, method, IG's convergence delta) for uint8 images; target None: each image's predicted class."""
+    return explain_module.explain(_trained(model), _images(images), method, target)
+
+
+def explanation_figure(explanation, images, count=10):
+    """The first `count` images above their maps (red: evidence for the class, blue: against)."""
+    images = _images(images)[:count]
+    pairs = zip(explanation.targets, explanation.probabilities, strict=True)
+    titles = [f"{CLASS_NAMES[t]} {p[t]:.0%}" for t, p in pairs]
+    return attributions.pairs(images, explanation.maps[:count], titles[:count], f"why: {explanation.method}")
+
+
+def templates(model):
+    """The linear model's ten class templates (its weight per pixel for each class) as a Figure."""
+    return attributions.templates(explain_module.templates(_trained(model)), f"{model.name}: class templates")
+
+
+def explanation_checks(model, images, method=None):
+    """Do the maps mean something? The share of images whose 10 % top pixels, blacked out, lower the class's
+    probability more than 10 % random ones, and the median rank correlation with a re-initialised network's maps."""
+    from fmnist.models.explain import evidence
+
+    return evidence.summary(_trained(model), _images(images), method)

@@ -196,6 +196,39 @@ def cmd_predict(args):
     return 2 if failures else 0
 
 
+def cmd_explain(args):
+    import json
+
+    from fmnist.rundir import checkpoint
+
+    try:
+        from fmnist.serve import explanations
+    except ModuleNotFoundError as exc:
+        raise UserError(f"fmnist explain needs {exc.name}: pip install 'fmnist[explain]'") from None
+    model, _ = checkpoint.load(args.model)
+    predictions, explained, failures = explanations.explain_files(model, args.inputs, args.method, args.target)
+    written = explanations.write_outputs(predictions, explained, args.out) if predictions else []
+    if args.json:
+        print(json.dumps(explanations.as_json(predictions, explained, failures, written), indent=2))
+    else:
+        for pred, (npy, png), target in zip(predictions, written, explained.targets, strict=True):
+            print(f"{pred.file}: {answers_line(pred)}; {explained.method} map for {class_name(target)}: {npy}, {png}")
+        for failure in failures:
+            print(f"fmnist: error: {failure}", file=sys.stderr)
+    return 2 if failures else 0
+
+
+def class_name(index):
+    from fmnist.data.dataset import CLASS_NAMES
+
+    return CLASS_NAMES[int(index)]
+
+
+def answers_line(pred):
+    c, p = pred.top[0]
+    return f"{class_name(c)} {p:.1%}"
+
+
 def cmd_serve(args):
     try:
         from fmnist.serve import app

@@ -201,6 +201,8 @@ def add_result_commands(subparsers):
     add_device_option(pred, "a torch model predicts")
     pred.set_defaults(func=commands.cmd_predict)
 
+    add_explain_command(subparsers)
+
     srv = subparsers.add_parser("serve", help="a web page and an HTTP API for a run's models")
     srv.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
@@ -222,6 +224,29 @@ def add_result_commands(subparsers):
     exp.add_argument("--format", choices=("onnx",), default="onnx", help="the graph format (default: onnx)")
     exp.add_argument("--out", metavar="FILE", help="where to write it (default: RUN_DIR/model.onnx, per model)")
     exp.set_defaults(func=commands.cmd_export)
+
+
+def add_explain_command(subparsers):
+    from fmnist.models.explain import DEFAULT_METHOD, METHODS
+
+    exp = subparsers.add_parser("explain", help="which pixels made a model decide: an attribution map per image")
+    exp.add_argument("model", metavar="MODEL_OR_RUN", help="a run directory (or its checkpoint.json) of any model")
+    exp.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+", help="image files or folders of images")
+    exp.add_argument(
+        "--method",
+        choices=METHODS,
+        help=f"attribution method (default: {DEFAULT_METHOD}; grad-cam: cnn and hybrid only)",
+    )
+    exp.add_argument(
+        "--target",
+        default="predicted",
+        help="the class to explain: predicted (default), a class number 0-9 or a class name",
+    )
+    exp.add_argument(
+        "--out", metavar="DIR", default="explained", help="where NAME.npy and NAME.png go (default: explained)"
+    )
+    exp.add_argument("--json", action="store_true", help="print one JSON document: predictions and file names")
+    exp.set_defaults(func=commands.cmd_explain)
 
 
 def worded(exc):

@@ -13,6 +13,7 @@ import numpy as np
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.files import write_text
 from fmnist.metrics.calibration import probabilities
+from fmnist.report import attributions as attribution_plots
 from fmnist.report import plots, trust
 from fmnist.report.render import to_html, to_markdown
 from fmnist.rundir import layout
@@ -81,6 +82,19 @@ def _model_figures(run, model, test):
                 f"{name}: learned features of test images in two dimensions, coloured by class",
             )
         )
+    return [item for item in out if item[1] is not None] + _attribution_figures(model)
+
+
+def _attribution_figures(model):
+    arrays, name = model.attributions, model.name
+    if arrays is None:
+        return []
+    grid = attribution_plots.gallery(arrays, f"{name}: why it decided")
+    out = [(f"{name}-attributions.png", grid, f"{name}: test images, correct and wrong, and what the model looked at")]
+    if "templates" in arrays:
+        caption = f"{name}: each class's weight per pixel (red: brighter here speaks for the class, blue: against)"
+        figure = attribution_plots.templates(arrays["templates"], f"{name}: class templates")
+        out.append((f"{name}-templates.png", figure, caption))
     return [item for item in out if item[1] is not None]
 
 

@@ -30,6 +30,7 @@ from fmnist.rundir.schema import LAYOUT_VERSION
 
 CONFIG, COMPARE, HISTORY, METRICS = "config.json", "compare.json", "history.csv", "metrics.json"
 PREDICTIONS, FEATURES, TEST_IMAGES = "predictions.npz", "features.npz", "test_images.npz"
+ATTRIBUTIONS = "attributions.npz"  # a few test images with their attribution maps (fmnist.models.explain.gallery)
 SPLITS = ("val", "test")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr")
 MODEL_FILES = (CONFIG, HISTORY, METRICS, PREDICTIONS)
@@ -112,6 +113,7 @@ class ModelRun:
     metrics: dict
     predictions: dict  # val_logits (N, 10), val_labels (N,), test_logits (M, 10), test_labels (M,)
     features: dict | None  # features float (n, D), labels (n,): a sample of test items; None if the model has none
+    attributions: dict | None = None  # images, labels, targets, maps (n, 28, 28), method[, templates]; or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +227,11 @@ def load_model_run(folder, name, rerun):
     if (folder / FEATURES).exists():
         features = _read_npz(folder / FEATURES, ("features", "labels"), rerun)
         _check_labelled(folder / FEATURES, features, ("features", "labels"), (None,), rerun)
-    return ModelRun(config["model"], folder, config, history, metrics, predictions, features)
+    attributions = None
+    if (folder / ATTRIBUTIONS).exists():
+        attributions = _read_npz(folder / ATTRIBUTIONS, ("images", "labels", "targets", "maps", "method"), rerun)
+        _check_labelled(folder / ATTRIBUTIONS, attributions, ("maps", "targets"), (SIDE, SIDE), rerun)
+    return ModelRun(config["model"], folder, config, history, metrics, predictions, features, attributions)
 
 
 def _load_test_images(path, models, rerun):

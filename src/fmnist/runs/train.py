@@ -123,6 +123,7 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
         pick = np.random.default_rng(setup.seed).permutation(len(setup.splits.x_test))[:FEATURE_SAMPLE]
         features = model.features(setup.splits.x_test[pick])
         layout.write_npz(out_dir / layout.FEATURES, features=features, labels=setup.splits.y_test[pick])
+    write_attributions(model, setup, logits["test"], out_dir)
     layout.write_metrics(out_dir, record)
     if log:
         log.finish(hparams, record, model, setup.splits, logits["test"])
@@ -135,6 +136,19 @@ def model_device(spec, requested):
     """The device model `spec` trains on for `requested`: resolved for a torch model, the CPU for a NumPy one
     (which says so when an accelerator was named)."""
     return devices.for_model(spec.name, spec.load_class().uses_torch, requested)
+
+
+def write_attributions(model, setup, test_logits, out_dir):
+    """A few correct and wrong test images with their attribution maps, for the report (a second or less).
+    Without Captum (an install without the `explain` extra) the run has none and the report leaves them out."""
+    try:
+        from fmnist.models.explain import attribute
+    except ModuleNotFoundError:
+        return
+
+    test = setup.splits
+    arrays = attribute.gallery(model, test.x_test, test.y_test, test_logits.argmax(axis=1), seed=setup.seed)
+    layout.write_npz(out_dir / layout.ATTRIBUTIONS, **arrays)
 
 
 def _tensorboard(name, setup, fresh):

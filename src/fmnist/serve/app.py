@@ -31,7 +31,7 @@ from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import shown
 from fmnist.rundir import checkpoint, schema
-from fmnist.serve import answers, limits
+from fmnist.serve import answers, explanations, limits
 from fmnist.serve import runtime as runtimes
 from fmnist.serve.batcher import InferenceWorker
 from fmnist.serve.uploads import RequestError, read_multipart, whole_number
@@ -55,6 +55,7 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "model": {"type": "string", "description": "a name from GET /models (default: the best)"},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
+                        "explain": {"type": "integer", "enum": [0, 1], "default": 0, "description": "heat maps"},
                     },
                 }
             }
@@ -136,6 +137,21 @@ def request_options(served, default, options):
     return served[name], whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
 
 
+def infer(served, key, images):
+    """The inference worker's job: a model name -> its assessment (calibrated probabilities, unknown); ("explain",
+    name) -> its heat maps."""
+    if isinstance(key, tuple):
+        return explanations.explained_maps(served[key[1]].model, images)
+    return answers.assess(served[key].model, images)
+
+
+def wants_explanation(options):
+    value = (options.get("explain") or "0").lower()
+    if value not in ("0", "1", "true", "false"):
+        raise RequestError(400, f"explain {value!r}: 1 (a heat map per image) or 0")
+    return value in ("1", "true")
+
+
 def document(served, names, images, assessment, failures, top_k):
     """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG."""
     results = answers.ranked(assessment, names, images, top_k)
@@ -149,7 +165,7 @@ def document(served, names, images, assessment, failures, top_k):
 
 def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1):
     """The FastAPI application for loaded models ({name: ServedModel}, as `load_run` gives them)."""
-    worker = InferenceWorker(lambda name, images: answers.assess(served[name].model, images))
+    worker = InferenceWorker(lambda key, images: infer(served, key, images))
     # Decoding holds the GIL much of the time: more threads than cores only trade it back and forth.
     decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
     web = resources.files("fmnist.serve") / "web"
@@ -187,7 +203,9 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         """Classify one or more images (multipart field `files`); 422 with the same document if any is bad."""
         uploads = await read_multipart(request.headers, request.stream(), max_body=max_body, max_files=max_files)
         fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
-        one, top_k = request_options(served, default, {**request.query_params, **fields})
+        options = {**request.query_params, **fields}
+        one, top_k = request_options(served, default, options)
+        explain = wants_explanation(options)
         files = [u for u in uploads if u.filename is not None]
         if not files:
             raise RequestError(400, "no files: send one or more images in the multipart field 'files'")
@@ -197,6 +215,9 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         else:
             assessment = answers.assess(one.model, images)
         doc = document(one, names, images, assessment, failures, top_k)  # small: a thread hop would cost more
+        if explain and len(images):  # only on request: answers without it never pay for gradients
+            maps = await asyncio.wrap_future(worker.submit(("explain", one.name), images))
+            doc = await anyio.to_thread.run_sync(explanations.add_heat_maps, doc, images, maps, limiter=decoders)
         return JSONResponse(doc, status_code=422 if failures else 200)
 
     return app

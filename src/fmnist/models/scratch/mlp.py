@@ -57,6 +57,18 @@ class MLP:
                 dout = F.relu_backward(dx, x, out=dx)
         return grads
 
+    def input_gradient(self, x, dlogits):
+        """dL/dx (N, D_in) from dL/d(logits) (N, C) at inputs x (N, D_in): the backward pass carried one layer
+        further, to the input, without the weight gradients. With dlogits a one-hot row per example it is the
+        gradient of that class's logit with respect to the input (what an attribution map is made of)."""
+        x = np.asarray(x, dtype=self.dtype)
+        _, activations = self.forward(x)
+        dout = np.asarray(dlogits, dtype=self.dtype)
+        for i in range(len(self.weights) - 1, -1, -1):
+            dx = dout @ self.weights[i].T
+            dout = F.relu_backward(dx, activations[i], out=dx) if i > 0 else dx
+        return dout
+
     def loss_and_grads(self, x, labels, weight_decay=0.0):
         """One training step's maths on a batch x (N, D_in), labels (N,).
 

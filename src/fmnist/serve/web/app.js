@@ -1,4 +1,5 @@
-// The page's only script: fill the model selector, send the chosen or dropped images to /predict, show each answer.
+// The page's only script: fill the model selector, send the chosen or dropped images to /predict, show each answer
+// (with its heat map when the box asks for one).
 "use strict";
 
 const MAX_FILES = 16;  // per request, as the server accepts
@@ -26,6 +27,10 @@ function showPrediction(prediction, file, model) {
   const card = document.getElementById("result").content.firstElementChild.cloneNode(true);
   card.querySelector(".original").src = URL.createObjectURL(file);
   card.querySelector(".preview").src = "data:image/png;base64," + prediction.image_png;
+  if (prediction.heat_png) {  // asked for with the heat-map box: which pixels made the model decide
+    card.querySelector(".heat").src = "data:image/png;base64," + prediction.heat_png;
+    card.querySelector(".heat-figure").hidden = false;
+  }
   card.querySelector(".class-name").textContent = prediction.unknown ? "Unknown" : prediction.class;
   card.querySelector(".probability").textContent = prediction.unknown ? "" : (100 * prediction.probability).toFixed(1) + "%";
   if (prediction.unknown) {  // not like any class: say so, and grey the closest classes
@@ -63,6 +68,7 @@ async function classify(files) {
     group.forEach((file) => form.append("files", file, file.name));
     form.append("model", document.getElementById("model").value);
     form.append("top_k", document.getElementById("top-k").value);
+    if (document.getElementById("explain").checked) form.append("explain", "1");
     let answer;
     try {
       const response = await fetch("/predict", { method: "POST", body: form });
