@@ -89,11 +89,12 @@ async def drive(port, requests, expected, clients, seconds):
     return latencies, wrong, time.perf_counter() - start
 
 
-def start_server(run_dir, model, workers):
+def start_server(run_dir, model, workers, runtime="torch"):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "fmnist", "serve", str(run_dir), "--port", str(port), "--workers", str(workers)]
+    command += ["--runtime", runtime]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and server.poll() is None:
@@ -122,6 +123,7 @@ def main():
     parser.add_argument("--workers", default="1", help="server processes, one measurement each (e.g. 1,2)")
     parser.add_argument("--seconds", type=float, default=15, help="measured time (default: 15)")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON document here")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="what runs the models")
     args = parser.parse_args()
 
     images = photos(args.run_dir)
@@ -134,7 +136,7 @@ def main():
 
 def measure(args, images, workers):
     """(latencies, wrong answers, seconds, model name) of one server with `workers` processes."""
-    server, port, model_name = start_server(args.run_dir, args.model, workers)
+    server, port, model_name = start_server(args.run_dir, args.model, workers, args.runtime)
     try:
         single = (Path(args.run_dir) / checkpoint.MANIFEST).exists()
         model, _ = checkpoint.load(Path(args.run_dir) if single else Path(args.run_dir) / model_name)
@@ -198,6 +200,7 @@ def report(args, model_name, images, runs):
         "torch": torch.__version__,
         "run_dir": str(args.run_dir),
         "model": model_name,
+        "runtime": args.runtime,
         "clients": args.clients,
         "image": f"JPEG {Image.open(io.BytesIO(images[0])).size[0]}x{Image.open(io.BytesIO(images[0])).size[1]},"
         f" {statistics.mean(map(len, images)) / 1000:.1f} kB on average",
