@@ -68,16 +68,6 @@ class Lookahead:
         self.slow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
         self.step = 0
 
-    def update(self, loss):
-        """Backward and the optimizer's step; with fp16 through the gradient scaler (which skips overflowed steps)."""
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-
     def after_step(self):
         self.step += 1
         if self.step % self.every and self.step < self.total:
