@@ -28,6 +28,7 @@ from fmnist import __version__
 from fmnist.data.dataset import CLASS_NAMES, SIDE
 from fmnist.errors import UserError
 from fmnist.files import atomic_path
+from fmnist.models import trust
 from fmnist.rundir import checkpoint
 
 FILE = "model.onnx"
@@ -121,8 +122,9 @@ class Graph(nn.Module):
 
 
 def temperature(model):
-    """The model's calibration temperature where it has one (fmnist's calibration), else 1."""
-    value = getattr(model, "temperature", None)
+    """The model's calibration temperature where it has one (fmnist.models.trust, fitted in every fit), else 1."""
+    record = trust.of(model)
+    value = record.get("temperature") if isinstance(record, dict) else None
     return float(value) if isinstance(value, int | float) and value > 0 else 1.0
 
 
