@@ -6,6 +6,7 @@ headers as they are parsed, and answers 431 (closing the connection) past MAX_HE
 httptools, uvicorn's h11 parser has a size limit of its own (`config_options`).
 """
 
+import functools
 import json
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers send 1-2 kB
@@ -32,11 +33,24 @@ def refusal(message):
     return head + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
 
 
+def __getattr__(name):
+    """`BoundedHttpTools`, made on first use: pickling it by reference (uvicorn's spawned `--workers` receive
+    their config that way) finds the same class here."""
+    if name == "BoundedHttpTools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        return bounded(HttpToolsProtocol)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
 def bounded(base):
-    """A subclass of uvicorn's httptools protocol `base` with the head limits."""
+    """A subclass of uvicorn's httptools protocol `base` with the head limits (one class per base)."""
     import httptools
 
     class BoundedHttpTools(base):
+        __qualname__ = "BoundedHttpTools"
+
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.head_bytes, self.header_bytes, self.in_head, self.refused = 0, 0, True, None
