@@ -104,13 +104,13 @@ def test_the_graph_applies_the_temperature_and_the_mirror_average(splits):
 
     model = CNNClassifier(widths=(4, 8, 8), tta=1)
     model.mean, model.std = 0.3, 0.35
-    model.temperature = 2.0
+    model.trust = {"temperature": 2.0}  # what fmnist.models.trust.calibrate sets
     images = splits.x_test[:8]
     with torch.no_grad():
         logits, probs = export.graph_of(model)(torch.from_numpy(images.copy()))
     np.testing.assert_allclose(logits.numpy(), model.predict_logits(images) / 2.0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs.numpy(), torch.softmax(logits, 1).numpy(), rtol=1e-6)
-    model.temperature = None  # a model without calibration: 1
+    model.trust = None  # a model without calibration: 1
     assert export.temperature(model) == 1.0
 
 
