@@ -19,7 +19,6 @@ Prints the CPU, the date, a JSON document and a table; --out writes the JSON.
 import argparse
 import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,19 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fmnist.engine.machine import cpu_name
 from fmnist.models import explain
 from fmnist.models.explain import attribute, evidence
 from fmnist.rundir import checkpoint
 
 BARS = {"deletion": 0.8, "randomisation": 0.3}
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def measure(model, images, method, seed):

@@ -23,7 +23,6 @@ import argparse
 import datetime
 import io
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from fmnist.data import dataset, outliers
+from fmnist.engine.machine import cpu_name
 from fmnist.files import read_json
 from fmnist.metrics import calibration, ood
 from fmnist.models import trust
@@ -39,14 +39,6 @@ from fmnist.rundir import checkpoint, layout
 from fmnist.runs import robustness
 
 CHOICE = "on dev: meets product photos <= 10 % and non-clothing >= 85 % unknown, then the highest AUROC"
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def splits_of(model_dir, data):

@@ -37,7 +37,7 @@ def add_run_options(parser):
         "--threads",
         type=int,
         metavar="N",
-        help="torch threads (default: OMP_NUM_THREADS if set, else the cores free at the start; recorded)",
+        help="torch threads (default: OMP_NUM_THREADS if set, else the cores this process may use; recorded)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_device_option(parser, "the torch models train and predict on (NumPy models: the CPU); recorded")
