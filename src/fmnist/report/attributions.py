@@ -7,16 +7,34 @@ scaled by its own largest |value|, over the image in gray.
 import numpy as np
 
 from fmnist.data.dataset import CLASS_NAMES
-from fmnist.report.plots import Picture, _bare
+from fmnist.report import tiles
+from fmnist.report.plots import tile_figure
 
 CMAP = "RdBu_r"
+DIM = 2.5  # the image under a map is drawn at 1 / DIM of its brightness, so the map reads over it
 
 
-def _overlay(ax, image, attribution):
-    peak = float(np.abs(attribution).max()) or 1.0
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255 * 2.5)  # dimmed, so the map reads over it
-    ax.imshow(attribution, cmap=CMAP, vmin=-peak, vmax=peak, alpha=0.75)
-    _bare(ax)
+def _scaled(attribution):
+    """The map over its own largest |value|: in [-1, 1]."""
+    return attribution / (float(np.abs(attribution).max()) or 1.0)
+
+
+def _map_layers(image_rows, map_rows):
+    """Layers for rows of images (at full brightness) and rows of maps over their dimmed images.
+
+    image_rows / map_rows: rows of (image, map or None) pairs or None, one list per mosaic row."""
+    base, overlay = [], []
+    for row, is_map in [(r, False) for r in image_rows] + [(r, True) for r in map_rows]:
+        base.append([None if cell is None else cell[0] / (255 * (DIM if is_map else 1)) for cell in row])
+        overlay.append([None if cell is None or not is_map else _scaled(cell[1]) for cell in row])
+    return base, overlay
+
+
+def _layers(base, overlay):
+    return [
+        (base, {"cmap": "gray", "vmin": 0, "vmax": 1}),
+        (overlay, {"cmap": CMAP, "vmin": -1, "vmax": 1, "alpha": 0.75}),
+    ]
 
 
 def gallery(arrays, title):
@@ -26,49 +44,32 @@ def gallery(arrays, title):
         return None
     correct = labels == targets
     columns = max(int(correct.sum()), int((~correct).sum()), 1)
-    fig = Picture(figsize=(1.25 * columns + 0.8, 5.6))
-    axes = fig.subplots(4, columns, squeeze=False)
-    for row, (group, name) in enumerate(((correct, "correct"), (~correct, "wrong"))):
-        members = np.flatnonzero(group)
-        for j in range(columns):
-            top, bottom = axes[2 * row, j], axes[2 * row + 1, j]
-            _bare(top)
-            _bare(bottom)
-            if j >= len(members):
-                continue
-            i = members[j]
-            top.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-            top.set_title(f"{CLASS_NAMES[labels[i]]}\n-> {CLASS_NAMES[targets[i]]}", fontsize=6.5)
-            _overlay(bottom, images[i], maps[i])
-        axes[2 * row, 0].set_ylabel(name, fontsize=9)
-    fig.suptitle(f"{title} ({arrays['method']})")
-    return fig
+    base, overlay, words = [], [], []
+    for group in (correct, ~correct):
+        members = list(np.flatnonzero(group)) + [None] * (columns - int(group.sum()))
+        cells = [None if i is None else (images[i], maps[i]) for i in members]
+        b, o = _map_layers([cells], [cells])
+        base, overlay = base + b, overlay + o
+        words += [
+            [None if i is None else f"{CLASS_NAMES[labels[i]]}\n-> {CLASS_NAMES[targets[i]]}" for i in members],
+            [],
+        ]
+    grid = tiles.Grid(4, columns, lines=2)
+    row_labels = ["correct", "", "wrong", ""]
+    return tile_figure(grid, _layers(base, overlay), f"{title} ({arrays['method']})", words, row_labels, left=0.8)
 
 
 def templates(weights, title):
     """The linear model's ten class templates (weight per pixel), each on its own symmetric scale."""
-    fig = Picture(figsize=(10, 2.6))
-    axes = fig.subplots(1, len(weights))
-    for c, (ax, weight) in enumerate(zip(axes, weights, strict=True)):
-        peak = float(np.abs(weight).max()) or 1.0
-        ax.imshow(weight, cmap=CMAP, vmin=-peak, vmax=peak)
-        ax.set_title(CLASS_NAMES[c], fontsize=8)
-        _bare(ax)
-    fig.suptitle(title)
-    return fig
+    cells = [[_scaled(w) for w in weights]]
+    grid = tiles.Grid(1, len(weights), lines=1)
+    layers = [(cells, {"cmap": CMAP, "vmin": -1, "vmax": 1})]
+    return tile_figure(grid, layers, title, titles=[list(CLASS_NAMES[: len(weights)])])
 
 
 def pairs(images, maps, titles, title):
     """Images (top row) above their maps (bottom row), one column each; titles per column."""
-    columns = max(len(images), 1)
-    fig = Picture(figsize=(1.3 * columns + 0.4, 3.2))
-    axes = fig.subplots(2, columns, squeeze=False)
-    for j in range(columns):
-        _bare(axes[0, j])
-        _bare(axes[1, j])
-        if j < len(images):
-            axes[0, j].imshow(images[j], cmap="gray", vmin=0, vmax=255)
-            axes[0, j].set_title(titles[j], fontsize=7)
-            _overlay(axes[1, j], images[j], maps[j])
-    fig.suptitle(title)
-    return fig
+    cells = [(image, attribution) for image, attribution in zip(images, maps, strict=True)] or [None]
+    base, overlay = _map_layers([cells], [cells])
+    grid = tiles.Grid(2, len(cells), lines=2)
+    return tile_figure(grid, _layers(base, overlay), title, [list(titles), []])

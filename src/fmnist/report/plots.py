@@ -17,9 +17,10 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from fmnist.data.dataset import CLASS_NAMES, NUM_CLASSES
 from fmnist.files import atomic_path
+from fmnist.report import tiles
 
 DPI = 110
-TSNE_SAMPLE = 2_000  # t-SNE costs ~4 s on 2,000 points on two cores; more buys little on the picture
+TSNE_SAMPLE = 1_000  # t-SNE of 1,000 CNN features: 3.4 s on 2 Zen 3 cores, 9.1 s for 2,000 (bench/NOTES.md)
 
 
 class Picture(Figure):
@@ -44,22 +45,24 @@ def _bare(ax):
         spine.set_visible(False)
 
 
+def tile_figure(grid, layers, title, titles=None, row_labels=None, left=0.0):
+    """A Picture holding one grid of tiles (fmnist.report.tiles); `left`: inches kept for the row labels."""
+    fig = Picture(figsize=grid.figsize(left))
+    tiles.draw(grid.place(fig, left), grid, layers, titles, row_labels)
+    fig.suptitle(title)
+    return fig
+
+
 def class_grid(images, labels, per_class=8, seed=0, title="Fashion-MNIST examples per class"):
     """A grid with one row per class: `per_class` random examples, the class name at the left."""
     rng = np.random.default_rng(seed)
-    fig = Picture(figsize=(per_class * 0.9 + 1.6, NUM_CLASSES * 0.95))
-    axes = fig.subplots(NUM_CLASSES, per_class)
+    cells = []
     for c in range(NUM_CLASSES):
         members = np.flatnonzero(labels == c)
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
-        for j in range(per_class):
-            ax = axes[c, j]
-            _bare(ax)
-            if j < len(chosen):
-                ax.imshow(images[chosen[j]], cmap="gray_r", vmin=0, vmax=255)
-        axes[c, 0].set_ylabel(CLASS_NAMES[c], rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle(title)
-    return fig
+        cells.append([images[i] for i in chosen] + [None] * (per_class - len(chosen)))
+    grid = tiles.Grid(NUM_CLASSES, per_class)
+    return tile_figure(grid, [(cells, {"vmin": 0, "vmax": 255})], title, row_labels=CLASS_NAMES, left=1.2)
 
 
 def learning_curves(history, title):
@@ -138,16 +141,13 @@ def misclassified(images, labels, probs, title, count=24, columns=8):
     if not len(wrong):
         return None
     chosen = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
-    rows = -(-len(chosen) // columns)
-    fig = Picture(figsize=(columns * 1.45, rows * 1.75))
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.ravel():
-        _bare(ax)
-    for ax, i in zip(axes.ravel(), chosen, strict=False):
-        p = predicted[i]
-        _titled_image(ax, images[i], f"true: {CLASS_NAMES[labels[i]]}\npred: {CLASS_NAMES[p]} {probs[i, p]:.0%}")
-    fig.suptitle(title)
-    return fig
+    cells = tiles.rows_of((images[i] for i in chosen), columns)
+    words = (
+        f"true: {CLASS_NAMES[labels[i]]}\npred: {CLASS_NAMES[predicted[i]]} {probs[i, predicted[i]]:.0%}"
+        for i in chosen
+    )
+    grid = tiles.Grid(len(cells), columns, lines=2)
+    return tile_figure(grid, [(cells, {"vmin": 0, "vmax": 255})], title, titles=tiles.rows_of(words, columns))
 
 
 def confused_pairs(images, labels, probs, pairs, title, per_pair=8):
@@ -156,19 +156,15 @@ def confused_pairs(images, labels, probs, pairs, title, per_pair=8):
     if not pairs:
         return None
     predicted = probs.argmax(axis=1)
-    fig = Picture(figsize=(per_pair * 1.2 + 2.2, len(pairs) * 1.4))
-    axes = fig.subplots(len(pairs), per_pair, squeeze=False)
-    for row, pair in zip(axes, pairs, strict=True):
+    cells, words, row_labels = [], [], []
+    for pair in pairs:
         members = np.flatnonzero((labels == pair["true"]) & (predicted == pair["predicted"]))
         members = members[np.argsort(-probs[members, pair["predicted"]], kind="stable")][:per_pair]
-        for ax in row:
-            _bare(ax)
-        for ax, i in zip(row, members, strict=False):
-            _titled_image(ax, images[i], f"{probs[i, pair['predicted']]:.0%}")
-        label = f"{CLASS_NAMES[pair['true']]}\n→ {CLASS_NAMES[pair['predicted']]}\n({pair['count']} images)"
-        row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title)
-    return fig
+        cells += tiles.rows_of([images[i] for i in members], per_pair) or [[None] * per_pair]
+        words += tiles.rows_of([f"{probs[i, pair['predicted']]:.0%}" for i in members], per_pair) or [[]]
+        row_labels.append(f"{CLASS_NAMES[pair['true']]}\n→ {CLASS_NAMES[pair['predicted']]}\n({pair['count']} images)")
+    grid = tiles.Grid(len(pairs), per_pair, lines=1)
+    return tile_figure(grid, [(cells, {"vmin": 0, "vmax": 255})], title, words, row_labels, left=1.4)
 
 
 def feature_space(features, labels, title, seed=0):
