@@ -22,7 +22,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 ENV = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC}
 MLP = ["--subset", "12000", "--epochs", "4", "--dropout", "0", "--hidden", "256", "128", "--seed", "1"]
 LINEAR = ["--subset", "4000", "--epochs", "3", "--seed", "1"]
-CNN = ["--subset", "8000", "--epochs", "4", "--seed", "1"]
+CNN = ["--subset", "8000", "--epochs", "4", "--seed", "1", "--widths", "16", "32", "64"]
 
 
 def run(argv, cwd, distributed=True, **kwargs):
