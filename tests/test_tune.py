@@ -111,3 +111,27 @@ def test_a_pruned_trial_stops_after_the_epoch_it_reported_and_keeps_no_weights(s
     assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
     assert sorted(p.name for p in (tmp_path / "trial-0").iterdir()) == ["config.json", "history.csv"]
     assert len((tmp_path / "trial-0" / "history.csv").read_text().splitlines()) == 2  # the header and epoch 1
+
+
+class OperationalError(Exception):
+    """Named as SQLAlchemy's is: `storage` tells errors apart by their class name."""
+
+
+def test_a_worker_that_loses_the_race_to_create_the_schema_opens_it_again(monkeypatch):
+    attempts = []
+
+    def racing(url, **kwargs):
+        attempts.append(url)
+        if len(attempts) == 1:
+            raise OperationalError("(sqlite3.OperationalError) table studies already exists")
+        return "opened"
+
+    monkeypatch.setattr(tune.optuna.storages, "RDBStorage", racing)
+    assert tune.storage("sqlite:///x.db") == "opened" and len(attempts) == 2
+
+    def unreadable(url, **kwargs):
+        raise OperationalError("(sqlite3.OperationalError) unable to open database file")
+
+    monkeypatch.setattr(tune.optuna.storages, "RDBStorage", unreadable)
+    with pytest.raises(tune.UserError, match="cannot open .*unable to open database file"):
+        tune.storage("sqlite:///x.db")

@@ -49,13 +49,20 @@ def without_test(splits):
     return dataclasses.replace(splits, x_test=splits.x_test[:0], y_test=splits.y_test[:0])
 
 
+def _lost_the_schema_race(exc):
+    """Whether opening a storage failed only because another worker created the same schema at that moment."""
+    name = type(exc).__name__
+    return name == "IntegrityError" or (name == "OperationalError" and "already exists" in str(exc))
+
+
 def storage(url, heartbeat=30, attempts=5):
     """An RDB storage for `url`; SQLite waits for the file lock instead of failing when workers collide.
 
     Each running trial's worker records a sign of life every `heartbeat` seconds; a trial silent for four
     times that (its worker died) is marked failed, so it never holds a place in the study. Workers that start
-    together on a new database race to create its schema; the loser's IntegrityError only means the schema now
-    exists, so opening is tried again (measured: 2 of 4 simultaneous starts hit it)."""
+    together on a new database race to create its schema; the loser's IntegrityError, or its "table ... already
+    exists", only means the schema now exists, so opening is tried again (measured: 2 of 4 simultaneous starts
+    hit the first, 1 of 4 the second)."""
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     for attempt in range(attempts):
         try:
@@ -65,7 +72,7 @@ def storage(url, heartbeat=30, attempts=5):
                     url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=4 * heartbeat
                 )
         except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable server are many
-            if type(exc).__name__ == "IntegrityError" and attempt + 1 < attempts:
+            if _lost_the_schema_race(exc) and attempt + 1 < attempts:
                 time.sleep(0.2 * (attempt + 1))
                 continue
             raise UserError(f"--storage {url}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
