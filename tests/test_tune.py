@@ -133,5 +133,5 @@ def test_a_worker_that_loses_the_race_to_create_the_schema_opens_it_again(monkey
         raise OperationalError("(sqlite3.OperationalError) unable to open database file")
 
     monkeypatch.setattr(tune.optuna.storages, "RDBStorage", unreadable)
-    with pytest.raises(tune.UserError, match="cannot open .*unable to open database file"):
+    with pytest.raises(tune.UserError, match=r"cannot open .*unable to open database file"):
         tune.storage("sqlite:///x.db")
