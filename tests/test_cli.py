@@ -96,3 +96,15 @@ def test_a_bad_hyper_parameter_is_one_line_naming_its_flag(tmp_path, argv, messa
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"fmnist: error: {message}"]
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_no_report_writes_the_run_without_its_report_and_fmnist_report_adds_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "scratch-mlp", "--subset", "200", "--epochs", "1", "--no-progress", "--no-report"]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "report:" not in printed and f"run written to {out}" in printed
+    assert (out / "metrics.json").is_file() and (out / "test_images.npz").is_file()
+    assert not any((out / name).exists() for name in ("report.md", "report.html", "plots"))
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").stat().st_size > 10_000 and any((out / "plots").glob("*.png"))

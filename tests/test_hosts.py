@@ -44,7 +44,7 @@ def torchrun(host, hosts, argv, cwd, restarts=0, **kwargs):
     agent += [f"--max-restarts={restarts}"]
     env = BASE_ENV | ENV | {"GLOO_SOCKET_IFNAME": hosts.devices[host]}
     cwd.mkdir(parents=True, exist_ok=True)
-    command = [*agent, "-m", "fmnist", *argv, "--no-progress"]
+    command = [*agent, "-m", "fmnist", *argv, "--no-progress", "--no-report"]
     return hosts.popen(host, command, cwd=cwd, env=env, text=True, **kwargs)
 
 
@@ -54,7 +54,11 @@ def loopback(argv, cwd):
     env = BASE_ENV | ENV | {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
     cwd.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [*command, "-m", "fmnist", *argv, "--no-progress"], cwd=cwd, env=env, capture_output=True, text=True
+        [*command, "-m", "fmnist", *argv, "--no-progress", "--no-report"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     return cwd / argv[argv.index("--out") + 1]

@@ -34,7 +34,7 @@ def run(argv, cwd, distributed=True, **kwargs):
         [*TORCHRUN, *kwargs.pop("torchrun", []), "-m", "fmnist"] if distributed else [sys.executable, "-m", "fmnist"]
     )
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")} | ENV
-    return subprocess.Popen([*command, *argv, "--no-progress"], cwd=cwd, env=env, text=True, **kwargs)
+    return subprocess.Popen([*command, *argv, "--no-progress", "--no-report"], cwd=cwd, env=env, text=True, **kwargs)
 
 
 def finished(process, timeout=200):

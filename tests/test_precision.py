@@ -61,7 +61,7 @@ def test_bf16_trains_the_forward_pass_in_bf16_and_keeps_fp32_weights(splits):
 @pytest.mark.slow
 def test_the_run_records_the_settled_precision_and_bf16_differs_from_fp32(tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "native_bf16", lambda cpuinfo=None: True)
-    common = ["--subset", "1000", "--epochs", "1", "--widths", "4", "8", "8", "--no-progress"]
+    common = ["--subset", "1000", "--epochs", "1", "--widths", "4", "8", "8", "--no-progress", "--no-report"]
     assert main(["train", "cnn", *common, "--out", str(tmp_path / "auto")]) == 0
     assert main(["train", "cnn", *common, "--precision", "fp32", "--out", str(tmp_path / "fp32")]) == 0
     config = json.loads((tmp_path / "auto" / "config.json").read_text())

@@ -283,7 +283,7 @@ TRAIN_ARGS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("model", TRAIN_ARGS)
 def test_sigterm_then_resume_on_the_command_line_equals_an_uninterrupted_run(tmp_path, model):
-    args = ["train", model, *TRAIN_ARGS[model], "--seed", "1", "--no-progress", "--out"]
+    args = ["train", model, *TRAIN_ARGS[model], "--seed", "1", "--no-progress", "--no-report", "--out"]
     whole = fmnist(*args, str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
 
@@ -295,7 +295,7 @@ def test_sigterm_then_resume_on_the_command_line_equals_an_uninterrupted_run(tmp
     last = err.strip().splitlines()[-1]
     assert last.startswith("fmnist: stopped by SIGTERM at epoch") and f"fmnist train {model} --resume {out}" in last
 
-    again = fmnist("train", model, "--resume", str(out), "--no-progress")
+    again = fmnist("train", model, "--resume", str(out), "--no-progress", "--no-report")
     assert again.returncode == 0, again.stderr
     assert not (out / resume.STATE_FILE).exists()
     assert_same(weights(checkpoint.load(out)[0]), weights(checkpoint.load(tmp_path / "whole")[0]))

@@ -126,6 +126,7 @@ def test_a_stopped_compare_cannot_be_overwritten_by_a_new_one(tmp_path, capsys):
 @pytest.mark.slow
 def test_sigterm_in_the_third_model_then_compare_resume_equals_an_uninterrupted_compare(tmp_path):
     argv = ["compare", "--models", "linear,mlp,scratch-mlp", "--subset", "12000", "--epochs", "6", "--no-progress"]
+    argv += ["--no-report"]
     whole = subprocess.run([sys.executable, "-m", "fmnist", *argv, "--out", str(tmp_path / "whole")], timeout=200)
     assert whole.returncode == 0
     out = tmp_path / "stopped"
@@ -137,7 +138,8 @@ def test_sigterm_in_the_third_model_then_compare_resume_equals_an_uninterrupted_
     assert f"continue with: fmnist compare --resume {out}" in err.strip().splitlines()[-1]
     finished = {p: p.stat().st_mtime_ns for name in ("linear", "mlp") for p in (out / name).rglob("*")}
 
-    assert main(["compare", "--resume", str(out), "--no-progress"]) == 0
+    assert main(["compare", "--resume", str(out), "--no-progress", "--no-report"]) == 0
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    assert not any((d / "report.html").exists() for d in (out, tmp_path / "whole"))
     records = [json.loads((d / "compare.json").read_text()) for d in (out, tmp_path / "whole")]
     assert without_timings(records[0]) == without_timings(records[1])

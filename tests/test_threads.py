@@ -53,7 +53,7 @@ def test_the_same_command_gives_the_same_weights_with_a_busy_loop_started_before
     epochs, and with the loop starting mid-run."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     argv = [sys.executable, "-m", "fmnist", "train", "cnn", "--seed", "0", "--subset", "4000", "--epochs", "2"]
-    argv += ["--no-progress"]
+    argv += ["--no-progress", "--no-report"]
     subprocess.run([*argv, "--out", str(tmp_path / "idle")], check=True, env=env, capture_output=True)
     busy = busy_loop()
     try:

@@ -72,7 +72,7 @@ def cmd_train(args):
         )
     except Interrupted as exc:
         raise Interrupted(f"{exc}; continue with: fmnist train {args.model} --resume {run.out}", exc.signum) from None
-    settings.report_train(args.model, run, metrics)
+    settings.report_train(args.model, run, metrics, report=not args.no_report)
 
 
 def evaluation_table(results, split):
@@ -110,7 +110,7 @@ def cmd_compare(args):
         return run_settings.build(dataset, seed=seed, progress=not args.no_progress, **keys)
 
     try:
-        results = compare.run_compare(plan, out, setup_for, resume=bool(args.resume))
+        results = compare.run_compare(plan, out, setup_for, resume=bool(args.resume), report=not args.no_report)
     except Interrupted as exc:
         raise Interrupted(f"{exc}; continue with: fmnist compare --resume {out}", exc.signum) from None
     if plan["seeds"] is not None:
@@ -119,8 +119,8 @@ def cmd_compare(args):
         md = Path(out) / "report.md"
         print(f"\n{text.table(header, rows)}\n{notes}\n\nrun written to {out}; report: {md.with_suffix('.html')}")
         return
-    report_paths = compose.build(out)
-    print(f"\n{text.comparison(results)}\n\nrun written to {out}; report: {report_paths[1]}")
+    where = f"; report: {compose.build(out)[1]}" if not args.no_report else ""
+    print(f"\n{text.comparison(results)}\n\nrun written to {out}{where}")
 
 
 def cmd_tune(args):

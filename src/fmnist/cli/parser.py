@@ -49,6 +49,14 @@ def add_run_options(parser):
     add_data_options(parser)
 
 
+def add_report_option(parser):
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="write no report.md / report.html and figures (for scripts; `fmnist report RUN` writes them later)",
+    )
+
+
 def add_device_option(parser, what):
     from fmnist.engine.devices import CHOICES
 
@@ -125,6 +133,7 @@ def add_training_commands(subparsers):
     for name, spec in REGISTRY.items():
         one = models.add_parser(name, help=spec.summary, description=spec.summary)
         add_run_options(one)
+        add_report_option(one)
         one.add_argument("--out", metavar="DIR", help="run directory (default: runs/MODEL-seedSEED)")
         one.add_argument(
             "--resume",
@@ -142,6 +151,7 @@ def add_training_commands(subparsers):
     comp.add_argument("--seeds", metavar="S,S,...", help="one compare per seed in OUT/seed-S; report mean ± sd")
     comp.add_argument("--resume", metavar="OUT", help="continue a stopped compare: skip what finished, resume the rest")
     add_run_options(comp)
+    add_report_option(comp)
     comp.set_defaults(func=commands.cmd_compare)
     add_tune_command(subparsers)
 

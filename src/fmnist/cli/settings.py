@@ -124,13 +124,13 @@ def compare_plan(args):
     return plan, args.out or "runs/compare", dataset
 
 
-def report_train(model, run, metrics):
+def report_train(model, run, metrics, report=True):
     from fmnist.report import compose
 
-    layout.write_test_images(run.out, run.setup.splits)
-    report_paths = compose.build(run.out)
+    layout.write_test_images(run.out, run.setup.splits)  # kept either way: a later `fmnist report` draws them
+    where = f"; report: {compose.build(run.out)[1]}" if report else ""
     print(
         f"{model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
         f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"
-        f"run written to {run.out}; report: {report_paths[1]}"
+        f"run written to {run.out}{where}"
     )

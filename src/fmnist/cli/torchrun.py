@@ -82,5 +82,5 @@ def _train(args, spec, record):
     except Interrupted as exc:
         launch = f"torchrun --nproc-per-node={record['processes']} -m fmnist train {args.model} --resume {run.out}"
         raise Interrupted(f"{exc}; continue with: {launch}", exc.signum) from None
-    cli_settings.report_train(args.model, dataclasses.replace(run, setup=setup), metrics)
+    cli_settings.report_train(args.model, dataclasses.replace(run, setup=setup), metrics, not args.no_report)
     return 0

@@ -149,11 +149,11 @@ def close_calls(summary, measure="val_accuracy"):
     return calls
 
 
-def run_compare(plan, out_dir, setup_for, *, resume=False):
+def run_compare(plan, out_dir, setup_for, *, resume=False, report=True):
     """Carry out `plan` (see PLAN_KEYS) into out_dir; setup_for(seed) gives that seed's Setup.
 
-    Without seeds, one compare straight into out_dir; returns its {model: metrics}. With seeds, one per seed,
-    then the summary; returns the summary."""
+    Without seeds, one compare straight into out_dir; returns its {model: metrics}. With seeds, one per seed
+    (each with its report unless `report` is False), then the summary; returns the summary."""
     overrides, out_dir = {"epochs": plan["epochs"]}, Path(out_dir)
     if plan["seeds"] is None:
         return compare(plan["models"], setup_for(plan["seed"]), out_dir, overrides, resume=resume)
@@ -165,7 +165,8 @@ def run_compare(plan, out_dir, setup_for, *, resume=False):
             per_seed[seed] = files.validated(done, read_json(done), SEED_RESULTS)["results"]
             continue
         per_seed[seed] = compare(plan["models"], setup_for(seed), folder, overrides, resume=resume)
-        compose.build(folder)
+        if report:
+            compose.build(folder)
     summary = summarise(per_seed)
     record = {"layout_version": layout.LAYOUT_VERSION, "model": "compare", **{k: plan[k] for k in PLAN_KEYS}}
     record |= {"results": summary, "close_calls": close_calls(summary)}
