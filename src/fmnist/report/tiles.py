@@ -2,7 +2,7 @@
 
 A grid of 24 images made as 24 Axes spends most of its time creating and laying out those Axes: 0.79 s to
 build and save one such figure against 0.29 s for the same tiles in one Axes (bench/NOTES.md, "The report's
-time"). The report draws a few dozen grids, so every grid figure is made here.
+time"). The report draws about twenty grids, and every one is drawn this way.
 
 Layout, in pixels of the mosaic: tiles of `size` x `size`, GAP pixels apart, and above each row of tiles a
 band of LINE pixels per line of title text. Empty cells (None) stay blank (masked, drawn as the background).
