@@ -230,6 +230,9 @@ def answers_line(pred):
 
 
 def cmd_serve(args):
+    from fmnist.rundir import checkpoint
+
+    checkpoint.served_dirs(args.run_dir)  # a wrong path fails in one line now, not after the app's imports
     try:
         from fmnist.serve import app
     except ModuleNotFoundError as exc:

@@ -163,6 +163,12 @@ def model_dirs(path):
     return inner
 
 
+def served_dirs(run_dir):
+    """What a server serves: a single-model run directory -> [it]; a compare run -> its model folders (sorted);
+    anything else a one-line UserError naming what is wrong."""
+    return model_dirs(run_dir) or [resolve(run_dir)]
+
+
 def resolve(path):
     """A run directory, its checkpoint.json, or a compare run holding exactly one model -> the run directory."""
     path = Path(path)

@@ -78,11 +78,6 @@ class ServedModel:
         return {field: getattr(self, field) for field in fields}
 
 
-def model_dirs(run_dir):
-    """A single-model run directory -> [it]; a compare run -> its model folders (sorted)."""
-    return checkpoint.model_dirs(run_dir) or [checkpoint.resolve(run_dir)]  # resolve names what is wrong
-
-
 def load_one(folder, name, runtime=("torch", "auto")):
     """One verified model, ready to answer with `runtime` ((torch or onnx, device); fmnist.serve.runtime)."""
     model, manifest = checkpoint.load(folder, calibrated=True)
@@ -98,7 +93,7 @@ def load_one(folder, name, runtime=("torch", "auto")):
 
 def load_run(run_dir, runtime=("torch", "auto")):
     """Verify and load every model of a run directory: ({name: ServedModel}, default name = best validation)."""
-    folders = model_dirs(run_dir)
+    folders = checkpoint.served_dirs(run_dir)
     single = len(folders) == 1 and folders[0] == Path(run_dir)
     served = {}
     for folder in folders:
