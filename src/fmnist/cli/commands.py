@@ -232,7 +232,7 @@ def answers_line(pred):
 def cmd_serve(args):
     from fmnist.rundir import checkpoint
 
-    checkpoint.served_dirs(args.run_dir)  # a wrong path fails in one line now, not after the app's imports
+    checkpoint.models_of(args.run_dir)  # a wrong path fails in one line now, not after the app's imports
     try:
         from fmnist.serve import app
     except ModuleNotFoundError as exc:

@@ -163,9 +163,9 @@ def model_dirs(path):
     return inner
 
 
-def served_dirs(run_dir):
-    """What a server serves: a single-model run directory -> [it]; a compare run -> its model folders (sorted);
-    anything else a one-line UserError naming what is wrong."""
+def models_of(run_dir):
+    """The model folders of a run, as serve and export take them: a single-model run directory -> [it]; a compare
+    run -> its model folders (sorted); anything else a one-line UserError naming what is wrong."""
     return model_dirs(run_dir) or [resolve(run_dir)]
 
 

@@ -256,7 +256,7 @@ def export_one(folder, out=None):
 
 def export_run(run_dir, out=None):
     """Export every model of a run directory (one for `train`, each of a compare's); returns the paths."""
-    folders = checkpoint.model_dirs(run_dir) or [checkpoint.resolve(run_dir)]
+    folders = checkpoint.models_of(run_dir)
     if out and len(folders) > 1:
         names = ", ".join(folder.name for folder in folders)
         raise UserError(f"--out {out}: {run_dir} holds several models ({names}); export one, e.g. {folders[0]}")

@@ -93,7 +93,7 @@ def load_one(folder, name, runtime=("torch", "auto")):
 
 def load_run(run_dir, runtime=("torch", "auto")):
     """Verify and load every model of a run directory: ({name: ServedModel}, default name = best validation)."""
-    folders = checkpoint.served_dirs(run_dir)
+    folders = checkpoint.models_of(run_dir)
     single = len(folders) == 1 and folders[0] == Path(run_dir)
     served = {}
     for folder in folders:
