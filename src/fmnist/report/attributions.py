@@ -19,15 +19,13 @@ def _scaled(attribution):
     return attribution / (float(np.abs(attribution).max()) or 1.0)
 
 
-def _map_layers(image_rows, map_rows):
-    """Layers for rows of images (at full brightness) and rows of maps over their dimmed images.
-
-    image_rows / map_rows: rows of (image, map or None) pairs or None, one list per mosaic row."""
-    base, overlay = [], []
-    for row, is_map in [(r, False) for r in image_rows] + [(r, True) for r in map_rows]:
-        base.append([None if cell is None else cell[0] / (255 * (DIM if is_map else 1)) for cell in row])
-        overlay.append([None if cell is None or not is_map else _scaled(cell[1]) for cell in row])
-    return base, overlay
+def _image_and_map_rows(cells):
+    """A row of (image, map) pairs or None -> (base rows, overlay rows): the images at full brightness, then the
+    same images dimmed under their maps."""
+    images = [None if cell is None else cell[0] / 255 for cell in cells]
+    dimmed = [None if cell is None else cell[0] / (255 * DIM) for cell in cells]
+    maps = [None if cell is None else _scaled(cell[1]) for cell in cells]
+    return [images, dimmed], [[None] * len(cells), maps]
 
 
 def _layers(base, overlay):
@@ -48,7 +46,7 @@ def gallery(arrays, title):
     for group in (correct, ~correct):
         members = list(np.flatnonzero(group)) + [None] * (columns - int(group.sum()))
         cells = [None if i is None else (images[i], maps[i]) for i in members]
-        b, o = _map_layers([cells], [cells])
+        b, o = _image_and_map_rows(cells)
         base, overlay = base + b, overlay + o
         words += [
             [None if i is None else f"{CLASS_NAMES[labels[i]]}\n-> {CLASS_NAMES[targets[i]]}" for i in members],
@@ -70,6 +68,6 @@ def templates(weights, title):
 def pairs(images, maps, titles, title):
     """Images (top row) above their maps (bottom row), one column each; titles per column."""
     cells = [(image, attribution) for image, attribution in zip(images, maps, strict=True)] or [None]
-    base, overlay = _map_layers([cells], [cells])
+    base, overlay = _image_and_map_rows(cells)
     grid = tiles.Grid(2, len(cells), lines=2)
     return tile_figure(grid, _layers(base, overlay), title, [list(titles), []])

@@ -67,6 +67,7 @@ def draw(ax, grid, layers, titles=None, row_labels=None, fontsize=7):
     """Draw `layers` [(cells, imshow options)], bottom first, with titles (rows of str or None) above the
     tiles and row_labels (str per row) at the left; the Axes itself is hidden."""
     for cells, options in layers:
+        options = dict(options)  # the caller's stay as given
         cmap = matplotlib.colormaps[options.pop("cmap", "gray_r")].with_extremes(bad=(1, 1, 1, 0))
         ax.imshow(mosaic(grid, cells), cmap=cmap, interpolation="nearest", **options)
     half = grid.size / 2
