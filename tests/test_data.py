@@ -109,7 +109,9 @@ def test_stratified_split_disjoint_complete_and_balanced():
 
 
 def test_pixel_stats_match_numpy():
-    images = np.random.default_rng(0).integers(0, 256, (30, 28, 28)).astype(np.uint8)
+    # more pixels than one of the slices pixel_stats counts at a time, and not a whole number of them
+    images = np.random.default_rng(0).integers(0, 256, (1500, 28, 28)).astype(np.uint8)
+    assert images.size > data.STATS_SLICE and images.size % data.STATS_SLICE
     mean, std = data.pixel_stats(images)
     assert mean == pytest.approx((images / 255).mean())
     assert std == pytest.approx((images / 255).std())

@@ -72,6 +72,7 @@ def test_the_same_command_gives_the_same_weights_with_a_busy_loop_started_before
 def test_a_run_records_its_threads_and_resume_refuses_another_count(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "scratch-mlp", "--subset", "200", "--epochs", "1", "--threads", "1", "--no-progress"]
+    argv += ["--no-report"]
     assert main([*argv, "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["threads"] == 1
     (out / "resume.safetensors").write_bytes(b"")

@@ -276,12 +276,19 @@ class Splits:
         return self.subset(n_train, quarter, quarter)
 
 
+STATS_SLICE = 1 << 20  # pixels per bincount in pixel_stats
+
+
 def pixel_stats(images):
     """Mean and standard deviation of uint8 images scaled to [0, 1], in float64.
 
     From the histogram of the 256 pixel values: exact counts (the float32 pass it replaces was 5e-9 off in the
-    deviation) and 0.16 s instead of 0.88 s for the 37.6 M training pixels, which every run's split pays."""
-    counts = np.bincount(np.asarray(images, dtype=np.uint8).ravel(), minlength=256).astype(np.float64)
+    deviation), which every run's split pays. Counted a million pixels at a time: bincount widens its input to
+    int64, and for the 37.6 M training pixels at once that is 300 MB of fresh pages (0.8 s in a new process here,
+    0.05 s in slices)."""
+    flat = np.asarray(images, dtype=np.uint8).ravel()
+    slices = (np.bincount(flat[i : i + STATS_SLICE], minlength=256) for i in range(0, flat.size, STATS_SLICE))
+    counts = sum(slices, np.zeros(256, np.int64)).astype(np.float64)
     values = np.arange(256) / 255.0
     mean = float(counts @ values / counts.sum())
     var = float(counts @ (values - mean) ** 2 / counts.sum())
