@@ -284,8 +284,8 @@ def pixel_stats(images):
 
     From the histogram of the 256 pixel values: exact counts (the float32 pass it replaces was 5e-9 off in the
     deviation), which every run's split pays. Counted a million pixels at a time: bincount widens its input to
-    int64, and for the 37.6 M training pixels at once that is 300 MB of fresh pages (0.8 s in a new process here,
-    0.05 s in slices)."""
+    int64, and all 37.6 M training pixels at once would be 300 MB of fresh pages (bench/NOTES.md, "The suite's
+    time")."""
     flat = np.asarray(images, dtype=np.uint8).ravel()
     slices = (np.bincount(flat[i : i + STATS_SLICE], minlength=256) for i in range(0, flat.size, STATS_SLICE))
     counts = sum(slices, np.zeros(256, np.int64)).astype(np.float64)
