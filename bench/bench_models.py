@@ -1,9 +1,11 @@
 """Accuracy, training time and inference speed of the torch models and the hybrid on this machine.
 
-    flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_models.py [--skip-best | --only-best] [--out FILE]
+    flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_models.py [--skip-best | --only-best]
+        [--best-seeds 0,1,2] [--out FILE]
 
 Trains linear, mlp and the CNN (fast preset) with seed 0, the CNN again with seeds 1..N-1 for the spread,
-the hybrid on the seed-0 CNN, and (unless --skip-best) the CNN's best preset. Every model is chosen on
+the hybrid on the seed-0 CNN, and (unless --skip-best) the CNN's best preset once per --best-seeds seed
+(about 20 minutes each). Every model is chosen on
 validation; the test set gives only the final figures, plus, for the fast CNN only, a per-epoch test accuracy
 to time how long it takes to first reach 93 %. Prints a table, then JSON.
 """
@@ -21,7 +23,10 @@ from fmnist.models import registry
 from fmnist.models.hybrid import HybridClassifier
 from fmnist.report.tables import table as text_table
 
-TARGETS = {"linear": 0.845, "mlp": 0.900, "cnn": 0.930, "cnn-best": 0.945}  # test accuracy; hybrid: cnn - 0.3
+# Test accuracy (hybrid: cnn - 0.3); the CNN figures are issue 22's: the fast preset's is a median over seeds in
+# 90 s, the best preset's a median of three seeds, each at least BEST_EACH, in BEST_SECONDS of training.
+TARGETS = {"linear": 0.845, "mlp": 0.900, "cnn": 0.936, "cnn-best": 0.953}
+BEST_EACH, BEST_SECONDS, BEST_IMAGES_PER_S = 0.951, 1200, 2_000
 FIRST_REACH = 0.930
 IMAGES_PER_S_TARGET = 5_000
 
@@ -82,7 +87,7 @@ def run(args):
     splits = data.split(dataset, seed=0)
     results = {}
     if args.only_best:
-        return results | bench_best(splits)
+        return results | bench_best(dataset, args.best_seeds)
     for name in ("linear", "mlp"):
         model, history = train(name, "fast", splits, 0)
         results[name] = result(model, history, splits)
@@ -114,17 +119,32 @@ def run(args):
         "max": max(accuracies),
     }
     if not args.skip_best:
-        results |= bench_best(splits)
+        results |= bench_best(dataset, args.best_seeds)
     return results
 
 
-def bench_best(splits):
-    model, history = train("cnn", "best", splits, 0)
-    extra = {
-        "test_accuracy_tta": accuracy(model, splits.x_test, splits.y_test, tta=1),
-        "inference_images_per_s": round(images_per_second(model, splits.x_test)),
+def bench_best(dataset, seeds):
+    """The best preset once per seed (each seed its own split), judged as `predict` gives it; the images/s and
+    the mirror-TTA figure are seed 0's (the first seed's) model."""
+    runs = []
+    for seed in seeds:
+        splits = data.split(dataset, seed=seed)
+        model, history = train("cnn", "best", splits, seed)
+        runs.append(result(model, history, splits, seed=seed))
+        print(f"cnn-best seed {seed}: {runs[-1]['test_accuracy']:.4f}", file=sys.stderr)
+        if len(runs) == 1:
+            runs[0]["test_accuracy_tta"] = accuracy(model, splits.x_test, splits.y_test, tta=1)
+            runs[0]["inference_images_per_s"] = round(images_per_second(model, splits.x_test))
+    tests = [r["test_accuracy"] for r in runs]
+    spread = {
+        "seeds": list(seeds),
+        "test_accuracy": tests,
+        "val_accuracy": [r["val_accuracy"] for r in runs],
+        "train_seconds": [r["train_seconds"] for r in runs],
+        "median": statistics.median(tests),
+        "min": min(tests),
     }
-    return {"cnn-best": result(model, history, splits, **extra)}
+    return {"cnn-best": runs[0], "cnn_best_seeds": spread}
 
 
 def machine_facts():
@@ -154,12 +174,21 @@ def table(report):
     if "cnn" in r:
         lines += fast_cnn_lines(r["cnn"], r["cnn_fast_seeds"])
     if "cnn-best" in r:
-        best = r["cnn-best"]
-        lines.append(
-            f"cnn best: with flip TTA {best['test_accuracy_tta']:.2%}; "
-            f"inference {best['inference_images_per_s']:,} images/s"
-        )
+        lines += best_cnn_lines(r["cnn-best"], r["cnn_best_seeds"])
     return "\n".join(lines)
+
+
+def best_cnn_lines(best, seeds):
+    tests = ", ".join(f"{a:.2%}" for a in seeds["test_accuracy"])
+    ok = seeds["median"] >= TARGETS["cnn-best"] and seeds["min"] >= BEST_EACH
+    ok &= max(seeds["train_seconds"]) <= BEST_SECONDS and best["inference_images_per_s"] >= BEST_IMAGES_PER_S
+    return [
+        f"cnn best over seeds {seeds['seeds']}: test {tests}; median {seeds['median']:.2%}, min {seeds['min']:.2%} "
+        f"(targets {TARGETS['cnn-best']:.1%} median, {BEST_EACH:.1%} each); training "
+        f"{max(seeds['train_seconds']):.0f} s at most (target {BEST_SECONDS} s) — {'ok' if ok else 'MISSED'}",
+        f"cnn best seed {seeds['seeds'][0]}: with flip TTA {best['test_accuracy_tta']:.2%}; "
+        f"inference {best['inference_images_per_s']:,} images/s (target {BEST_IMAGES_PER_S:,})",
+    ]
 
 
 def fast_cnn_lines(cnn, seeds):
@@ -177,6 +206,12 @@ def main(argv=None):
     parser.add_argument("--skip-best", action="store_true", help="skip the 20-minute best-preset CNN")
     parser.add_argument("--only-best", action="store_true", help="run only the best-preset CNN")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the fast CNN for the spread")
+    parser.add_argument(
+        "--best-seeds",
+        type=lambda text: [int(v) for v in text.split(",")],
+        default=[0, 1, 2],
+        help="comma-separated seeds of the best-preset CNN (default 0,1,2)",
+    )
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
     report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine_facts(), "results": run(args)}
