@@ -37,9 +37,10 @@ test: data browser postgres lint  ## lint, then the whole test suite
 test-fast: data  ## the tests not marked slow (no end-to-end runs on real data, no subprocesses)
 	$(PY) -m pytest -m "not slow"
 
-lint: $(STAMP)  ## ruff lint and format check
+lint: $(STAMP)  ## ruff lint and format check; mypy on the typed modules ([tool.mypy] in pyproject.toml)
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/mypy
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench scripts

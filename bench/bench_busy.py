@@ -25,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import record
 from fmnist.engine import precision
-from fmnist.engine.machine import cpu_name
 from fmnist.report.tables import table
 
+NAME = "busy"
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 
 
@@ -110,9 +111,8 @@ def main():
     parser.add_argument("--subset", type=int, default=24_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/busy-DATE.json)")
     args = parser.parse_args()
-    cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         busy_after = first_epoch_seconds(args, work)
@@ -126,17 +126,16 @@ def main():
     for name, r in results.items():
         threads = ",".join(str(run["threads"]) for run in r["runs"])
         rows.append((name, r["images_per_s"], threads, f"{r['images_per_s'] / reference:.2f}"))
-    print(f"fmnist train cnn, busy machine: {cpu_name()}, {cores} cores, {time.strftime('%Y-%m-%d %H:%M %z')}")
+    head = record.header()
+    print(record.title("fmnist train cnn, busy machine", head))
     print(table(("condition", "images/s", "threads", "vs idle 1 thread"), rows))
     print("same weights as idle, default: " + ", ".join(f"{n}: {s}" for n, s in same.items()))
-    report = {"cpu": cpu_name(), "cores": cores, "date": time.strftime("%Y-%m-%d %H:%M %z")}
-    report |= {"precision": precision.settle("auto"), "subset": args.subset, "epochs": args.epochs}
+    report = {"precision": precision.settle("auto"), "subset": args.subset, "epochs": args.epochs}
     report |= {"busy_loop_after_s": round(busy_after, 1), "results": results, "same_weights_as_idle": same}
     for name in results:
         report.setdefault("vs_idle_one_thread", {})[name] = round(results[name]["images_per_s"] / reference, 2)
     print(json.dumps(report, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    record.save(NAME, report, args.out, head=head)
 
 
 if __name__ == "__main__":

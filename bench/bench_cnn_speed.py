@@ -28,12 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import record
 from fmnist.data import dataset
-from fmnist.engine.machine import cpu_name
+from fmnist.engine.torch_backend import to_tensor
 from fmnist.metrics import scores
 from fmnist.models import registry
-from fmnist.models.torch_backend import to_tensor
 
+NAME = "cnn-speed"
 TARGET = 0.92
 
 
@@ -125,7 +126,7 @@ def main():
     parser.add_argument("--fast-epochs", default="", help="planned lengths of the fast runs, e.g. 8,11")
     parser.add_argument("--budget", type=float, default=math.inf, help="training seconds per recipe, at most")
     parser.add_argument("--full", action="store_true", help="run the examples recipe's 14 epochs")
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/cnn-speed-DATE.json)")
     args = parser.parse_args()
     splits = dataset.split(dataset.load(), args.seed)
     runners = {"examples": lambda: run_examples(splits, args.seed, args.budget, args.full)}
@@ -137,11 +138,10 @@ def main():
         for label in [r for r in runners if r.split(",")[0] == name]:
             rows = runners[label]()
             results[label] = {"seconds_to_92": first_reach(rows), "final_test": rows[-1]["test"], "epochs": rows}
+    head = record.header()
     report = {
         "benchmark": "cnn_time_to_92",
-        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
         "seed": args.seed,
         "results": results,
     }
@@ -149,15 +149,14 @@ def main():
     reached = {n: r["seconds_to_92"] for n, r in results.items() if n != "examples" and r["seconds_to_92"]}
     if reference and reached:  # the examples recipe's time to 92 % over each fast run's
         report["speedup"] = {n: round(reference / seconds, 2) for n, seconds in reached.items()}
+    print(record.title("time to 92 % test accuracy", head))
     print(f"{'recipe':18} {'s to 92 %':>10} {'epochs':>7} {'last test':>10} {'speed-up':>9}")
     for name, r in results.items():
         speedup = report.get("speedup", {}).get(name, "")
         seconds = r["seconds_to_92"] or "not reached"
         print(f"{name:18} {seconds:>10} {len(r['epochs']):7} {r['final_test']:10.4f} {speedup:>9}")
     print(json.dumps(report))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+    record.save(NAME, report, args.out, head=head)
 
 
 if __name__ == "__main__":

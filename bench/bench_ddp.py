@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmnist.engine import machine
-from fmnist.files import write_json
+import record
 from fmnist.report.tables import table
 
+NAME = "ddp"
 LOOPBACK = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
 
@@ -79,7 +79,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--subset", type=int, help="train images (default: all 48,000)")
     parser.add_argument("--repeats", type=int, default=200, help="all-reduces timed")
-    parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/ddp-DATE.json)")
     parser.add_argument("--allreduce-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.allreduce_worker:
@@ -87,10 +87,8 @@ def main():
     per_epoch = {n: epoch_seconds(n, args) for n in (1, 2)}
     comm = allreduce_cost(args.repeats)
     steps = (args.subset or 48_000) // 256  # the fast preset's global batch; drop_last
+    head = record.header()
     result = {
-        "cpu": machine.cpu_name(),
-        "cores": os.cpu_count(),
-        "date": time.strftime("%Y-%m-%d"),
         "train_images": args.subset or 48_000,
         "epochs": args.epochs,
         "seconds_per_epoch": {str(n): round(s, 2) for n, (s, _) in per_epoch.items()},
@@ -99,7 +97,7 @@ def main():
         "allreduce_share_of_2_process_step": round(comm["allreduce_ms"] / 1e3 * steps / per_epoch[2][0], 3),
         "gradient_parameters": comm["parameters"],
     }
-    print(f"{result['cpu']}, {result['cores']} cores, {result['date']}")
+    print(record.title("fmnist train cnn in 1 and 2 processes", head))
     rows = [
         (f"{n} process{'es' if n > 1 else ''}", f"{s:.2f}", f"{per_epoch[1][0] / s:.2f}x")
         for n, (s, _) in per_epoch.items()
@@ -112,8 +110,7 @@ def main():
     if result["speedup_2_processes"] < 1.1:
         print("No gain from 2 processes here: they share the same cores, which one process already uses.")
     print(json.dumps(result, indent=2))
-    if args.out:
-        write_json(args.out, result)
+    record.save(NAME, result, args.out, head=head)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ import itertools
 import json
 import statistics
 import sys
-import time
 
+import record
 from fmnist.data import dataset
-from fmnist.engine.machine import cpu_name
 from fmnist.models import registry
 
+NAME = "epoch"
 MODELS = ("linear", "mlp", "cnn", "scratch-mlp", "hybrid")
 
 
@@ -44,23 +44,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5, help="epochs per model (default: 5)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
-    parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/epoch-DATE.json)")
     args = parser.parse_args(argv)
     splits = dataset.split(dataset.load(), seed=0)
     results = {}
     for name in args.models.split(","):
         results[name] = seconds_per_epoch(name, splits, args.epochs)
         print(f"{name}: {results[name]['median_s']:.3f} s/epoch", file=sys.stderr)
-    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpu": cpu_name(), "code": registry.__file__}
-    report["results"] = results
-    print(f"seconds per epoch, epochs 2-{args.epochs} — {report['date']} — {report['cpu']}")
+    head = record.header()
+    report = {"code": registry.__file__, "results": results}
+    print(record.title(f"seconds per epoch, epochs 2-{args.epochs}", head))
     print(f"  {'model':<12}{'median':>8}{'min':>8}")
     for name, r in results.items():
         print(f"  {name:<12}{r['median_s']:>8.3f}{r['min_s']:>8.3f}")
     print(json.dumps(report, indent=2))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2)
+    record.save(NAME, report, args.out, head=head)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,17 @@ For each model and method, on the first N test images of the run (test_images.np
 validation images, where the default method was chosen; the target is the predicted class; N = --images for the
 default method, --others for the rest):
 - deletion: the share of images whose target probability falls more when the 10 % most-attributed pixels are
-  blacked out than when 10 % random pixels are (fmnist.models.explain.evidence.deletion); the acceptance bar is
+  blacked out than when 10 % random pixels are (fmnist.predict.explain.evidence.deletion); the acceptance bar is
   80 % for the default method;
 - randomisation: the median over images of Spearman's correlation between the absolute maps of the trained
   model and of the same network re-initialised (evidence.randomised); the bar is 0.3;
 - seconds for the N maps, and for integrated gradients the median |convergence delta| relative to the
   logit change it should add up to.
-Prints the CPU, the date, a JSON document and a table; --out writes the JSON.
+Prints the CPU, the date, a JSON document and a table; writes the JSON to bench/results/explain-DATE.json
+(explain-val-DATE.json with --split val, explain-speed-DATE.json with --speed), or to --out.
 """
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fmnist.engine.machine import cpu_name
-from fmnist.models import explain
-from fmnist.models.explain import attribute, evidence
+import record
+from fmnist.predict import explain
+from fmnist.predict.explain import attribute, evidence
 from fmnist.rundir import checkpoint
 
+NAME = "explain"
 BARS = {"deletion": 0.8, "randomisation": 0.3}
 
 
@@ -145,15 +146,16 @@ def main(argv=None):
         "--split", choices=("val", "test"), default="test", help="val: to choose the default method; test: to report"
     )
     parser.add_argument("--speed", action="store_true", help="only the speed of fmnist explain and the page")
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/explain[-val|-speed]-DATE.json)")
     args = parser.parse_args(argv)
     run = Path(args.run_dir)
     images = split_images(run, args.split)[: args.images]
     if args.speed:
-        doc = {"cpu": cpu_name(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), **speed(run, images)}
+        doc = speed(run, images)
+        head = record.header()
+        print(record.title(f"fmnist explain and the page's explain=1, cnn of {run}", head))
         print(json.dumps(doc, indent=2))
-        if args.out:
-            Path(args.out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        record.save(f"{NAME}-speed", doc, args.out, head=head)
         return
     wanted = set(args.models.split(",")) if args.models else None
     results = {}
@@ -169,9 +171,8 @@ def main(argv=None):
             some = images if method == explain.DEFAULT_METHOD else images[: args.others]
             results[folder.name][method] = measure(model, some, method, args.seed) | {"images": len(some)}
             print(folder.name, method, results[folder.name][method], file=sys.stderr, flush=True)
+    head = record.header()
     doc = {
-        "cpu": cpu_name(),
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "torch_threads": torch.get_num_threads(),
         "run": str(run),
         "images": len(images),
@@ -181,9 +182,8 @@ def main(argv=None):
         "results": results,
     }
     print(json.dumps(doc, indent=2))
-    print(f"\n{doc['cpu']}, {doc['date']}, {len(images)} {args.split} images of {run}\n{table(results)}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print("\n" + record.title(f"{len(images)} {args.split} images of {run}", head) + "\n" + table(results))
+    record.save(NAME if args.split == "test" else f"{NAME}-{args.split}", doc, args.out, head=head)
 
 
 if __name__ == "__main__":

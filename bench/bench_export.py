@@ -4,29 +4,27 @@
 
 RUN_DIR: a compare of the five models on the full data (`make run` writes runs/latest). Each model is exported
 (`fmnist export`, next to its checkpoint), then run by onnxruntime on the 10,000 test images at batch 1,000 and
-one image at a time, and compared with the probabilities `fmnist predict` computes (fmnist.serve.answers): the
+one image at a time, and compared with the probabilities `fmnist predict` computes (fmnist.predict.answers): the
 argmax must be equal everywhere, the largest probability difference at most 1e-4, and the graph's test accuracy
 equal to metrics.json's. Also times the export and both runtimes' batched inference. Prints the CPU, the date,
-a JSON document and a table.
+a JSON document and a table; writes the JSON to bench/results/export-DATE.json (or --out).
 """
 
 import argparse
-import datetime
 import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import onnxruntime
-import torch
 
+import record
 from fmnist.data import dataset
-from fmnist.engine.machine import cpu_name
+from fmnist.predict import answers
 from fmnist.rundir import checkpoint, export
-from fmnist.serve import answers
 
+NAME = "export"
 TOLERANCE = 1e-4
 
 
@@ -79,7 +77,7 @@ def passed(row):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a compare (or train) run on the full data")
-    parser.add_argument("--out", metavar="FILE", help="also write the JSON document here")
+    parser.add_argument("--out", metavar="FILE", help="write the JSON here (default: bench/results/export-DATE.json)")
     args = parser.parse_args()
     data = dataset.load()
     images, labels = data.test_images, data.test_labels
@@ -89,19 +87,16 @@ def main():
     rows = [one_model(folder, images, labels) for folder in folders]
     for row in rows:
         row["passed"] = passed(row)
+    head = record.header()
     document = {
         "benchmark": "ONNX export parity on the 10,000 test images",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "run_dir": str(args.run_dir),
         "images": len(images),
         "tolerance": TOLERANCE,
         "models": rows,
     }
-    print(f"CPU: {document['cpu']} ({document['cores']} cores); {document['date']}")
+    print(record.title("ONNX export parity", head))
     print(json.dumps(document, indent=2))
     print(
         f"\n{'model':<12}{'argmax =':>9}{'max |dp|':>10}{'onnx acc':>10}{'metrics':>9}{'export s':>9}"
@@ -115,8 +110,7 @@ def main():
             f"{row['metrics_json_test_accuracy']:>9.2%}{row['export_s']:>9.1f}{row['onnx_images_per_s']:>11,}"
             f"{row['torch_images_per_s']:>12,}"
         )
-    if args.out:
-        Path(args.out).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    record.save(NAME, document, args.out, head=head)
     return 0 if all(row["passed"] for row in rows) else 1
 
 

@@ -5,14 +5,13 @@
 Starts the real server on RUN_DIR (a compare run), sends 20 good requests, then 50 refused bombs (ICO files whose
 PNG holds 81 MP of black in 80 kB, and PNGs whose header claims 81 MP; five per request), then 300 good
 requests, reading the server's resident size (/proc) after each phase. Then runs `fmnist predict` on 10 such
-ICO files and reads its peak resident size (getrusage of the child). Prints the CPU, the date, JSON and a table.
+ICO files and reads its peak resident size (getrusage of the child). Prints the CPU, the date, JSON and a table;
+writes the JSON to bench/results/hostile-DATE.json (or --out).
 """
 
 import argparse
-import datetime
 import io
 import json
-import platform
 import resource
 import socket
 import struct
@@ -27,10 +26,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+import record
 
-def cpu_name():
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), platform.machine())
+NAME = "hostile"
 
 
 def chunk(kind, data):
@@ -97,7 +95,7 @@ def cli_peak(run_dir, bomb):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/hostile-DATE.json)")
     args = parser.parse_args()
     buffer = io.BytesIO()
     Image.new("RGB", (120, 80), "white").save(buffer, format="PNG")
@@ -105,9 +103,8 @@ def main():
     bombs = [("ico", ico) if i % 2 else ("png", png_bomb()) for i in range(5)]
     code, peak = cli_peak(args.run_dir, ico)  # first: the only child so far, so its peak is getrusage's
     phases = serve_phases(args.run_dir, ("png", buffer.getvalue()), bombs)
+    head = record.header()
     doc = {
-        "cpu": cpu_name(),
-        "date": datetime.date.today().isoformat(),
         "ico_bomb_bytes": len(ico),
         "serve_rss_mb": phases,
         "serve_growth_mb": round(phases["300 good"] - phases["20 good"], 1),
@@ -115,13 +112,12 @@ def main():
         "cli_peak_rss_mb": peak,
     }
     print(json.dumps(doc, indent=2))
-    print(f"\n{doc['cpu']}, {doc['date']}; bombs of {len(ico):,} bytes (81 MP)")
+    print("\n" + record.title(f"refused bombs of {len(ico):,} bytes (81 MP)", head))
     for name, value in phases.items():
         print(f"  serve resident after {name:<9} {value:8.1f} MB")
     print(f"  serve growth                   {doc['serve_growth_mb']:8.1f} MB (limit 200)")
     print(f"  fmnist predict, 10 bombs, peak {peak:8.1f} MB (limit 800), exit {code}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    record.save(NAME, doc, args.out, head=head)
 
 
 if __name__ == "__main__":

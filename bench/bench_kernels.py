@@ -8,7 +8,7 @@ bf16 convolution on AMD. Two checks on this machine:
   under bf16 autocast as a training step runs it: the largest difference relative to the fp32 output's scale;
 - a child process runs `--steps` bf16 training steps of the fast preset with ONEDNN_VERBOSE=1; every convolution
   primitive oneDNN executes is counted by its implementation name (`ref` would be the slow reference code).
-Prints the CPU model, date, a table, then JSON.
+Prints the CPU model, date, a table, then JSON; writes the JSON to bench/results/kernels-DATE.json (or --out).
 """
 
 import argparse
@@ -17,14 +17,15 @@ import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
+import record
+
+NAME = "kernels"
 STEPS_CHILD = """
 import sys, torch
 from fmnist.data import dataset
 from fmnist.models import registry
-from fmnist.models.torch_backend import TorchBackend, to_tensor
+from fmnist.engine.torch_backend import TorchBackend, to_tensor
 splits = dataset.split(dataset.load(), 0)
 hparams = registry.spec("cnn").resolve("fast") | {"precision": "bf16"}
 model = registry.spec("cnn").load_class()(**hparams)
@@ -44,8 +45,8 @@ def stem_difference(images):
     import torch
 
     from fmnist.data import dataset
+    from fmnist.engine.torch_backend import to_tensor
     from fmnist.models import registry
-    from fmnist.models.torch_backend import to_tensor
 
     splits = dataset.split(dataset.load(), 0)
     model = registry.spec("cnn").load_class()(**registry.spec("cnn").resolve("fast"))
@@ -85,24 +86,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/kernels-DATE.json)")
     args = parser.parse_args()
-    from fmnist.engine.machine import cpu_name
     from fmnist.report.tables import table
 
-    report = {"cpu": cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M %z"), "images": args.images}
+    head = record.header()
+    report = {"images": args.images}
     report["stem"] = stem_difference(args.images)
     report["convolutions"] = convolution_kernels(args.steps)
     report["ref_kernels"] = sum(n for kind, n in report["convolutions"].items() if kind.startswith("ref"))
-    print(f"bf16 kernels of the fast cnn: {report['cpu']}, {report['date']}")
+    print(record.title("bf16 kernels of the fast cnn", head))
     print(
         f"stem on {args.images} training images: max relative difference bf16 vs fp32 "
         f"{report['stem']['max_relative_difference']:.2e} (mean {report['stem']['mean_relative_difference']:.2e})"
     )
     print(table(("oneDNN convolution (implementation, propagation)", "executions"), report["convolutions"].items()))
     print(json.dumps(report, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    record.save(NAME, report, args.out, head=head)
 
 
 if __name__ == "__main__":

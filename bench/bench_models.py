@@ -7,7 +7,7 @@ Trains linear, mlp and the CNN (fast preset) with seed 0, the CNN again with see
 the hybrid on the seed-0 CNN, and (unless --skip-best) the CNN's best preset once per --best-seeds seed
 (13-15 minutes each on a Zen 5 "AMD EPYC", bf16). Every model is chosen on validation; the test set gives only
 the final figures, plus, for the fast CNN only, a per-epoch test accuracy to time how long it takes to first
-reach 93 %. Prints a table, then JSON.
+reach 93 %. Prints a table, then JSON; writes the JSON to bench/results/models-DATE.json (or --out).
 """
 
 import argparse
@@ -16,13 +16,13 @@ import statistics
 import sys
 import time
 
+import record
 from fmnist.data import dataset as data
-from fmnist.engine import machine
-from fmnist.files import write_json
 from fmnist.models import registry
 from fmnist.models.hybrid import HybridClassifier
 from fmnist.report.tables import table as text_table
 
+NAME = "models"
 # Test accuracy (hybrid: cnn - 0.3); the CNN figures are issue 22's: the fast preset's is a median over seeds in
 # FAST_SECONDS, the best preset's a median of three seeds, each at least BEST_EACH, in BEST_SECONDS of training.
 TARGETS = {"linear": 0.845, "mlp": 0.900, "cnn": 0.936, "cnn-best": 0.953}
@@ -145,21 +145,9 @@ def bench_best(dataset, seeds):
     return {"cnn-best": runs[0], "cnn_best_seeds": seed_spread(seeds, runs)}
 
 
-def machine_facts():
-    env = machine.environment()
-    facts = {
-        "cpu": env["machine"]["processor"],
-        "cores": env["machine"]["cpus"],
-        "platform": env["machine"]["platform"],
-    }
-    return facts | {"torch": env["versions"]["torch"]}
-
-
-def table(report):
+def table(report, head):
     r = report["results"]
-    title = (
-        f"fmnist model benchmark — {report['date']} — {report['machine']['cpu']}, {report['machine']['cores']} cores"
-    )
+    title = record.title("fmnist model benchmark", head)
     targets = TARGETS | ({"hybrid": r["cnn"]["test_accuracy"] - 0.003} if "cnn" in r else {})
     rows = []
     for name in (n for n in ("linear", "mlp", "cnn", "hybrid", "cnn-best") if n in r):
@@ -214,13 +202,13 @@ def main(argv=None):
         default=[0, 1, 2],
         help="comma-separated seeds of the best-preset CNN (default 0,1,2)",
     )
-    parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/models-DATE.json)")
     args = parser.parse_args(argv)
-    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine_facts(), "results": run(args)}
-    print(table(report))
+    head = record.header()
+    report = {"results": run(args)}
+    print(table(report, head))
     print(json.dumps(report, indent=2))
-    if args.out:
-        write_json(args.out, report)
+    record.save(NAME, report, args.out, head=head)
 
 
 if __name__ == "__main__":

@@ -6,22 +6,23 @@
 Each model is trained from its preset with the given precision (all else equal) and evaluated as `predict` does
 (the model's own test-time augmentation); validation decides whether bf16 may be used (`auto`: within 0.15
 points of fp32, mean over the seeds). Test accuracy is printed for the record only. Prints the CPU, the date,
-whether it has native bf16 (what `auto` decides from), a table, then JSON.
+whether it has native bf16 (what `auto` decides from), a table, then JSON; writes the JSON to
+bench/results/precision-DATE.json (or --out).
 """
 
 import argparse
 import json
 import statistics
 import sys
-import time
 
+import record
 from fmnist.data import dataset as data
-from fmnist.engine import machine, precision
-from fmnist.files import write_json
+from fmnist.engine import precision
 from fmnist.metrics import scores
 from fmnist.models import registry
 from fmnist.report.tables import table
 
+NAME = "precision"
 RULE = 0.0015  # bf16 is used only within 0.15 points of fp32 validation accuracy
 
 
@@ -68,12 +69,13 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--preset", default="fast")
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/precision-DATE.json)")
     args = parser.parse_args()
     names, seeds = args.models.split(","), [int(s) for s in args.seeds.split(",")]
-    head = {"cpu": machine.cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M %z"), "preset": args.preset}
-    head |= {"native_bf16": precision.native_bf16()}
-    print(json.dumps(head))
+    head = record.header()
+    setup = {"preset": args.preset, "native_bf16": precision.native_bf16()}
+    print(record.title("fp32 against bf16 training", head))
+    print(json.dumps(setup))
     dataset, runs = data.load(), []
     for seed in seeds:
         splits = data.split(dataset, seed)
@@ -84,10 +86,9 @@ def main():
     keys = ("model", "precision", "seed", "train_seconds")
     rows = [(*(r[k] for k in keys), f"{r['val_accuracy']:.2%}", f"{r['test_accuracy']:.2%}") for r in runs]
     print(table(("model", "precision", "seed", "train s", "val acc", "test acc"), rows))
-    report = head | {"runs": runs, "verdicts": verdicts(runs, names)}
+    report = setup | {"runs": runs, "verdicts": verdicts(runs, names)}
     print(json.dumps(report, indent=1))
-    if args.out:
-        write_json(args.out, report)
+    record.save(NAME, report, args.out, head=head)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The from-scratch NumPy MLP against a PyTorch nn.Sequential of the same shape and scikit-learn's MLPClassifier.
 
-    python bench/bench_scratch.py [--seeds 0,1,2] [--epochs N] [--quick] [--json FILE]
+    python bench/bench_scratch.py [--seeds 0,1,2] [--epochs N] [--quick] [--out FILE]
 
 Each (variant, seed) trains in its own subprocess, so that its peak memory (VmHWM) is its own. Scratch and
 torch share everything but the engine: the same standardised pixels, He initial weights, seeded batch order, Adam
@@ -13,10 +13,10 @@ variant trains the same epochs; the test set is only scored, once, at the end. T
 scikit-learn's `fit` has no place for it, so it trains on the plain images for the same number of epochs.
 Seconds per epoch are the median over epochs and seeds. On a shared machine, run it under
 `flock /tmp/fmnist-cpu.lock`: two-thread BLAS slows down many times when another process competes for the cores.
+The JSON report goes to bench/results/scratch-DATE.json, or to --out FILE (--json FILE, its older name).
 """
 
 import argparse
-import datetime
 import importlib
 import json
 import statistics
@@ -27,16 +27,16 @@ import warnings
 
 import numpy as np
 
-from fmnist import files
+import record
 from fmnist.data import dataset
-from fmnist.engine import machine
 from fmnist.engine.schedule import learning_rate, warmup_steps
 from fmnist.models import registry
 from fmnist.models.scratch.augment import augment
 from fmnist.models.scratch.mlp import MLP
 
+NAME = "scratch"
 VARIANTS = ("scratch", "torch", "sklearn")
-ENGINES = {"scratch": "fmnist.models.scratch.model", "torch": "torch", "sklearn": "sklearn.neural_network"}
+ENGINES = {"scratch": "fmnist.models.scratch.classifier", "torch": "torch", "sklearn": "sklearn.neural_network"}
 TARGET_ACCURACY = 0.895
 TARGET_RATIO = 1.2
 
@@ -213,15 +213,11 @@ def worker(args):
     print(json.dumps(result))
 
 
-def machine_facts():
+def versions():
+    """The versions of the engines compared that the header does not carry (it has torch's)."""
     import sklearn
 
-    env = machine.environment()
-    facts = {"cpu": env["machine"]["processor"], "cores": env["machine"]["cpus"], **env["versions"]}
-    return facts | {
-        "sklearn": sklearn.__version__,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
+    return {"numpy": np.__version__, "sklearn": sklearn.__version__}
 
 
 def summarise(runs):
@@ -245,10 +241,10 @@ def summarise(runs):
     return out
 
 
-def table(report):
+def table(report, head):
     s = report["summary"]
     lines = [
-        f"bench_scratch  {report['machine']['date']}  {report['machine']['cpu']} ({report['machine']['cores']} cores)",
+        record.title("bench_scratch", head),
         f"hparams {json.dumps(report['hparams'])}  seeds {report['seeds']}" + ("  QUICK" if report["quick"] else ""),
         f"{'variant':<9}{'test acc (median)':>18}{'per seed':>28}{'s/epoch':>9}{'peak RSS MB':>13}{'+training MB':>13}",
     ]
@@ -277,7 +273,13 @@ def main():
     parser.add_argument("--epochs", type=int, help="override the registry's epochs")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="which of scratch,torch,sklearn to run")
     parser.add_argument("--quick", action="store_true", help="8,000 training images, 3 epochs, seed 0: a smoke run")
-    parser.add_argument("--json", metavar="FILE", help="also write the JSON report here")
+    parser.add_argument(
+        "--out",
+        "--json",
+        dest="out",
+        metavar="FILE",
+        help="write the JSON here (default: bench/results/scratch-DATE.json)",
+    )
     parser.add_argument("--data-dir", help="folder with the Fashion-MNIST files")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -303,12 +305,12 @@ def main():
                 sys.exit(f"{variant} seed {seed} failed:\n{done.stderr}")
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"  {variant} seed {seed}: {json.dumps(runs[-1])}", file=sys.stderr)
-    report = {"machine": machine_facts(), "hparams": hp, "seeds": seeds, "quick": args.quick, "runs": runs}
+    head = record.header()
+    report = {"versions": versions(), "hparams": hp, "seeds": seeds, "quick": args.quick, "runs": runs}
     report["summary"] = summarise(runs)
     print(json.dumps(report, indent=2))
-    print(table(report))
-    if args.json:
-        files.write_json(args.json, report)
+    print(table(report, head))
+    record.save(NAME, report, args.out, head=head)
 
 
 if __name__ == "__main__":

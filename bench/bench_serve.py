@@ -1,20 +1,20 @@
 """Throughput and latency of `fmnist serve` over HTTP: 8 concurrent keep-alive clients, one image per request.
 
     flock /tmp/fmnist-cpu.lock .venv/bin/python bench/bench_serve.py RUN_DIR [--workers 1,2] [--seconds 15]
+        [--runtimes torch,onnx] [--out FILE]
 
 Starts the real server (`python -m fmnist serve RUN_DIR [--workers N]`, once per N) on a free loopback port and
 drives it from one
 asyncio loop with plain sockets, so the client costs little of the CPU the server needs. Each request sends one
 product-style JPEG (a test item upscaled 6x on white, as a shop shows it); every answer is checked against
-the model run in this process. Prints the CPU, the date, a JSON document and a table.
+the model run in this process. Prints the CPU, the date, a JSON document and a table; writes the JSON to
+bench/results/serve-DATE.json (or --out).
 """
 
 import argparse
 import asyncio
-import datetime
 import io
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fmnist.data import images as image_files
-from fmnist.engine.machine import cpu_name
+import record
+from fmnist.predict import answers
+from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint
-from fmnist.serve import answers
 
+NAME = "serve"
 TARGETS = {"requests_per_s": 300, "p99_ms": 100, "speedup_of_2_workers": 1.3}
 PHOTOS = 64
 
@@ -122,7 +123,7 @@ def main():
     parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive connections (default: 8)")
     parser.add_argument("--workers", default="1", help="server processes, one measurement each (e.g. 1,2)")
     parser.add_argument("--seconds", type=float, default=15, help="measured time (default: 15)")
-    parser.add_argument("--out", metavar="FILE", help="also write the JSON document here")
+    parser.add_argument("--out", metavar="FILE", help="write the JSON here (default: bench/results/serve-DATE.json)")
     parser.add_argument("--runtimes", default="torch", help="what runs the models, one measurement each: torch,onnx")
     args = parser.parse_args()
 
@@ -167,8 +168,8 @@ def summary(workers, latencies, wrong, elapsed):
     }
 
 
-def show(results):
-    print(f"CPU: {results['cpu']} ({results['cores']} cores); {results['date']}")
+def show(results, head):
+    print(record.title("fmnist serve over HTTP", head))
     print(json.dumps(results, indent=2))
     print(
         f"\n{'model':<12}{'runtime':>8}{'workers':>8}{'clients':>8}{'requests':>10}{'req/s':>9}{'vs 1':>7}"
@@ -187,18 +188,13 @@ def show(results):
 
 
 def report(args, model_name, images, runs):
-    import torch
-
     for run in runs:  # against one worker of the same runtime
         one = next((r for r in runs if r["workers"] == 1 and r["runtime"] == run["runtime"]), None)
         if one is not None and run is not one:
             run["speedup"] = round(run["requests_per_s"] / one["requests_per_s"], 2)
+    head = record.header()
     results = {
         "benchmark": "fmnist serve over HTTP",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
         "run_dir": str(args.run_dir),
         "model": model_name,
         "clients": args.clients,
@@ -214,9 +210,8 @@ def report(args, model_name, images, runs):
         and all(run["p99_ms"] <= TARGETS["p99_ms"] and not run["wrong_answers"] for run in runs)
         and all(two["speedup"] >= TARGETS["speedup_of_2_workers"] for two in twos)
     )
-    show(results)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    show(results, head)
+    record.save(NAME, results, args.out, head=head)
     return 0 if results["meets_targets"] else 1
 
 

@@ -5,7 +5,8 @@
 Each policy runs in a fresh process (OpenMP reads OMP_WAIT_POLICY / GOMP_SPINCOUNT once, when torch starts),
 first on the idle machine, then while a single-threaded busy loop that this benchmark starts (and kills) holds
 one core. Workload: the fast cnn preset's training steps (the package's backend, random data), images/s
-after a warm-up. Prints the CPU model, date, a table, then JSON. The policy `free-cores` is the proposal:
+after a warm-up. Prints the CPU model, date, a table, then JSON (written to bench/results/threads-DATE.json, or
+--out). The policy `free-cores` is the proposal:
 threads = the cores not used by other processes (from /proc/stat over 0.2 s, within the affinity mask),
 re-measured every couple of seconds while training; `OMP_NUM_THREADS` or an explicit count always wins.
 """
@@ -18,6 +19,9 @@ import subprocess
 import sys
 import time
 
+import record
+
+NAME = "threads"
 POLICIES = {
     # name: (environment, thread rule)
     "all-cores": ({}, "all"),  # torch's default: one thread per core
@@ -78,8 +82,8 @@ def worker(rule, seconds, recheck_seconds=2.0):
     """Run training steps for `seconds` after a warm-up; print images/s and the thread counts used."""
     import torch
 
+    from fmnist.engine.torch_backend import TorchBackend
     from fmnist.models import registry
-    from fmnist.models.torch_backend import TorchBackend
 
     meter = CoreMeter()
     threads = {"all": len(meter.cores), "one": 1}.get(rule) or choose_threads(meter=meter)
@@ -142,18 +146,13 @@ def median_run(runs):
     return {"images_per_s": statistics.median(speeds), "all": [round(v) for v in speeds], "threads": runs[0]["threads"]}
 
 
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per policy and condition")
     parser.add_argument("--repeats", type=int, default=1, help="runs per policy and condition (median)")
     parser.add_argument("--policies", help="comma-separated subset of: " + ", ".join(POLICIES))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/threads-DATE.json)")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.seconds)
@@ -167,6 +166,8 @@ def main():
                 runs[name][condition].append(run_policy(name, args.seconds, condition == "busy"))
     results = {name: {c: median_run(r) for c, r in conditions.items()} for name, conditions in runs.items()}
     single_idle = results.get("one-thread", {}).get("idle", {}).get("images_per_s")
+    head = record.header()
+    print(record.title("fast cnn training under thread policies", head))
     print(f"{'policy':34} {'idle img/s':>11} {'busy img/s':>11} {'busy/1-thread idle':>19}  threads (busy)")
     for name, r in results.items():
         ratio = f"{r['busy']['images_per_s'] / single_idle:.2f}" if single_idle else "-"
@@ -176,17 +177,12 @@ def main():
         )
     report = {
         "benchmark": "threads",
-        "cpu": cpu_model(),
-        "cores": len(os.sched_getaffinity(0)),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
         "seconds": args.seconds,
         "repeats": args.repeats,
         "results": results,
     }
     print(json.dumps(report))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+    record.save(NAME, report, args.out, head=head)
 
 
 if __name__ == "__main__":

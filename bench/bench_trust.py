@@ -9,18 +9,18 @@ non-clothing from clothing, and the share called unknown at the threshold set on
 validation clothing) for test clothing, product-style photos of test items and non-clothing images.
 
 Choosing and reporting never share images: the method is chosen on the "dev" part (validation clothing,
-product photos of validation items, the dev non-clothing images of fmnist.data.outliers); the figures reported
+product photos of validation items, the dev non-clothing images of fmnist.predict.outliers); the figures reported
 are the "report" part (test clothing, product photos of test items, the report non-clothing images).
 
---robustness N: the corruption sweep (fmnist.runs.robustness) over the first N test images, written to the
+--robustness N: the corruption sweep (fmnist.jobs.robustness) over the first N test images, written to the
 run's robustness.json too.
 
 --http N: the default model's top-1 probabilities for N test images sent to a real `fmnist serve` as 28x28
-PNGs (16 per request), and their ECE. Prints the CPU, the date, a JSON document and tables.
+PNGs (16 per request), and their ECE. Prints the CPU, the date, a JSON document and tables; writes the JSON to
+bench/results/trust-DATE.json (or --out).
 """
 
 import argparse
-import datetime
 import io
 import json
 import sys
@@ -30,14 +30,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fmnist.data import dataset, outliers
-from fmnist.engine.machine import cpu_name
+import record
+from fmnist.data import dataset
 from fmnist.files import read_json
+from fmnist.jobs import robustness
 from fmnist.metrics import calibration, ood
 from fmnist.models import trust
+from fmnist.predict import outliers
 from fmnist.rundir import checkpoint, layout
-from fmnist.runs import robustness
 
+NAME = "trust"
 CHOICE = "on dev: meets product photos <= 10 % and non-clothing >= 85 % unknown, then the highest AUROC"
 
 
@@ -113,12 +115,13 @@ def main():
     parser.add_argument("--http", type=int, default=0, help="test images sent to the server (0: skip)")
     parser.add_argument("--default", default="cnn", help="the model --http is measured on")
     parser.add_argument("--robustness", type=int, default=0, help="test images for the corruption sweep (0: skip)")
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="write the JSON here (default: bench/results/trust-DATE.json)")
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
     data = dataset.load()
     started = time.perf_counter()
-    doc = {"cpu": cpu_name(), "date": datetime.datetime.now().isoformat(timespec="minutes"), "run": str(run_dir)}
+    head = record.header()
+    doc = {"run": str(run_dir)}
     doc |= {"outliers_per_part": args.outliers, "photos_per_part": args.photos, "choice_rule": CHOICE}
     doc["models"] = {}
     for model_dir in checkpoint.model_dirs(run_dir):
@@ -148,13 +151,12 @@ def main():
     doc["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(doc, indent=2)
     print(text)
-    print_tables(doc)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print_tables(doc, head)
+    record.save(NAME, doc, args.out, head=head)
 
 
-def print_tables(doc):
-    print(f"\n{doc['cpu']}, {doc['date']}")
+def print_tables(doc, head):
+    print("\n" + record.title(f"calibration and unknown, {doc['run']}", head))
     print(
         f"{'model':<12} {'T':>6} {'ECE before':>10} {'ECE after':>9} {'NLL before':>10} {'NLL after':>9} "
         f"{'Brier after':>11}"

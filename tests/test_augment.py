@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fmnist.models.augment import augment_batch, random_erase, random_flip, random_shift
+from fmnist.engine.augment import augment_batch, random_erase, random_flip, random_shift
 
 FILL = -1.0
 

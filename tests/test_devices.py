@@ -11,7 +11,7 @@ import torch
 from fmnist.cli.parser import main
 from fmnist.engine import devices, precision
 from fmnist.errors import UserError
-from fmnist.runs.settings import Setup
+from fmnist.jobs.settings import Setup
 
 HERE = devices.detected()
 ACCELERATOR = pytest.mark.skipif(HERE == "cpu", reason="no accelerator on this machine (torch sees only the CPU)")
@@ -88,7 +88,7 @@ def test_numpy_models_stay_on_the_cpu_and_say_so(capsys):
 
 
 def test_cpu_backend_keeps_its_cpu_generator_and_fp32_steps():
-    from fmnist.models.torch_backend import TorchBackend
+    from fmnist.engine.torch_backend import TorchBackend
 
     hparams = {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0, "bias_lr": 1.0, "label_smoothing": 0.0}
     backend = TorchBackend(torch.nn.Linear(4, 2), hparams | {"lookahead": 0}, seed=3, fill=0.0, total_steps=1)
@@ -100,10 +100,10 @@ def test_cpu_backend_keeps_its_cpu_generator_and_fp32_steps():
 def test_a_run_on_the_accelerator_records_it_and_its_checkpoint_loads_on_the_cpu(splits, dataset, tmp_path):
     """The accelerator path end to end: data on the device once, augmentation there, auto precision settled and
     recorded, a device-free checkpoint that predicts alike on the CPU."""
-    from fmnist.models.augment import augment_batch
-    from fmnist.models.torch_backend import to_tensor
+    from fmnist.engine.augment import augment_batch
+    from fmnist.engine.torch_backend import to_tensor
+    from fmnist.jobs import train
     from fmnist.rundir import checkpoint
-    from fmnist.runs import train
 
     x = to_tensor(splits.x_train[:64], 0.3, 0.35, HERE)
     generator = devices.generator(HERE, 0)

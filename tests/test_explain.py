@@ -1,4 +1,4 @@
-"""Attribution maps (fmnist.models.explain): the pixel modules repeat each model's prediction, the scratch MLP's
+"""Attribution maps (fmnist.predict.explain): the pixel modules repeat each model's prediction, the scratch MLP's
 hand-written input gradient agrees with torch and Captum, every method gives a map of the right kind, and on
 small trained models the maps pass the deletion and randomisation checks."""
 
@@ -9,12 +9,12 @@ from captum.attr import IntegratedGradients, Saliency
 from torch import nn
 
 from fmnist.errors import UserError
-from fmnist.models import explain
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
-from fmnist.models.explain import attribute, evidence, pixel
 from fmnist.models.hybrid import HybridClassifier
 from fmnist.models.scratch.classifier import ScratchClassifier
 from fmnist.models.scratch.mlp import MLP
+from fmnist.predict import explain
+from fmnist.predict.explain import attribute, evidence, pixel
 
 
 def untrained(name, **hparams):
@@ -175,7 +175,7 @@ def test_the_explain_command_writes_maps_and_overlays(serve_run, serve_items, tm
     from PIL import Image
 
     from fmnist.cli.parser import main
-    from fmnist.data import images as image_files
+    from fmnist.predict import images as image_files
     from serve_helpers import product_photo
 
     folder = tmp_path / "photos"

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.data import images as image_files
-from fmnist.models import explain
-from fmnist.models.explain import attribute
+from fmnist.predict import explain, explanations
+from fmnist.predict import images as image_files
+from fmnist.predict.explain import attribute
 from fmnist.rundir import checkpoint
-from fmnist.serve import explanations
 from serve_helpers import encoded, product_photo
 
 pytestmark = pytest.mark.slow

@@ -13,11 +13,12 @@ import pytest
 from fmnist import __version__
 from fmnist.cli.parser import main
 from fmnist.data.dataset import CLASS_NAMES
+from fmnist.jobs import compare as compare_runs
+from fmnist.jobs.settings import Setup
 from fmnist.models import registry
+from fmnist.predict import answers
 from fmnist.rundir import checkpoint, export
-from fmnist.runs import compare as compare_runs
-from fmnist.runs.settings import Setup
-from fmnist.serve import answers, app
+from fmnist.serve import app
 
 MODELS = tuple(registry.REGISTRY)
 TOLERANCE = 1e-4  # max |difference| of a probability against fmnist's own

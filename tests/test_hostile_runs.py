@@ -12,9 +12,9 @@ from safetensors.numpy import load_file, save_file
 
 from fmnist.cli.parser import main
 from fmnist.engine import resume
+from fmnist.jobs import train
+from fmnist.jobs.settings import Setup
 from fmnist.models import registry
-from fmnist.runs import train
-from fmnist.runs.settings import Setup
 from serve_helpers import encoded, garment
 
 pytestmark = pytest.mark.slow  # on the trained compare run of the serve tests

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 import netns
-from fmnist.engine import resume
-from fmnist.models import parallel
+from fmnist.engine import parallel, resume
 from fmnist.rundir import checkpoint
 
 SRC = str(Path(parallel.__file__).parents[2])

@@ -109,3 +109,14 @@ def test_registry_entries_build_their_classes_with_help_for_every_hparam():
         assert set(spec.presets) == {"fast", "best"}
         for preset in spec.presets:
             assert set(spec.resolve(preset)) == set(spec.hparams)
+
+
+def test_every_registry_model_satisfies_the_classifier_protocol():
+    from fmnist.models import registry
+    from fmnist.models.contracts import Classifier, FeatureClassifier
+
+    for name in registry.REGISTRY:
+        model = registry.build(name)
+        assert type(model).registry_name == name
+        assert isinstance(model, Classifier), name
+        assert isinstance(model, FeatureClassifier) == (name in ("cnn", "hybrid")), name

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from fmnist.cli.parser import main
-from fmnist.engine import resume, threads
-from fmnist.models import parallel
+from fmnist.engine import parallel, resume, threads
 from fmnist.rundir import checkpoint
 
 SRC = str(Path(parallel.__file__).parents[2])

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.data import dataset, images
+from fmnist.data import dataset
 from fmnist.errors import UserError
-from fmnist.serve import answers
+from fmnist.predict import answers, images
 from serve_helpers import garment, product_photo
 
 

@@ -15,13 +15,13 @@ import torch
 from fmnist.cli.parser import main
 from fmnist.engine import loop, resume
 from fmnist.errors import Diverged, Interrupted, UserError
+from fmnist.jobs import train
+from fmnist.jobs.settings import Setup
 from fmnist.models import registry
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
 from fmnist.models.hybrid import HybridClassifier
 from fmnist.models.scratch.classifier import ScratchClassifier
 from fmnist.rundir import checkpoint, layout
-from fmnist.runs import train
-from fmnist.runs.settings import Setup
 from processes import sigterm_once_ready
 
 

@@ -10,9 +10,9 @@ import pytest
 from fmnist.cli.parser import main
 from fmnist.engine import resume
 from fmnist.errors import Interrupted, UserError
+from fmnist.jobs import compare as seeds
+from fmnist.jobs.settings import Setup
 from fmnist.report import seeds as seeds_report
-from fmnist.runs import compare as seeds
-from fmnist.runs.settings import Setup
 from processes import sigterm_once_ready
 
 TIMINGS = ("train_seconds", "inference_images_per_s", "total_seconds", "created", "command")

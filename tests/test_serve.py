@@ -15,10 +15,9 @@ import pytest
 from PIL import Image
 
 from fmnist.cli.parser import main
-from fmnist.data import images
 from fmnist.data.dataset import CLASS_NAMES
+from fmnist.predict import answers, images
 from fmnist.rundir import checkpoint
-from fmnist.serve import answers
 from serve_helpers import SERVE_MODELS, bomb, encoded, garment, noise, product_photo, running_server
 
 pytestmark = pytest.mark.slow  # a real server on a freshly trained run: make test-fast leaves it out

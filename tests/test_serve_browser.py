@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.data import images as image_files
 from fmnist.data.dataset import CLASS_NAMES
+from fmnist.predict import answers
+from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint
-from fmnist.serve import answers
 from serve_helpers import product_photo
 
 CHROMIUM = Path("/usr/bin/chromium")

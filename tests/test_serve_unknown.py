@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.data import images
 from fmnist.models import trust
+from fmnist.predict import images
 from fmnist.rundir import checkpoint
 from serve_helpers import encoded, noise
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from fmnist.data import images
+from fmnist.predict import answers, images
 from fmnist.rundir import checkpoint
-from fmnist.serve import answers, workers
+from fmnist.serve import workers
 from serve_helpers import encoded, free_port, product_photo
 
 httpx = pytest.importorskip("httpx")

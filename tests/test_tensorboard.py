@@ -6,10 +6,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from fmnist.engine import loop
+from fmnist.jobs import train
+from fmnist.jobs.settings import Setup
+from fmnist.jobs.tensorboard import SCALARS
 from fmnist.models import registry
-from fmnist.runs import train
-from fmnist.runs.settings import Setup
-from fmnist.runs.tensorboard import SCALARS
 
 TAGS = [tag for tag, _ in SCALARS] + ["train/images_per_s"]
 
@@ -120,7 +120,7 @@ def test_a_compare_over_seeds_groups_its_runs_under_its_name(tmp_path):
 def test_a_tuning_trial_logs_its_epochs_and_its_hparams_under_the_study(splits, dataset, tmp_path):
     import dataclasses
 
-    from fmnist.runs import tune
+    from fmnist.jobs import tune
 
     setup = Setup(tune.without_test(splits.subset(400, 100, 0)), dataset, progress=False, device="cpu")
     setup = dataclasses.replace(setup, tensorboard=str(tmp_path / "tb" / "study"))

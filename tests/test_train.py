@@ -6,10 +6,10 @@ import torch
 
 from fmnist.data import dataset
 from fmnist.engine import loop
+from fmnist.engine.torch_backend import TorchBackend
 from fmnist.errors import Diverged, HparamError, UserError
 from fmnist.models import registry
 from fmnist.models.classifiers import CNNClassifier, LinearClassifier, MLPClassifier
-from fmnist.models.torch_backend import TorchBackend
 
 ADAMW = {"optimizer": "adamw", "weight_decay": 1e-4, "label_smoothing": 0.0, "momentum": 0, "bias_lr": 1}
 ADAMW |= {"lookahead": 0}

@@ -12,11 +12,11 @@ from PIL import Image
 from fmnist import api
 from fmnist.cli.parser import main
 from fmnist.data import corruptions
+from fmnist.jobs import robustness
 from fmnist.metrics import scores
 from fmnist.models import trust
+from fmnist.predict import answers
 from fmnist.rundir import checkpoint
-from fmnist.runs import robustness
-from fmnist.serve import answers
 from serve_helpers import noise
 
 

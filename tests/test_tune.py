@@ -13,9 +13,9 @@ optuna = pytest.importorskip("optuna")
 
 from fmnist.cli.parser import build_parser  # noqa: E402
 from fmnist.cli.settings import hparam_overrides  # noqa: E402
+from fmnist.jobs import tune  # noqa: E402
+from fmnist.jobs.settings import Setup  # noqa: E402
 from fmnist.models import registry  # noqa: E402
-from fmnist.runs import tune  # noqa: E402
-from fmnist.runs.settings import Setup  # noqa: E402
 
 SEARCHED = [name for name, spec in registry.REGISTRY.items() if any(h.search for h in spec.hparams.values())]
 

@@ -16,7 +16,7 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 import postgres  # noqa: E402
-from fmnist.runs import tune  # noqa: E402
+from fmnist.jobs import tune  # noqa: E402
 
 TRIALS = 6
 HEARTBEAT = 1  # seconds: the killed worker's trial is marked failed after 4 s of silence

@@ -14,24 +14,34 @@ one-line message naming the thing at fault.
 This is the only module of the API that reaches into fmnist's internals; scripts and notebooks import it, not them.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from fmnist.data import dataset as data
-from fmnist.data import images
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
+from fmnist.jobs import compare as compare_runs
+from fmnist.jobs import settings, train
 from fmnist.models import registry, trust
-from fmnist.models.explain import attribute as explain_module
+from fmnist.models.contracts import Classifier
+from fmnist.predict import answers, images
+from fmnist.predict.explain import attribute as explain_module
 from fmnist.report import attributions, plots, tables
 from fmnist.report import trust as trust_report
 from fmnist.rundir import checkpoint, layout
-from fmnist.runs import compare as compare_runs
-from fmnist.runs import settings, train
-from fmnist.serve import answers
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from fmnist.predict.explain.attribute import Explanation, Target
 
 __all__ = [
     "CLASS_NAMES",
@@ -74,19 +84,19 @@ class Model:
 
     name: str
     preset: str
-    hparams: dict
-    classifier: object
-    reuses: dict = dataclasses.field(default_factory=dict)  # registry name -> trained Model passed to the class
-    history: dict | None = None
+    hparams: dict[str, Any]
+    classifier: Classifier
+    reuses: dict[str, Model] = dataclasses.field(default_factory=dict)  # registry name -> trained Model for the class
+    history: dict[str, np.ndarray] | None = None
     train_seconds: float | None = None
     seed: int | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = f"trained, {len(self.history['epoch'])} epochs" if self.history else "not trained"
         return f"Model({self.name!r}, preset={self.preset!r}, {state})"
 
 
-def load_splits(seed=0, subset=None, data_dir=None):
+def load_splits(seed: int = 0, subset: int | None = None, data_dir: str | Path | None = None) -> data.Splits:
     """The verified dataset split as `fmnist train --seed SEED [--subset N]` splits it (a `fmnist.data.dataset.Splits`).
 
     x_train / x_val / x_test are uint8 images (N, 28, 28), y_* int64 labels (N,); mean and std are the train
@@ -98,7 +108,7 @@ def load_splits(seed=0, subset=None, data_dir=None):
     return splits.quick(subset) if subset else splits
 
 
-def model(name, preset="fast", **hparams):
+def model(name: str, preset: str = "fast", **hparams: Any) -> Model:
     """An untrained model: registry `name` (linear, mlp, cnn, scratch-mlp, hybrid) with the `preset`'s
     hyper-parameters, overridden by `hparams` (e.g. epochs=5; None means: the preset's value).
 
@@ -130,7 +140,14 @@ def _history_columns(rows):
     return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in layout.HISTORY_COLUMNS}
 
 
-def fit(model, splits, seed=0, progress=True, threads=None, device="auto"):
+def fit(
+    model: Model,
+    splits: data.Splits,
+    seed: int = 0,
+    progress: bool = True,
+    threads: int | None = None,
+    device: str = "auto",
+) -> Model:
     """Train `model` (from `api.model`) from scratch on splits.x_train, choosing its best epoch on splits.x_val;
     return the same Model, now trained. progress: a progress bar (a widget in Jupyter, text in a terminal).
 
@@ -152,7 +169,14 @@ def fit(model, splits, seed=0, progress=True, threads=None, device="auto"):
     return model
 
 
-def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
+def compare(
+    names: str | Iterable[str],
+    splits: data.Splits,
+    preset: str = "fast",
+    seed: int = 0,
+    progress: bool = True,
+    **hparams: Any,
+) -> dict[str, Model]:
     """Train several models on the same split, as `fmnist compare` does; return {name: trained Model}.
 
     names: a list or a comma-separated string, trained in registry order so that the hybrid reuses the CNN
@@ -162,7 +186,7 @@ def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
     unknown = sorted(set(hparams).difference(*(registry.spec(name).hparams for name in names)))
     if unknown:
         raise UserError(f"compare: no model among {', '.join(names)} has a hyper-parameter {unknown[0]!r}")
-    trained = {}
+    trained: dict[str, Model] = {}
     for name in tqdm(names, desc="models", unit="model", disable=not progress):
         spec = registry.spec(name)
         reused = {key: trained[key] for key in spec.reuses if key in trained}
@@ -171,7 +195,7 @@ def compare(names, splits, preset="fast", seed=0, progress=True, **hparams):
     return trained
 
 
-def load(run_dir, device="auto"):
+def load(run_dir: str | Path, device: str = "auto") -> Model:
     """A Model saved by `fmnist train` (its run directory) or by `fmnist compare` (one model's folder in it),
     checksums verified, with its recorded history and settings, placed on `device` (as `fit`'s)."""
     classifier, manifest = checkpoint.load(run_dir, calibrated=True)
@@ -185,7 +209,7 @@ def load(run_dir, device="auto"):
     return loaded
 
 
-def _trained(model):
+def _trained(model: Model) -> Classifier:
     if not isinstance(model, Model):
         raise UserError(f"model: expected an api Model, got {type(model).__name__}")
     if model.history is None:
@@ -193,24 +217,24 @@ def _trained(model):
     return model.classifier
 
 
-def probabilities(model, images):
+def probabilities(model: Model, images: np.ndarray) -> np.ndarray:
     """Calibrated class probabilities float64 (N, 10) for uint8 images (N, 28, 28): softmax(logits / T), T the
     temperature `fit` set on validation (the argmax is the model's own)."""
     return answers.probabilities(_trained(model), _images(images))
 
 
-def assess(model, images):
+def assess(model: Model, images: np.ndarray) -> trust.Assessment:
     """What the model says about uint8 images (N, 28, 28): `.probs` (N, 10) calibrated, `.ood_score` (N,)
     (higher: less like clothing) and `.unknown` (N,) True where an image does not look like any class."""
     return answers.assess(_trained(model), _images(images))
 
 
-def predict(model, images):
+def predict(model: Model, images: np.ndarray) -> np.ndarray:
     """Predicted class indices int64 (N,) for uint8 images (N, 28, 28); CLASS_NAMES[i] names class i."""
     return probabilities(model, images).argmax(axis=1)
 
 
-def _images(images):
+def _images(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) as given, or one (28, 28) image as a batch of one."""
     given = np.asarray(images)
     batch = given[None] if given.ndim == 2 else given
@@ -219,32 +243,33 @@ def _images(images):
     return batch
 
 
-def evaluate(model, splits):
+def evaluate(model: Model, splits: data.Splits) -> dict[str, Any]:
     """The report's figures for one model: val_accuracy, test_accuracy, parameters, train_seconds, epochs,
     inference_images_per_s, and under "val" and "test" the detailed metrics (accuracy, log-loss, per-class and
     macro precision / recall / F1, the confusion matrix, the most-confused pairs) — what metrics.json holds."""
     classifier = _trained(model)
     _check_splits(splits)
     facts = {"model": model.name, "parameters": int(classifier.num_parameters())}
-    facts |= {"train_seconds": model.train_seconds, "epochs": len(model.history["epoch"])}
+    history = cast("dict[str, np.ndarray]", model.history)  # not None: _trained checked it
+    facts |= {"train_seconds": model.train_seconds, "epochs": len(history["epoch"])}
     return train.measure(classifier, splits, facts)[1]
 
 
-def table(results):
+def table(results: dict[str, dict[str, Any]]) -> str:
     """The `fmnist compare` table (text) of {name: evaluate(...)}."""
     return tables.comparison(results)
 
 
-def vectors(images, splits):
+def vectors(images: np.ndarray, splits: data.Splits) -> np.ndarray:
     """uint8 images (N, 28, 28) -> float32 (N, 784), standardised with the train split's pixel statistics:
     what the MLPs see."""
     return data.normalise_flat(_images(images), splits.mean, splits.std)
 
 
-def predict_image(model, path, top_k=3):
+def predict_image(model: Model, path: str | Path, top_k: int = 3) -> answers.Prediction:
     """Classify an image file (any format Pillow reads), converted to 28x28 the way Fashion-MNIST was made.
 
-    Returns a `fmnist.serve.answers.Prediction`: path, image (the uint8 (28, 28) the model saw) and top, the
+    Returns a `fmnist.predict.answers.Prediction`: path, image (the uint8 (28, 28) the model saw) and top, the
     ((class index, probability), ...) most probable first.
     """
     predictions, failures = answers.predict_files(_trained(model), [path], top_k)
@@ -256,25 +281,25 @@ def predict_image(model, path, top_k=3):
 # -- figures: each returns a matplotlib Figure ----------------------------------------------------------------
 
 
-def examples(splits, per_class=8, seed=0):
+def examples(splits: data.Splits, per_class: int = 8, seed: int = 0) -> Figure:
     """A grid of random training images, one row per class."""
     return plots.class_grid(splits.x_train, splits.y_train, per_class=per_class, seed=seed)
 
 
-def learning_curves(model):
+def learning_curves(model: Model) -> Figure:
     """Train and validation loss and accuracy per epoch."""
     _trained(model)
     return plots.learning_curves(model.history, f"{model.name}: learning curves")
 
 
-def convergence(models):
+def convergence(models: dict[str, Model]) -> Figure:
     """Validation accuracy of several trained models ({name: Model}) per epoch and per second of training."""
     for m in models.values():
         _trained(m)
     return plots.convergence({name: m.history for name, m in models.items()})
 
 
-def confusion_matrix(result, split="test"):
+def confusion_matrix(result: dict[str, Any], split: str = "test") -> Figure:
     """Counts and row-normalised confusion matrix of an `evaluate` result."""
     if split not in layout.SPLITS:
         raise UserError(f"split {split!r}: choose one of {', '.join(layout.SPLITS)}")
@@ -282,7 +307,7 @@ def confusion_matrix(result, split="test"):
     return plots.confusion(result[split]["confusion_matrix"], title)
 
 
-def calibration(model, splits, split="test"):
+def calibration(model: Model, splits: data.Splits, split: str = "test") -> Figure:
     """The reliability diagram of the model's top-1 probabilities on `split`, before and after its temperature."""
     classifier = _trained(model)
     _check_splits(splits)
@@ -297,14 +322,14 @@ def calibration(model, splits, split="test"):
     return trust_report.reliability_figure(logits, labels, record["temperature"], title)
 
 
-def misclassified(model, splits, count=24):
+def misclassified(model: Model, splits: data.Splits, count: int = 24) -> Figure | None:
     """The model's `count` most confident mistakes on the test split (None if it makes none)."""
     probs = probabilities(model, splits.x_test)
     title = f"{model.name}: most confident test mistakes"
     return plots.misclassified(splits.x_test, splits.y_test, probs, title, count=count)
 
 
-def feature_space(model, splits, sample=train.FEATURE_SAMPLE, seed=0):
+def feature_space(model: Model, splits: data.Splits, sample: int = train.FEATURE_SAMPLE, seed: int = 0) -> Figure:
     """The feature vectors of `sample` test images in 2-D (PCA and t-SNE), coloured by class (CNN, hybrid)."""
     classifier = _trained(model)
     if not hasattr(classifier, "features"):
@@ -314,7 +339,7 @@ def feature_space(model, splits, sample=train.FEATURE_SAMPLE, seed=0):
     return plots.feature_space(features, splits.y_test[pick], f"{model.name}: feature space by class", seed=seed)
 
 
-def prediction_figure(prediction):
+def prediction_figure(prediction: answers.Prediction) -> Figure:
     """What `predict_image` saw (the 28x28 image) beside its top classes and their probabilities."""
     title = images.shown(prediction.path.name)
     if prediction.unknown:
@@ -322,13 +347,13 @@ def prediction_figure(prediction):
     return plots.prediction(prediction.image, prediction.top, title)
 
 
-def explain(model, images, method=None, target=None):
+def explain(model: Model, images: np.ndarray, method: str | None = None, target: Target = None) -> Explanation:
     """Why the model decided: an `Explanation` (maps float32 (N, 28, 28), positive = evidence for `targets`,
     probabilities, method, IG's convergence delta) for uint8 images; target None: each image's predicted class."""
     return explain_module.explain(_trained(model), _images(images), method, target)
 
 
-def explanation_figure(explanation, images, count=10):
+def explanation_figure(explanation: Explanation, images: np.ndarray, count: int = 10) -> Figure:
     """The first `count` images above their maps (red: evidence for the class, blue: against)."""
     images = _images(images)[:count]
     pairs = zip(explanation.targets, explanation.probabilities, strict=True)
@@ -336,14 +361,14 @@ def explanation_figure(explanation, images, count=10):
     return attributions.pairs(images, explanation.maps[:count], titles[:count], f"why: {explanation.method}")
 
 
-def templates(model):
+def templates(model: Model) -> Figure:
     """The linear model's ten class templates (its weight per pixel for each class) as a Figure."""
     return attributions.templates(explain_module.templates(_trained(model)), f"{model.name}: class templates")
 
 
-def explanation_checks(model, images, method=None):
+def explanation_checks(model: Model, images: np.ndarray, method: str | None = None) -> dict[str, str | float]:
     """Do the maps mean something? The share of images whose 10 % top pixels, blacked out, lower the class's
     probability more than 10 % random ones, and the median rank correlation with a re-initialised network's maps."""
-    from fmnist.models.explain import evidence
+    from fmnist.predict.explain import evidence
 
     return evidence.summary(_trained(model), _images(images), method)

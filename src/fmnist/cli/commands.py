@@ -1,4 +1,4 @@
-"""What each `fmnist` subcommand does, given its parsed arguments; cli.py builds the parser and words errors.
+"""What each `fmnist` subcommand does, given its parsed arguments; parser.py builds the parser and words errors.
 
 Imports are local to each command so that `fmnist data ...` and `--help` never load torch.
 """
@@ -56,9 +56,9 @@ def cmd_data_download(args):
 
 
 def cmd_train(args):
-    from fmnist.engine import resume
-    from fmnist.models import parallel, registry
-    from fmnist.runs import train
+    from fmnist.engine import parallel, resume
+    from fmnist.jobs import train
+    from fmnist.models import registry
 
     spec = registry.spec(args.model)
     if parallel.launched():  # by torchrun: data-parallel
@@ -92,11 +92,11 @@ def evaluation_table(results, split):
 
 
 def cmd_compare(args):
+    from fmnist.jobs import compare
+    from fmnist.jobs import settings as run_settings
     from fmnist.report import compose
     from fmnist.report import seeds as seeds_report
     from fmnist.report import tables as text
-    from fmnist.runs import compare
-    from fmnist.runs import settings as run_settings
 
     plan, out, dataset = settings.compare_plan(args)
     if not args.resume:
@@ -125,8 +125,8 @@ def cmd_compare(args):
 
 def cmd_tune(args):
     try:
+        from fmnist.jobs import tune
         from fmnist.report import tuning
-        from fmnist.runs import tune
     except ImportError as exc:
         raise UserError(f"fmnist tune needs Optuna ({exc}); install it with: pip install 'fmnist[tune]'") from None
     if args.trials < 1:
@@ -151,14 +151,14 @@ def cmd_tune(args):
 
 
 def cmd_evaluate(args):
+    from fmnist.jobs import train
     from fmnist.report import compose
-    from fmnist.runs import train
 
     results = train.reevaluate(args.run_dir, args.data_dir, args.allow_unverified, args.device or "auto")
     print(evaluation_table(results, args.split))
     if args.robustness is not None:
         from fmnist.data import dataset
-        from fmnist.runs import robustness
+        from fmnist.jobs import robustness
 
         if args.robustness < 1:
             raise UserError(f"--robustness {args.robustness}: need at least 1 image")
@@ -176,10 +176,10 @@ def cmd_report(args):
 
 
 def cmd_predict(args):
+    from fmnist.jobs import train
     from fmnist.models import registry
+    from fmnist.predict import answers
     from fmnist.rundir import checkpoint
-    from fmnist.runs import train
-    from fmnist.serve import answers
 
     model, manifest = checkpoint.load(args.model, calibrated=True)
     model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
@@ -202,7 +202,7 @@ def cmd_explain(args):
     from fmnist.rundir import checkpoint
 
     try:
-        from fmnist.serve import explanations
+        from fmnist.predict import explanations
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist explain needs {exc.name}: pip install 'fmnist[explain]'") from None
     model, _ = checkpoint.load(args.model)

@@ -237,7 +237,7 @@ def add_result_commands(subparsers):
 
 
 def add_explain_command(subparsers):
-    from fmnist.models.explain import DEFAULT_METHOD, METHODS
+    from fmnist.predict.explain import DEFAULT_METHOD, METHODS
 
     exp = subparsers.add_parser("explain", help="which pixels made a model decide: an attribution map per image")
     exp.add_argument("model", metavar="MODEL_OR_RUN", help="a run directory (or its checkpoint.json) of any model")

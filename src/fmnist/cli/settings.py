@@ -1,5 +1,5 @@
 """The command line's side of a run's settings: flags (or, for --resume, the run's recorded config) turned into
-`fmnist.runs.settings` calls, and the closing report of `fmnist train`. Used by `fmnist train` in one process,
+`fmnist.jobs.settings` calls, and the closing report of `fmnist train`. Used by `fmnist train` in one process,
 under torchrun (fmnist.cli.torchrun), by `fmnist compare` and by `fmnist tune`.
 """
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from fmnist.data import dataset as data_module
 from fmnist.engine import devices, resume
 from fmnist.errors import UserError
+from fmnist.jobs import settings, train
 from fmnist.rundir import layout
-from fmnist.runs import settings, train
 
 RECORDED = ("preset", "seed", "subset", "threads", "device")  # the Setup's settings a recorded config keeps
 
@@ -88,8 +88,8 @@ def train_run(args, spec, **extra):
 def compare_plan(args):
     """(plan, out, dataset) of `fmnist compare`: for --resume OUT as the compare recorded them (other settings are
     an error), else from the flags; every model's hyper-parameters checked before anything is written."""
+    from fmnist.jobs import compare
     from fmnist.models import registry
-    from fmnist.runs import compare
 
     dataset = load_data(args)
     if args.resume:

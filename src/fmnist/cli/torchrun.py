@@ -1,4 +1,4 @@
-"""`fmnist train` launched by torchrun: one process per rank, data-parallel (see fmnist.models.parallel).
+"""`fmnist train` launched by torchrun: one process per rank, data-parallel (see fmnist.engine.parallel).
 
     torchrun --standalone --nproc-per-node=2 -m fmnist train cnn --out runs/cnn-ddp
 
@@ -12,10 +12,9 @@ from pathlib import Path
 import torch.distributed as dist
 
 from fmnist.cli import settings as cli_settings
-from fmnist.engine import resume
+from fmnist.engine import parallel, resume
 from fmnist.errors import Interrupted, UserError
-from fmnist.models import parallel
-from fmnist.runs import train
+from fmnist.jobs import train
 
 
 def train_run(args, spec, record):

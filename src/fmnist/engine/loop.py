@@ -3,16 +3,9 @@
 It owns the order of the batches, the learning rate of every step, polling for a stop, validation after every
 epoch, the best-on-validation weights, patience, divergence, the history rows and the resumable state.
 
-A backend answers:
-    shuffle(n) -> index array            the epoch's order, from the backend's own seeded generator
-    train_step(x, y, lr) -> (objective, loss, correct)
-                                         one update on a batch; objective is what was minimised (checked for
-                                         divergence), loss the plain cross-entropy (for the history), correct
-                                         the number of right answers
-    logits(x) -> float32 ndarray (N, C)  for validation
-    weights() / load_weights(w)          a copy of the weights, for the best-on-validation snapshot
-    state() / load_state(tree)           weights, optimizer and generators as a tree of arrays (resume)
-`x` and `y` are whatever the backend keeps its data in (torch tensors, NumPy arrays): the loop only slices them.
+A backend (`fmnist.engine.backend.Backend`) answers shuffle, train_step, logits, weights / load_weights and
+state / load_state; `x` and `y` are whatever it keeps its data in (torch tensors, NumPy arrays): the loop only
+slices them.
 
 Observers (LoopConfig.observers, e.g. a TensorBoard log) watch without steering: each one's
 `epoch_ended(row, facts)` is called after every epoch, the last included, with the history row and
@@ -27,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fmnist import files
+from fmnist.engine.backend import Backend
 from fmnist.engine.schedule import learning_rate, warmup_steps
 from fmnist.errors import Diverged
 from fmnist.metrics import scores
@@ -56,7 +50,7 @@ class LoopConfig:
         return max(1, n // self.batch_size) if self.drop_last else math.ceil(n / self.batch_size)
 
 
-def fresh_state(backend):
+def fresh_state(backend: Backend) -> dict:
     """What the loop carries from batch to batch, so that a saved copy can continue it exactly."""
     return {
         "epoch": 1,
@@ -73,7 +67,7 @@ def fresh_state(backend):
     }
 
 
-def fit(backend, train, val, config, resumer=None, on_epoch=None):
+def fit(backend: Backend, train, val, config: LoopConfig, resumer=None, on_epoch=None) -> list[dict]:
     """Train `backend` on train = (x, y), validating on val = (x, y labels ndarray) after every epoch.
 
     Returns the history: one dict per epoch with epoch, loss and accuracy (train, over the epoch's batches),

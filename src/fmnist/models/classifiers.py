@@ -1,5 +1,5 @@
 """The torch classifiers behind the registry entries `linear`, `mlp` and `cnn`: the model interface on top of
-`fmnist.models.nets` (the networks), `fmnist.models.torch_backend` and the shared loop.
+`fmnist.models.nets` (the networks), `fmnist.engine.torch_backend` and the shared loop.
 
 A saved model is a folder: `weights.safetensors` (the state dict) and `model.json` (class, hyper-parameters,
 normalisation statistics). Loading never unpickles anything. Weights are saved from the CPU and load on the CPU,
@@ -15,6 +15,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from fmnist.engine import loop, precision
+from fmnist.engine.augment import tta_logits
+from fmnist.engine.torch_backend import TorchBackend, predict, to_tensor
 from fmnist.errors import HparamError, UserError
 from fmnist.files import (
     anything,
@@ -29,8 +31,6 @@ from fmnist.files import (
     write_json,
 )
 from fmnist.models import nets, registry, trust
-from fmnist.models.augment import tta_logits
-from fmnist.models.torch_backend import TorchBackend, predict, to_tensor
 
 WEIGHTS = "weights.safetensors"
 METADATA = "model.json"
@@ -101,7 +101,7 @@ class TorchClassifier:
             backend_args = {"seed": seed, "fill": -self.mean / self.std, "channels_last": self.channels_last}
             backend_args["total_steps"] = config.epochs * config.steps_per_epoch(len(train[0]))
             if torch.distributed.is_initialized():  # launched by torchrun: this rank's share of every batch
-                from fmnist.models import parallel
+                from fmnist.engine import parallel
 
                 if device != "cpu":
                     raise UserError(f"--device {device}: data-parallel training (torchrun, gloo) runs on the CPU")
@@ -124,7 +124,7 @@ class TorchClassifier:
 
     def predict_logits(self, images, tta=None):
         """uint8 (N, 28, 28) -> float32 (N, 10). tta: the test-time augmentation level (see
-        `fmnist.models.augment.tta_logits`); None: the model's own `tta` hyper-parameter (0 if it has none)."""
+        `fmnist.engine.augment.tta_logits`); None: the model's own `tta` hyper-parameter (0 if it has none)."""
         level = self.hparams.get("tta", 0) if tta is None else int(tta)
         return tta_logits(lambda x: self._run(x).numpy(), _as_images(images), level)
 

@@ -15,10 +15,10 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from fmnist.engine.augment import tta_logits
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_versioned, write_json
 from fmnist.models import registry, trust
-from fmnist.models.augment import tta_logits
 from fmnist.models.classifiers import CNNClassifier
 from fmnist.models.scratch.classifier import ScratchClassifier
 
@@ -30,6 +30,7 @@ FORMAT = "fmnist-hybrid/2"  # 2: the MLP's hyper-parameters all listed in the re
 
 
 class HybridClassifier:
+    registry_name = NAME
     uses_torch = True  # its CNN runs where `to_device` puts it; the MLP in NumPy on the CPU
     trust = None  # the temperature and the unknown rule (fmnist.models.trust), set at the end of `fit`
 
@@ -111,7 +112,7 @@ class HybridClassifier:
 
     def predict_logits(self, images, tta=None):
         """uint8 (N, 28, 28) -> float32 (N, 10). tta: the test-time augmentation level (see
-        `fmnist.models.augment.tta_logits`); None: the `tta` hyper-parameter."""
+        `fmnist.engine.augment.tta_logits`); None: the `tta` hyper-parameter."""
         level = self.hparams["tta"] if tta is None else int(tta)
         logits = tta_logits(lambda x: self.mlp.logits_from_arrays(self.features(x)), np.asarray(images), level)
         return logits.astype(np.float32)

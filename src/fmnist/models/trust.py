@@ -25,6 +25,7 @@ from fmnist.data.dataset import normalise_flat
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_json, write_json
 from fmnist.metrics import calibration, ood
+from fmnist.models.contracts import Classifier
 
 RATE = 0.05  # validation clothing called unknown: the default the threshold is set for
 # "combined": the mean of the energy score and the Mahalanobis distances on the features and on the pixels, each
@@ -92,7 +93,7 @@ def _combined(each, trust):
     return sum((score - standard[p][0]) / standard[p][1] for p, score in each.items()) / len(each)
 
 
-def calibrate(model, splits, method=METHOD, rate=RATE, val_logits=None):
+def calibrate(model: Classifier, splits, method=METHOD, rate=RATE, val_logits=None):
     """Fit the temperature and the unknown threshold on validation; set and return `model.trust`."""
     names = parts(model, method)
     if not names:
@@ -127,7 +128,7 @@ def of(model):
     return getattr(model, "trust", None)
 
 
-def assess(model, images, logits=None):
+def assess(model: Classifier, images, logits=None):
     """Calibrated probabilities, OOD scores and the unknown verdict for uint8 images (N, 28, 28)."""
     trust, features = of(model), None
     if logits is None and trust is not None and "features" in parts(model, trust["method"]):

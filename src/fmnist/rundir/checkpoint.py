@@ -27,6 +27,7 @@ from fmnist.data.dataset import CLASS_NAMES, SIDE
 from fmnist.errors import UserError
 from fmnist.files import Invalid, listing, mapping, read_versioned, sha256_of, shown, table, text, validated, write_json
 from fmnist.models import registry, trust
+from fmnist.models.contracts import Classifier
 
 MANIFEST = "checkpoint.json"
 FORMAT = "fmnist-checkpoint/2"  # 2: no copies of metrics or normalisation
@@ -68,7 +69,7 @@ SCHEMA = mapping(
 )
 
 
-def save(run_dir, kind, model):
+def save(run_dir, kind, model: Classifier):
     """Write `model` (registry name `kind`) into run_dir as a new checkpoint; return the manifest."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

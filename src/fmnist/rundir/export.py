@@ -29,6 +29,7 @@ from fmnist.data.dataset import CLASS_NAMES, SIDE
 from fmnist.errors import UserError
 from fmnist.files import atomic_path
 from fmnist.models import trust
+from fmnist.models.contracts import Classifier
 from fmnist.rundir import checkpoint
 
 FILE = "model.onnx"
@@ -113,7 +114,7 @@ class Graph(nn.Module):
     def forward(self, images):
         x = images.to(torch.float32).unsqueeze(1)
         logits = self.pair(x)
-        if self.tta == 2:  # moved one pixel down-right and up-left, the gap left at 0 (fmnist.models.augment)
+        if self.tta == 2:  # moved one pixel down-right and up-left, the gap left at 0 (fmnist.engine.augment)
             down = F.pad(x, (1, 0, 1, 0))[:, :, :SIDE, :SIDE]
             up = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
             logits = (logits + (self.pair(down) + self.pair(up)) / 2) / 2
@@ -155,7 +156,7 @@ def _cpu_hybrid(hybrid):
     return clone
 
 
-def to_onnx(model, metadata=None):
+def to_onnx(model: Classifier, metadata=None):
     """The ONNX ModelProto of `model`'s graph with metadata entries (str -> str); dynamo where it works."""
     try:
         import onnx  # noqa: F401 (the exporters need it; checked here for a clear message)

@@ -30,7 +30,9 @@ from fmnist.rundir.schema import LAYOUT_VERSION
 
 CONFIG, COMPARE, HISTORY, METRICS = "config.json", "compare.json", "history.csv", "metrics.json"
 PREDICTIONS, FEATURES, TEST_IMAGES = "predictions.npz", "features.npz", "test_images.npz"
-ATTRIBUTIONS = "attributions.npz"  # a few test images with their attribution maps (fmnist.models.explain.gallery)
+ATTRIBUTIONS = (
+    "attributions.npz"  # a few test images with their attribution maps (fmnist.predict.explain.attribute.gallery)
+)
 SPLITS = ("val", "test")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr")
 MODEL_FILES = (CONFIG, HISTORY, METRICS, PREDICTIONS)

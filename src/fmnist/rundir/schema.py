@@ -1,6 +1,6 @@
 """What each JSON file of a run directory must hold, checked by the one reader (`fmnist.files`).
 
-config.json, compare.json and metrics.json are written by fmnist.rundir.layout and fmnist.runs; the checkpoint
+config.json, compare.json and metrics.json are written by fmnist.rundir.layout and fmnist.jobs; the checkpoint
 manifest's schema lives beside it (fmnist.rundir.checkpoint) and a model folder's model.json beside its class
 (fmnist.models). Every schema names the fields the code reads, with their types and ranges; other keys are
 allowed (a newer fmnist, or another tool, may add some), a wrong type or a value out of range never is. A

@@ -26,12 +26,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
-from fmnist.data import images as image_files
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import shown
+from fmnist.predict import answers, explanations
+from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
-from fmnist.serve import answers, explanations, limits
+from fmnist.serve import limits
 from fmnist.serve import runtime as runtimes
 from fmnist.serve.batcher import InferenceWorker
 from fmnist.serve.uploads import RequestError, read_multipart, whole_number

@@ -1,7 +1,7 @@
 """What runs a served model: torch (the model itself, on its --device) or onnxruntime on its exported graph.
 
 Both answer `predict_logits(uint8 images (N, 28, 28)) -> float32 (N, 10)`, so the server, its batching worker and
-`fmnist.serve.answers` do not know which one they hold. The ONNX graph already contains the test-time
+`fmnist.predict.answers` do not know which one they hold. The ONNX graph already contains the test-time
 augmentation and the calibration temperature (fmnist.rundir.export), so its logits are the final ones.
 """
 

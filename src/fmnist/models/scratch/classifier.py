@@ -29,6 +29,7 @@ FORMAT = "fmnist-scratch-mlp/2"  # 2: the hyper-parameters of the shared loop (w
 
 
 class ScratchClassifier:
+    registry_name = NAME
     uses_torch = False  # NumPy: always on the CPU
     trust = None  # the temperature and the unknown rule (fmnist.models.trust), set at the end of `fit`
 

@@ -5,7 +5,8 @@ colour, resize the longest edge to 28, sharpen, extend the short edge to 28 cent
 `to_fashion_mnist` repeats those steps; an image that is already light-on-dark is not negated, and a 28x28
 image is taken as it is (only negated if dark-on-light), so dataset images pass through bit-exact.
 
-Every bad input becomes an `ImageError` naming its file; `fmnist.serve.answers.predict_files` collects them and goes on.
+Every bad input becomes an `ImageError` naming its file; `fmnist.predict.answers.predict_files` collects them and
+goes on.
 
 Hostile files meet limits before any decoding: the byte count, a whitelist of formats (Pillow never even tries
 PSD, EPS or the like), the pixel count from the header, and for an ICO the size of every image inside it (Pillow
@@ -17,7 +18,9 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
@@ -35,35 +38,37 @@ ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+ExcT = TypeVar("ExcT", bound=BaseException)
+
 
 class ImageError(UserError):
     """One input that cannot be used. str() is the one-line message; `file` and `reason` are its parts."""
 
-    def __init__(self, file, reason):
+    def __init__(self, file: str | Path, reason: str) -> None:
         self.file = shown(file)
         self.reason = reason
         super().__init__(f"{self.file}: {reason}")
 
 
-def shown(path):
+def shown(path: str | Path) -> str:
     """A path as one printable line: undecodable bytes and control characters are escaped."""
     name = str(path)
     return name if name.isprintable() else ascii(name)[1:-1]
 
 
-def image_extensions():
+def image_extensions() -> set[str]:
     """The file name endings Pillow can open, lower case with the dot: {'.png', '.jpg', ...}."""
     Image.init()
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS and fmt in Image.OPEN}
 
 
-def detached(exc):
+def detached(exc: ExcT) -> ExcT:
     """`exc` without its traceback, cause and context: nothing that refers to a decoded image stays alive."""
     exc.__traceback__ = exc.__context__ = exc.__cause__ = None
     return exc
 
 
-def collect_inputs(paths):
+def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[ImageError]]:
     """Expand the user's arguments into image files: (list of Path, list of ImageError).
 
     A file is taken whatever its name; a folder gives its image files by extension (sorted, not recursive,
@@ -147,7 +152,14 @@ def _to_8bit(path, img):
     return Image.fromarray(np.rint(np.clip(scaled, 0, 255)).astype(np.uint8), "L")
 
 
-def load_image(path, *, content=None, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, work_side=WORK_SIDE):
+def load_image(
+    path: str | Path,
+    *,
+    content: bytes | None = None,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    work_side: int = WORK_SIDE,
+) -> Image.Image:
     """The first frame of any image Pillow reads, as 8-bit RGB, upright by its EXIF orientation, transparency
     on white, reduced to at most `work_side` pixels on the longest edge. Raises ImageError naming `path`.
     `content`: the image's bytes, already in memory (an upload); `path` then only names it in errors.
@@ -202,7 +214,7 @@ def _corners(array):
     return array[[0, 0, -1, -1], [0, -1, 0, -1]]
 
 
-def to_fashion_mnist(img):
+def to_fashion_mnist(img: Image.Image) -> np.ndarray:
     """A Pillow image (any mode, e.g. from `load_image`) -> uint8 (28, 28), light object on black.
 
     The background colour is the median of the four corners; if it is light the object is dark-on-light and

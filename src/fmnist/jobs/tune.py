@@ -21,9 +21,9 @@ from optuna.trial import TrialState
 
 from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json
+from fmnist.jobs import train
 from fmnist.models import registry
 from fmnist.rundir import layout
-from fmnist.runs import train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 OBJECTIVE = "validation accuracy of the best epoch (the val_accuracy fmnist train records)"
@@ -35,7 +35,7 @@ class Task:
     """What every trial of a study shares: the model, the data (no test set), the fixed settings."""
 
     model: str
-    setup: object  # a fmnist.runs.settings.Setup whose splits hold no test images
+    setup: object  # a fmnist.jobs.settings.Setup whose splits hold no test images
     epochs_cap: int | None
     out: Path
 
@@ -159,7 +159,7 @@ def _tensorboard(task, trial):
     """The trial's TensorBoard log (setup.tensorboard/trial-<N>), or None without --tensorboard."""
     if task.setup.tensorboard is None:
         return None
-    from fmnist.runs.tensorboard import RunLog
+    from fmnist.jobs.tensorboard import RunLog
 
     return RunLog(Path(task.setup.tensorboard) / f"trial-{trial.number}", fresh=True)
 

@@ -19,8 +19,9 @@ import torch.distributed as dist
 
 from fmnist.data.dataset import NUM_CLASSES
 from fmnist.engine import resume
+from fmnist.engine.backend import Backend
+from fmnist.engine.torch_backend import TorchBackend
 from fmnist.errors import Interrupted, UserError
-from fmnist.models.torch_backend import TorchBackend
 
 TIMEOUT = datetime.timedelta(seconds=40)  # a lost peer is an error well within a minute
 
@@ -100,7 +101,7 @@ def stop():
 
 
 class Ranks:
-    """The data-parallel hook of `fmnist.models.torch_backend.TorchBackend`'s one training step: this rank's
+    """The data-parallel hook of `fmnist.engine.torch_backend.TorchBackend`'s one training step: this rank's
     share of each global batch, the module wrapped in DDP (which all-reduces the gradients), one all-reduce of
     the step's loss, right answers and stop requests, and validation logits computed by rank 0 and broadcast."""
 
@@ -165,7 +166,7 @@ class RankResumer:
         return restored
 
 
-def backend(module, hparams, resumer, **backend_args):
+def backend(module, hparams, resumer, **backend_args) -> tuple[Backend, object]:
     """(backend, resumer) for training `module` on this rank: the one torch backend with the `Ranks` hook."""
     ranks, one = Ranks(), TorchBackend(module, hparams, **backend_args)
     one.spread(ranks)

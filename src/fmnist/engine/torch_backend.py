@@ -2,7 +2,7 @@
 
 Data stay in memory as one float32 tensor (N, 1, 28, 28) on the training device (moved there once); the loop
 slices batches from a seeded permutation drawn on that device (no per-sample DataLoader, no per-batch host
-copies) and this backend augments whole batches there with `fmnist.models.augment`.
+copies) and this backend augments whole batches there with `fmnist.engine.augment`.
 """
 
 import copy
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fmnist.engine import devices
-from fmnist.models.augment import augment_batch
+from fmnist.engine.augment import augment_batch
 
 EVAL_BATCH = 256  # measured faster than 1024 or 4096 (cache-sized batches); see bench/NOTES.md
 
@@ -89,7 +89,7 @@ class Lookahead:
 
 
 class OneProcess:
-    """The training step's view of the processes when there is one; `fmnist.models.parallel.Ranks` is the
+    """The training step's view of the processes when there is one; `fmnist.engine.parallel.Ranks` is the
     data-parallel one (a share of each batch, DDP, all-reduced totals, broadcast validation)."""
 
     def wrap(self, module):
@@ -134,7 +134,7 @@ class TorchBackend:
         self.scaler = torch.amp.GradScaler(device) if self.autocast == torch.float16 else None
 
     def spread(self, ranks):
-        """Run the steps in `ranks` (`OneProcess`, or `fmnist.models.parallel.Ranks` under torchrun)."""
+        """Run the steps in `ranks` (`OneProcess`, or `fmnist.engine.parallel.Ranks` under torchrun)."""
         self.ranks = ranks
         self.runner = ranks.wrap(self.module)  # what a training step calls (the DDP wrapper under torchrun)
 

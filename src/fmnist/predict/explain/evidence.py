@@ -8,26 +8,36 @@
   network; `rank_correlations` is each image's Spearman correlation between the absolute maps of the two.
 """
 
+from typing import Any
+
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
 from fmnist.metrics.scores import softmax
-from fmnist.models.explain.pixel import kind, pixel_module, to_pixels
+from fmnist.models.contracts import Classifier
+from fmnist.predict.explain.pixel import kind, pixel_module
 
 BACKGROUND = 0.0  # a blank pixel of a Fashion-MNIST image (black), in [0, 1] units
 
 
-def probabilities_of_pixels(model, x, batch=500):
+def probabilities_of_pixels(model: Classifier, x: np.ndarray, batch: int = 500) -> np.ndarray:
     """float pixels (N, 28, 28) in [0, 1] -> the model's probabilities float64 (N, 10)."""
     module = pixel_module(model)
-    x = torch.as_tensor(np.asarray(x, np.float32)).unsqueeze(1)
+    pixels = torch.as_tensor(np.asarray(x, np.float32)).unsqueeze(1)
     with torch.inference_mode():
-        logits = torch.cat([module(x[s : s + batch]) for s in range(0, len(x), batch)])
+        logits = torch.cat([module(pixels[s : s + batch]) for s in range(0, len(pixels), batch)])
     return softmax(logits.double().numpy())
 
 
-def deletion(model, images, maps, targets, fraction=0.1, seed=0):
+def deletion(
+    model: Classifier,
+    images: np.ndarray,
+    maps: np.ndarray,
+    targets: np.ndarray,
+    fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """(drop with the top pixels, drop with random pixels), float64 (N,) each: the target probability on the
     image minus the probability with the pixels blacked out. Top: the highest map values (ties by position)."""
     pixels = np.asarray(images, np.float32).reshape(len(images), -1) / 255.0
@@ -46,7 +56,7 @@ def deletion(model, images, maps, targets, fraction=0.1, seed=0):
     return target_probs[0] - target_probs[1], target_probs[0] - target_probs[2]
 
 
-def rank_correlations(maps_a, maps_b):
+def rank_correlations(maps_a: np.ndarray, maps_b: np.ndarray) -> np.ndarray:
     """Per image, Spearman's rank correlation of |a| and |b| over the pixels (0 where one map is constant)."""
     out = np.zeros(len(maps_a))
     for i, (a, b) in enumerate(zip(maps_a, maps_b, strict=True)):
@@ -56,7 +66,7 @@ def rank_correlations(maps_a, maps_b):
     return out
 
 
-def randomised(model, seed=1):
+def randomised(model: Classifier, seed: int = 1) -> Classifier:
     """A copy of a trained model with every weight it got from the data drawn at random again (seeded):
     PyTorch's default initialisation of each layer (`reset_parameters`; batch norms back to scale 1, shift 0
     and fresh running statistics), the whitened CNN's stem too (computed from the training images), the scratch
@@ -64,22 +74,24 @@ def randomised(model, seed=1):
     which is not random). Kept: the pixel normalisation and test-time augmentation. The hybrid has both its CNN
     and its MLP redrawn."""
     name = kind(model)
+    impl: Any = model  # its kind's own parts (networks, statistics), beyond the Classifier protocol
+    copy: Any  # a new instance of the same class (fmnist.models)
     if name == "scratch-mlp":
-        return _random_scratch(model, seed)
+        return _random_scratch(impl, seed)
     if name == "hybrid":
         from fmnist.models.hybrid import HybridClassifier
 
-        copy = HybridClassifier(cnn=randomised(model.cnn, seed), **model.hparams)
-        copy.mlp = _random_scratch(model.mlp, seed)
-        copy.feature_mean, copy.feature_std = model.feature_mean, model.feature_std
+        copy = HybridClassifier(cnn=randomised(impl.cnn, seed), **impl.hparams)
+        copy.mlp = _random_scratch(impl.mlp, seed)
+        copy.feature_mean, copy.feature_std = impl.feature_mean, impl.feature_std
         return copy
-    copy = type(model)(**model.hparams)
+    copy = type(impl)(**impl.hparams)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(10_000 + seed)  # not the training seed: its initial weights would come back
         for layer in copy.module.modules():
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
-    copy.mean, copy.std = model.mean, model.std
+    copy.mean, copy.std = impl.mean, impl.std
     return copy
 
 
@@ -93,15 +105,10 @@ def _random_scratch(model, seed):
     return copy
 
 
-def images_as_pixels(images):
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28) in [0, 1]."""
-    return to_pixels(images)[:, 0].numpy()
-
-
-def summary(model, images, method=None, seed=0):
+def summary(model: Classifier, images: np.ndarray, method: str | None = None, seed: int = 0) -> dict[str, str | float]:
     """The two checks for one model and method on uint8 images: {"deletion_wins": share of images where the
     top pixels beat random ones, "randomisation_spearman": median correlation with a re-initialised network}."""
-    from fmnist.models.explain import attribute
+    from fmnist.predict.explain import attribute
 
     result = attribute.explain(model, images, method)
     top, random = deletion(model, images, result.maps, result.targets, seed=seed)

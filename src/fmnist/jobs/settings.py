@@ -5,7 +5,7 @@ A `Setup` holds what every model of a run shares: the data split, the preset, th
 images, the thread count and, under torchrun, the processes. The thread count is settled here, once, from a
 fact that does not change while the machine is busy (the usable cores), as the models' precision is settled from
 the processor's instructions (`fmnist.models.registry.Spec.complete`): the same command and seed give the same
-bits whatever else runs. `fmnist.runs.train.fit_model` applies the threads, for every way of training.
+bits whatever else runs. `fmnist.jobs.train.fit_model` applies the threads, for every way of training.
 """
 
 import dataclasses
@@ -26,7 +26,7 @@ class Setup:
     subset: int | None = None  # training images kept (None: the full split)
     threads: int = 1  # torch's intra-op threads, settled
     progress: bool = True
-    distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.models.parallel)
+    distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.engine.parallel)
     device: str = "auto"  # the torch models' device (fmnist.engine.devices): as asked, resolved per model
     tensorboard: str | None = None  # the folder each model's TensorBoard run folder goes in (None: no log)
 

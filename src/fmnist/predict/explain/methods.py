@@ -1,4 +1,4 @@
-"""The attribution methods, from Captum, on a model's pixel module (`fmnist.models.explain.pixel`).
+"""The attribution methods, from Captum, on a model's pixel module (`fmnist.predict.explain.pixel`).
 
 Each method maps pixels x (N, 1, 28, 28) in [0, 1] and target classes (N,) to a map (N, 28, 28) in the same
 units as the target logit: positive where the pixel is evidence for the class.
@@ -15,6 +15,9 @@ units as the target logit: positive where the pixel is evidence for the class.
   back onto the image, so it covers the mirror image the model also looks at.
 """
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
 import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, LayerGradCam, Occlusion, Saliency
@@ -22,13 +25,20 @@ from torch import nn
 
 from fmnist.data.dataset import SIDE
 
+if TYPE_CHECKING:
+    from fmnist.predict.explain.pixel import Averaged, Normalised, View
+
 IG_STEPS = 32
 SMOOTH_SAMPLES, SMOOTH_SD = 16, 0.1  # screened on validation images (bench/bench_explain.py --split val)
 OCCLUSION_WINDOW, OCCLUSION_STRIDE = 4, 2
 INTERNAL_BATCH = 1024  # images per forward pass inside Captum (IG's path points, occlusion's perturbations)
+# (pixel module, pixels x (N, 1, 28, 28), targets (N,)) -> (maps (N, 28, 28), convergence delta (N,) or None)
+Method = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
-def integrated_gradients(module, x, targets):
+def integrated_gradients(
+    module: nn.Module, x: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(maps (N, 28, 28), convergence delta (N,)): |delta| is how far the maps' sum is from the logit change."""
     ig = IntegratedGradients(module)
     maps, delta = ig.attribute(
@@ -42,11 +52,11 @@ def integrated_gradients(module, x, targets):
     return maps[:, 0], delta
 
 
-def saliency(module, x, targets):
+def saliency(module: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return Saliency(module).attribute(x.clone().requires_grad_(), target=targets, abs=False)[:, 0], None
 
 
-def smoothgrad(module, x, targets):
+def smoothgrad(module: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Saliency averaged over SMOOTH_SAMPLES noisy copies of the image (Gaussian, sd SMOOTH_SD in pixel units;
     Smilkov et al. 2017). The same noise patterns (seed 0) serve every image, so a map depends on its image alone,
     not on the batch it came in (Captum's NoiseTunnel draws new noise per batch)."""
@@ -56,7 +66,7 @@ def smoothgrad(module, x, targets):
     return grads.reshape(len(x), SMOOTH_SAMPLES, *x.shape[1:]).mean(dim=1)[:, 0], None
 
 
-def occlusion(module, x, targets):
+def occlusion(module: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     window = (1, OCCLUSION_WINDOW, OCCLUSION_WINDOW)
     positions = ((SIDE - OCCLUSION_WINDOW) // OCCLUSION_STRIDE + 1) ** 2
     maps = Occlusion(module).attribute(
@@ -70,10 +80,11 @@ def occlusion(module, x, targets):
     return maps[:, 0], None
 
 
-def last_block(net):
+def last_block(net: nn.Module) -> nn.Module:
     """The module whose output Grad-CAM weighs: the activation after the last convolution of a CNN's body."""
-    found = None
-    for module in net.body.modules():
+    found: str | nn.Module | None = None  # "conv" once a convolution is passed, then its activation
+    body = cast(nn.Module, net.body)  # the layers of a CNN of fmnist.models.nets, in order
+    for module in body.modules():
         if isinstance(module, nn.Linear):  # the plain CNN's feature layer: past the convolutions
             break
         if isinstance(module, nn.Conv2d):
@@ -85,11 +96,12 @@ def last_block(net):
     return found
 
 
-def grad_cam(module, x, targets):
+def grad_cam(module: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Grad-CAM of a pixel module built on a CNN (Averaged(Normalised(cnn)) or the hybrid's), summed over the
     test-time views; negative evidence kept (no ReLU), so the map is signed like the others."""
-    logits_of, views = module.logits_of, module.views
-    normalised = logits_of[0] if isinstance(logits_of, nn.Sequential) else logits_of
+    averaged = cast("Averaged", module)  # grad-cam applies to the cnn and the hybrid: pixel_module averages both
+    logits_of, views = averaged.logits_of, averaged.views
+    normalised = cast("Normalised", logits_of[0] if isinstance(logits_of, nn.Sequential) else logits_of)
     layer = last_block(normalised.net)
     total = torch.zeros(len(x), SIDE, SIDE)
     for weight, view in views:
@@ -101,15 +113,15 @@ def grad_cam(module, x, targets):
 
 
 class _View(nn.Module):
-    def __init__(self, view):
+    def __init__(self, view: "View") -> None:
         super().__init__()
         self.view = view
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.view(x)
 
 
-def _unview(view, cam):
+def _unview(view: "View", cam: torch.Tensor) -> torch.Tensor:
     """A map on a view's pixels -> on the image's: views are mirrors and 1-pixel moves, undone the same way."""
     probe = torch.arange(SIDE * SIDE, dtype=torch.float32).reshape(1, 1, SIDE, SIDE) + 1
     where = view(probe).long() - 1  # each view pixel's source pixel, -1 where the view shows black
@@ -120,7 +132,7 @@ def _unview(view, cam):
     return out.reshape(cam.shape)
 
 
-BY_NAME = {  # the names fmnist.models.explain.METHODS lists, in its order
+BY_NAME: dict[str, Method] = {  # the names fmnist.predict.explain.METHODS lists, in its order
     "integrated-gradients": integrated_gradients,
     "saliency": saliency,
     "smoothgrad": smoothgrad,

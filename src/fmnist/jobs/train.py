@@ -15,10 +15,11 @@ from fmnist.engine import devices, precision, threads
 from fmnist.engine.loop import best_epoch
 from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json
+from fmnist.jobs import settings
 from fmnist.metrics import calibration, ood, scores
 from fmnist.models import registry, trust
+from fmnist.models.contracts import Classifier
 from fmnist.rundir import checkpoint, layout, schema
-from fmnist.runs import settings
 
 FEATURE_SAMPLE = 2_000
 
@@ -30,7 +31,7 @@ def timed_logits(model, images):
     return logits, len(images) / max(time.perf_counter() - start, 1e-9)
 
 
-def measure(model, splits, facts):
+def measure(model: Classifier, splits, facts):
     """Predict validation and test once; return (logits by split, the metrics.json record).
 
     facts: what the caller knows beyond the predictions (model, parameters, training time, epochs)."""
@@ -62,14 +63,14 @@ def trust_record(model, splits, logits):
     return out
 
 
-def fit_model(model, setup, *, resumer=None, on_epoch=None):
+def fit_model(model: Classifier, setup, *, resumer=None, on_epoch=None) -> list[dict]:
     """Train `model` on setup.splits with the setup's seed and threads: the one call every way of training makes
     (train, compare, a torchrun rank, a tuning trial, the API). Returns its per-epoch history."""
     threads.apply(setup.threads)
     return model.fit(setup.splits, seed=setup.seed, progress=setup.progress, resumer=resumer, on_epoch=on_epoch)
 
 
-def _fit(model, setup, resumer):
+def _fit(model: Classifier, setup, resumer):
     """Train, counting the time of interrupted sessions too; a diverged run leaves nothing to resume."""
     with resumer or contextlib.nullcontext():
         start = time.perf_counter()
@@ -142,7 +143,7 @@ def write_attributions(model, setup, test_logits, out_dir):
     """A few correct and wrong test images with their attribution maps, for the report (a second or less).
     Without Captum (an install without the `explain` extra) the run has none and the report leaves them out."""
     try:
-        from fmnist.models.explain import attribute
+        from fmnist.predict.explain import attribute
     except ModuleNotFoundError:
         return
 
@@ -155,7 +156,7 @@ def _tensorboard(name, setup, fresh):
     """The model's TensorBoard log (setup.tensorboard/<model>-seed<S>), or None without --tensorboard."""
     if setup.tensorboard is None:
         return None
-    from fmnist.runs.tensorboard import RunLog
+    from fmnist.jobs.tensorboard import RunLog
 
     return RunLog(Path(setup.tensorboard) / f"{name}-seed{setup.seed}", fresh=fresh)
 

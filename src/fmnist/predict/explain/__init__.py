@@ -1,6 +1,6 @@
 """Why a model decided: attribution maps over the 28x28 pixels, for all five models.
 
-    from fmnist.models.explain import attribute
+    from fmnist.predict.explain import attribute
     result = attribute.explain(model, images)      # uint8 (N, 28, 28); the default method, each predicted class
     result.maps                                    # float32 (N, 28, 28): positive = evidence for result.targets
 

@@ -18,11 +18,11 @@ from fmnist import files
 from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import UserError
 from fmnist.files import read_json, write_json
+from fmnist.jobs import robustness, train
 from fmnist.models import registry
 from fmnist.report import compose
 from fmnist.report import seeds as seeds_report
 from fmnist.rundir import checkpoint, layout, schema
-from fmnist.runs import robustness, train
 
 PLAN = "plan.json"
 MEASURES = ("val_accuracy", "test_accuracy")

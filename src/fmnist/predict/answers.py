@@ -5,13 +5,19 @@ Used by `fmnist predict`, the server and the API alike, so that every answer is 
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES, NUM_CLASSES
-from fmnist.data.images import (
+from fmnist.errors import UserError
+from fmnist.files import atomic_path
+from fmnist.models import trust
+from fmnist.models.contracts import Classifier
+from fmnist.predict.images import (
     MAX_BYTES,
     MAX_PIXELS,
     ImageError,
@@ -21,25 +27,22 @@ from fmnist.data.images import (
     shown,
     to_fashion_mnist,
 )
-from fmnist.errors import UserError
-from fmnist.files import atomic_path
-from fmnist.models import trust
 
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     path: Path
     image: np.ndarray  # uint8 (28, 28): what the model saw
-    top: tuple  # ((class index, probability), ...), most probable first
+    top: tuple[tuple[int, float], ...]  # ((class index, probability), ...), most probable first
     unknown: bool = False  # the image does not look like any Fashion-MNIST class (fmnist.models.trust)
     ood_score: float | None = None  # higher: less like clothing; None for a model without an unknown rule
 
     @property
-    def file(self):
+    def file(self) -> str:
         return shown(self.path)
 
 
-def assess(model, images, batch_size=256):
+def assess(model: Classifier, images: np.ndarray, batch_size: int = 256) -> trust.Assessment:
     """Calibrated probabilities, OOD scores and unknown verdicts (`fmnist.models.trust.Assessment`) over uint8
     (N, 28, 28) images, in batches."""
     parts = [trust.assess(model, images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
@@ -48,12 +51,14 @@ def assess(model, images, batch_size=256):
     return trust.Assessment(*(np.concatenate(column) for column in zip(*map(dataclasses.astuple, parts), strict=True)))
 
 
-def probabilities(model, images, batch_size=256):
+def probabilities(model: Classifier, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Calibrated class probabilities, softmax(logits / T), over uint8 (N, 28, 28) images: float64 (N, 10)."""
     return assess(model, images, batch_size).probs
 
 
-def ranked(assessment, names, images, top_k):
+def ranked(
+    assessment: trust.Assessment, names: Iterable[str | Path], images: Iterable[np.ndarray], top_k: int
+) -> list[Prediction]:
     """One Prediction per image: its top-k classes, the unknown verdict and the OOD score."""
     order = np.argsort(-assessment.probs, axis=1, kind="stable")[:, :top_k]
     return [
@@ -64,11 +69,18 @@ def ranked(assessment, names, images, top_k):
     ]
 
 
-def _score(value):
+def _score(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 4)
 
 
-def predict_files(model, paths, top_k=3, *, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
+def predict_files(
+    model: Classifier,
+    paths: Iterable[str | Path],
+    top_k: int = 3,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[list[Prediction], list[ImageError]]:
     """Files and folders -> (list of Prediction in input order, list of ImageError). Never stops at a bad file."""
     if not 1 <= top_k <= NUM_CLASSES:
         raise UserError(f"--top-k {top_k}: must be between 1 and {NUM_CLASSES}")
@@ -89,7 +101,7 @@ def predict_files(model, paths, top_k=3, *, max_bytes=MAX_BYTES, max_pixels=MAX_
 UNKNOWN_TEXT = "does not look like any Fashion-MNIST class"
 
 
-def format_text(predictions):
+def format_text(predictions: Iterable[Prediction]) -> str:
     """One line per file: `FILE: CLASS 93.1%` and, for top-k > 1, the ranked alternatives; an unknown image
     says so first (`FILE: unknown — does not look like any Fashion-MNIST class (closest: ...)`)."""
     lines = []
@@ -103,10 +115,10 @@ def format_text(predictions):
     return "\n".join(lines)
 
 
-def as_json(predictions, failures):
+def as_json(predictions: Iterable[Prediction], failures: Iterable[ImageError]) -> dict[str, Any]:
     """The machine-readable document: {"predictions": [...], "errors": [...]} (JSON-ready dict)."""
 
-    def one(c, p):
+    def one(c: int, p: float) -> dict[str, Any]:
         return {"class": CLASS_NAMES[c], "class_index": c, "probability": round(p, 6)}
 
     return {
@@ -119,11 +131,11 @@ def as_json(predictions, failures):
     }
 
 
-def format_json(predictions, failures):
+def format_json(predictions: Iterable[Prediction], failures: Iterable[ImageError]) -> str:
     return json.dumps(as_json(predictions, failures), indent=2, ensure_ascii=False)
 
 
-def save_preprocessed(predictions, folder):
+def save_preprocessed(predictions: Iterable[Prediction], folder: str | Path) -> list[Path]:
     """Write each 28x28 image the model saw as FOLDER/<input stem>.png (a suffix keeps names unique)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

@@ -1,6 +1,6 @@
 """Images that are not clothing, and clothing photographed the way shops show it: to measure "unknown".
 
-Every image is made at photo size and passed through `fmnist.data.images.to_fashion_mnist`, the conversion
+Every image is made at photo size and passed through `fmnist.predict.images.to_fashion_mnist`, the conversion
 people's own files get, so a detector is judged on what it will really see. Sources are things that ship with
 installed packages or are drawn here: scikit-learn's handwritten digits (upscaled, dark-on-light and
 light-on-dark), crops of scikit-learn's two sample photographs, drawn shapes, printed text and noise.
@@ -11,11 +11,12 @@ the second half, the right halves and odd seeds.
 """
 
 import string
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from fmnist.data.images import to_fashion_mnist
+from fmnist.predict.images import to_fashion_mnist
 
 KINDS = ("digits", "photo-crops", "shapes", "text", "noise")
 PARTS = ("dev", "report")
@@ -83,7 +84,7 @@ def _text(rng):
     font = ImageFont.load_default(size=int(rng.integers(16, 72)))
     left, top, right, bottom = font.getbbox(word)
     margin = int(rng.integers(4, 30))
-    img = Image.new("L", (right - left + 2 * margin, bottom - top + 2 * margin), 255)
+    img = Image.new("L", (int(right - left + 2 * margin), int(bottom - top + 2 * margin)), 255)
     ImageDraw.Draw(img).text((margin - left, margin - top), word, fill=int(rng.integers(0, 120)), font=font)
     return img if rng.random() < 0.7 else Image.eval(img, lambda v: 255 - v)
 
@@ -103,7 +104,7 @@ def _noise(rng):
     return Image.fromarray(array.astype(np.uint8))
 
 
-def non_clothing(count, part="dev", kinds=KINDS):
+def non_clothing(count: int, part: str = "dev", kinds: Sequence[str] = KINDS) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 (count, 28, 28), kind per image (count,) str): non-clothing images, spread evenly over `kinds`."""
     if part not in PARTS:
         raise ValueError(f"part {part!r}: one of {', '.join(PARTS)}")
@@ -122,8 +123,8 @@ def non_clothing(count, part="dev", kinds=KINDS):
     return np.stack([to_fashion_mnist(makers[name]()) for name in names]), np.array(names)
 
 
-def product_photo(item, rng):
-    """A 28x28 item the way a shop shows it: dark object on white, upscaled 4-10x, uneven margins (mode L)."""
+def product_photo(item: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A uint8 (28, 28) item the way a shop shows it: dark object on white, upscaled 4-10x, uneven margins (mode L)."""
     factor = int(rng.integers(4, 11))
     side = 28 * factor
     left, top, right, bottom = rng.integers(factor, 10 * factor, size=4)
@@ -132,7 +133,8 @@ def product_photo(item, rng):
     return photo
 
 
-def product_photos(items, seed=0):
-    """Clothing items re-rendered as product photos and converted back to 28x28, as a user's upload would be."""
+def product_photos(items: Iterable[np.ndarray], seed: int = 0) -> np.ndarray:
+    """Clothing items, uint8 (28, 28) each, re-rendered as product photos and converted back to 28x28, as a
+    user's upload would be: uint8 (N, 28, 28)."""
     rng = np.random.default_rng(seed)
     return np.stack([to_fashion_mnist(product_photo(item, rng)) for item in items])
