@@ -20,7 +20,7 @@ from fmnist.errors import UserError
 from fmnist.files import read_json, write_json
 from fmnist.jobs import robustness, train
 from fmnist.models import registry
-from fmnist.report import compose
+from fmnist.report import card, compose
 from fmnist.report import seeds as seeds_report
 from fmnist.rundir import checkpoint, layout, schema
 
@@ -75,6 +75,7 @@ def compare(names, setup, out_dir, overrides=None, *, resume=False):
     summary = {name: {k: v for k, v in m.items() if k not in layout.SPLITS} for name, m in results.items()}
     record.update(models=names, total_seconds=round(time.perf_counter() - start, 1), results=summary)
     write_json(out_dir / layout.COMPARE, record)
+    card.write(out_dir)  # again, now with the robustness sweep of every model
     return results
 
 

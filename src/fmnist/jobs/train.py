@@ -19,6 +19,7 @@ from fmnist.jobs import settings
 from fmnist.metrics import calibration, ood, scores
 from fmnist.models import registry, trust
 from fmnist.models.contracts import Classifier
+from fmnist.report import card
 from fmnist.rundir import checkpoint, layout, schema
 
 FEATURE_SAMPLE = 2_000
@@ -73,7 +74,7 @@ def fit_model(model: Classifier, setup, *, resumer=None, on_epoch=None) -> list[
 def _fit(model: Classifier, setup, resumer):
     """Train, counting the time of interrupted sessions too; a diverged run leaves nothing to resume."""
     with resumer or contextlib.nullcontext():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             history = fit_model(model, setup, resumer=resumer)
         except Diverged as exc:
@@ -85,9 +86,10 @@ def _fit(model: Classifier, setup, resumer):
                 resumer.finish()
             raise
     seconds = time.perf_counter() - start + (resumer.seconds_before if resumer else 0.0)
+    cpu_seconds = time.process_time() - cpu_start  # every thread's; this session's only, after a resume
     if resumer is not None and resumer.stop_requested:
         print("fmnist: training had already finished; writing its results", file=sys.stderr)
-    return history, seconds
+    return history, seconds, cpu_seconds
 
 
 def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
@@ -113,11 +115,11 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     model.to_device(device)
     log = _tensorboard(name, setup, fresh)
     model.observers = (log,) if log else ()
-    history, seconds = _fit(model, setup, resumer)
+    history, seconds, cpu_seconds = _fit(model, setup, resumer)
     layout.write_history(out_dir, history)
     checkpoint.save(out_dir, name, model)
     facts = {"model": name, "parameters": int(model.num_parameters()), "train_seconds": round(seconds, 2)}
-    facts |= {"epochs": len(history), "best_epoch": best_epoch(history) or None}
+    facts |= {"epochs": len(history), "best_epoch": best_epoch(history) or None, "cpu_seconds": round(cpu_seconds, 2)}
     logits, record = measure(model, setup.splits, facts)
     layout.write_predictions(out_dir, logits, setup.splits)
     if hasattr(model, "features"):
@@ -126,6 +128,7 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
         layout.write_npz(out_dir / layout.FEATURES, features=features, labels=setup.splits.y_test[pick])
     write_attributions(model, setup, logits["test"], out_dir)
     layout.write_metrics(out_dir, record)
+    card.write(out_dir)
     if log:
         log.finish(hparams, record, model, setup.splits, logits["test"])
     if resumer is not None:

@@ -32,7 +32,7 @@ from fmnist.files import shown
 from fmnist.predict import answers, explanations
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
-from fmnist.serve import limits
+from fmnist.serve import cards, limits
 from fmnist.serve import runtime as runtimes
 from fmnist.serve.batcher import InferenceWorker
 from fmnist.serve.uploads import RequestError, read_multipart, whole_number
@@ -73,6 +73,7 @@ class ServedModel:
     val_accuracy: float
     test_accuracy: float
     parameters: int
+    card: str | None = None  # MODEL_CARD.md's text (fmnist.serve.cards)
 
     def describe(self):
         fields = ("name", "kind", "val_accuracy", "test_accuracy", "parameters")
@@ -89,7 +90,7 @@ def load_one(folder, name, runtime=("torch", "auto")):
     values = {key: kind(metrics[key]) for key, kind in (("val_accuracy", float), ("test_accuracy", float))}
     values["parameters"] = int(metrics["parameters"])
     answers.probabilities(model, np.zeros((1, 28, 28), np.uint8))  # a model that loads but cannot run: now
-    return ServedModel(name=name, kind=manifest["kind"], model=model, **values)
+    return ServedModel(name=name, kind=manifest["kind"], model=model, card=cards.read(folder), **values)
 
 
 def load_run(run_dir, runtime=("torch", "auto")):
@@ -193,6 +194,11 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
     async def models():
         listed = [one.describe() | {"default": name == default} for name, one in served.items()]
         return {"default": default, "models": listed, "classes": list(CLASS_NAMES)}
+
+    @app.get("/models/{name}/card")
+    async def model_card(name: str):
+        """The model's card (MODEL_CARD.md, Markdown with YAML front matter): what it is for, how it measured."""
+        return cards.response(served, name)
 
     @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict_images(request: Request):
