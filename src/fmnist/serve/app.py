@@ -195,10 +195,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         listed = [one.describe() | {"default": name == default} for name, one in served.items()]
         return {"default": default, "models": listed, "classes": list(CLASS_NAMES)}
 
-    @app.get("/models/{name}/card")
-    async def model_card(name: str):
-        """The model's card (MODEL_CARD.md, Markdown with YAML front matter): what it is for, how it measured."""
-        return cards.response(served, name)
+    cards.add_route(app, served)
 
     @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict_images(request: Request):

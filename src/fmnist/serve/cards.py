@@ -17,6 +17,15 @@ def read(folder):
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
+def add_route(app, served):
+    """GET /models/{name}/card on `app` for the models of `served` ({name: ServedModel})."""
+
+    @app.get("/models/{name}/card")
+    async def model_card(name: str):
+        """The model's card (MODEL_CARD.md, Markdown with YAML front matter): what it is for, how it measured."""
+        return response(served, name)
+
+
 def response(served, name):
     """The card of served model `name` as text/markdown; 404 with a one-line reason when there is none."""
     one = served.get(name)
