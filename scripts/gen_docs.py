@@ -199,6 +199,7 @@ TABLES = {
 def cli_page():
     """docs/cli.md: the help of every command and sub-command, walked from the parser."""
     os.environ["COLUMNS"] = HELP_COLUMNS
+    sys.path.insert(0, str(ROOT / "src"))  # this checkout's parser, whichever fmnist the venv has installed
     from fmnist.cli.parser import build_parser
 
     parts = [
