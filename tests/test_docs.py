@@ -148,6 +148,7 @@ def test_the_site_opens_offline_and_search_finds_the_trust_words(site, tmp_path)
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
     from test_serve_browser import CHROMEDRIVER, CHROMIUM, QUIET
 
     options = webdriver.ChromeOptions()
