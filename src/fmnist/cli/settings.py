@@ -125,9 +125,10 @@ def compare_plan(args):
 
 
 def report_train(model, run, metrics, report=True):
-    from fmnist.report import compose
+    from fmnist.report import card, compose
 
     layout.write_test_images(run.out, run.setup.splits)  # kept either way: a later `fmnist report` draws them
+    card.write(run.out)  # with or without the report: a compare writes its cards once, at its end
     where = f"; report: {compose.build(run.out)[1]}" if report else ""
     print(
         f"{model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"

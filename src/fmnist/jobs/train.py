@@ -19,7 +19,6 @@ from fmnist.jobs import settings
 from fmnist.metrics import calibration, ood, scores
 from fmnist.models import registry, trust
 from fmnist.models.contracts import Classifier
-from fmnist.report import card
 from fmnist.rundir import checkpoint, layout, schema
 
 FEATURE_SAMPLE = 2_000
@@ -128,7 +127,6 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
         layout.write_npz(out_dir / layout.FEATURES, features=features, labels=setup.splits.y_test[pick])
     write_attributions(model, setup, logits["test"], out_dir)
     layout.write_metrics(out_dir, record)
-    card.write(out_dir)
     if log:
         log.finish(hparams, record, model, setup.splits, logits["test"])
     if resumer is not None:
