@@ -64,3 +64,4 @@ def test_every_readme_command_exits_0(serve_run, serve_items, tmp_path):
             assert done.returncode == 0, f"{line}: {done.stderr[-2000:]}"
         ran.append(words[1])
     assert sorted(ran) == ["compare", "predict", "serve", "train"]
+    assert (tmp_path / "runs" / "scratch" / "MODEL_CARD.md").is_file()  # fmnist train writes its model's card
