@@ -177,7 +177,7 @@ def _hardware(config, metrics):
         f"- software: fmnist {versions.get('fmnist')}, torch {versions.get('torch')}, numpy {versions.get('numpy')}"
     )
     lines.append(
-        f"- training: {seconds:,.1f} s wall clock; epochs: {metrics.get('epochs')}, the best {metrics.get('best_epoch')}"
+        f"- training: {seconds:,.1f} s wall clock; epochs: {metrics.get('epochs')}, best {metrics.get('best_epoch')}"
     )
     lines.append(f"- inference: {metrics['inference_images_per_s']:,.0f} images/s (batched, test split)")
     lines.append(
