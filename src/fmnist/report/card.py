@@ -91,15 +91,14 @@ def _table(header, rows):
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
-def _training(name, config, metrics):
+def _training(config, metrics):
     data = config["data"]
     val, test = (sum(row["support"] for row in metrics[s]["per_class"]) for s in layout.SPLITS)
     subset = config.get("subset")
     lines = ["## Training data and split", ""]
     lines.append(
-        "Fashion-MNIST (Zalando Research, MIT licence): the 60,000 training images split by a seeded, stratified "
-        f"80/20 split (seed {config['seed']}) into train and validation; the 10,000 test images only for the "
-        "final figures. "
+        "Fashion-MNIST (Zalando Research, MIT licence): its training images split by a seeded, stratified split "
+        f"(seed {config['seed']}) into train and validation; its test images only for the final figures. "
         + (f"This run used a quick subset ({subset:,} training images). " if subset else "")
         + f"Validation images: {val:,}; test images: {test:,}. Every choice (best epoch, temperature, unknown "
         "threshold) was made on validation."
@@ -193,10 +192,10 @@ def render(name, config, metrics, robustness=None):
     head = ["---", *_yaml(meta), "---", "", f"# fmnist {name}", ""]
     head.append(
         f"A `{name}` Fashion-MNIST classifier ({metrics['parameters']:,} parameters) trained by "
-        f"fmnist: `{' '.join(config.get('command', [])[1:]) or 'fmnist train'}`."
+        f"`fmnist {' '.join(config.get('command', ['', 'train'])[1:])}`."
     )
     head += ["", "## Intended use", "", INTENDED, "", "## Out-of-scope use", "", OUT_OF_SCOPE, ""]
-    body = [*_training(name, config, metrics), "", *_results_text(metrics), ""]
+    body = [*_training(config, metrics), "", *_results_text(metrics), ""]
     return "\n".join([*head, *body, *_trust(name, metrics, robustness), *_hardware(config, metrics)])
 
 
