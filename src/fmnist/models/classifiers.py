@@ -99,6 +99,7 @@ class TorchClassifier:
             if hasattr(self.module, "prepare"):  # e.g. whitening filters from the training images
                 self.module.prepare(train[0][:PREPARE_IMAGES])
             backend_args = {"seed": seed, "fill": -self.mean / self.std, "channels_last": self.channels_last}
+            backend_args["levels"] = (self.mean, self.std)
             backend_args["total_steps"] = config.epochs * config.steps_per_epoch(len(train[0]))
             if torch.distributed.is_initialized():  # launched by torchrun: this rank's share of every batch
                 from fmnist.engine import parallel

@@ -27,6 +27,7 @@ PLAIN_SHARE = 0.98  # of border pixels within TRIM_TOLERANCE of the corner colou
 PLAIN_LEVEL = 40  # a plain background this close to white or black (gray levels) is a product shot or scan
 KEEP_SHARE = 0.15  # connected parts at least this share of the largest are kept (a pair of sandals)
 ITERATIONS = 4
+SHADOW_CHROMA = 0.04  # L1 distance of chromaticities (r, g, b shares) within which a pixel may be a shadow
 STRETCH_LOW = 0.0  # the garment's gray levels are stretched so its darkest 2 % reach 255, its lightest this
 Box = tuple[int, int, int, int]
 
@@ -60,14 +61,19 @@ def garment_mask(rgb: np.ndarray, seed_box: Box | None = None) -> np.ndarray:
     import cv2  # only here: OpenCV loads in ~0.1 s and plain photos never need it
 
     height, width = rgb.shape[:2]
-    mask = np.full((height, width), cv2.GC_PR_FGD, np.uint8)
+    band = max(2, round(BORDER * max(height, width)))
+    sure = np.ones((height, width), bool)  # the seed: certainly background
+    likely = np.zeros((height, width), bool)  # probably background: the edge just inside a person's box
     if seed_box is None:
-        band = max(2, round(BORDER * max(height, width)))
-        mask[:band], mask[-band:], mask[:, :band], mask[:, -band:] = (cv2.GC_BGD,) * 4
+        sure[band:-band, band:-band] = False
     else:
         x0, y0, x1, y1 = seed_box
-        mask[:] = cv2.GC_BGD
-        mask[y0:y1, x0:x1] = cv2.GC_PR_FGD
+        sure[y0:y1, x0:x1] = False
+        likely[y0:y1, x0:x1] = True
+        likely[y0 + band : y1 - band, x0 + band : x1 - band] = False
+    mask = np.where(sure, cv2.GC_BGD, cv2.GC_PR_FGD).astype(np.uint8)
+    mask[likely] = cv2.GC_PR_BGD
+    mask[~sure & shadow_like(rgb, rgb[sure | likely])] = cv2.GC_PR_BGD
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's generator: the same photo, the same mask
     # (the rectangle is not used when GrabCut starts from a mask)
@@ -75,6 +81,21 @@ def garment_mask(rgb: np.ndarray, seed_box: Box | None = None) -> np.ndarray:
     garment = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
     garment = cv2.morphologyEx(garment, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     return largest_parts(garment)
+
+
+def shadow_like(rgb: np.ndarray, seed: np.ndarray, samples: int = 48) -> np.ndarray:
+    """Bool (H, W): pixels that look like a background colour (`seed`, (N, 3)) in shade: nearly its
+    chromaticity, 40-97 % of its brightness. They start as "probably background": a garment's shadow is not
+    part of the garment."""
+    values = rgb.astype(np.float64) + 1
+    border = seed.astype(np.float64)[np.linspace(0, len(seed) - 1, samples).astype(int)] + 1
+    total, border_total = values.sum(axis=-1), border.sum(axis=-1)
+    chroma, border_chroma = values / total[..., None], border / border_total[:, None]
+    found = np.zeros(rgb.shape[:2], bool)
+    for colour, brightness in zip(border_chroma, border_total, strict=True):
+        ratio = total / brightness
+        found |= (np.abs(chroma - colour).sum(axis=-1) < SHADOW_CHROMA) & (ratio > 0.4) & (ratio < 0.97)
+    return found
 
 
 def largest_parts(mask: np.ndarray) -> np.ndarray:
