@@ -110,14 +110,18 @@ def garment(item: np.ndarray, rng: np.random.Generator, side: int) -> tuple[Imag
 
 
 def place(
-    background: Image.Image, item: np.ndarray, rng: np.random.Generator, fill: tuple[float, float] = (0.45, 0.8)
+    background: Image.Image,
+    item: np.ndarray,
+    rng: np.random.Generator,
+    fill: tuple[float, float] = (0.45, 0.8),
+    tilt: float = 8.0,
 ) -> tuple[Image.Image, np.ndarray]:
-    """The item as a garment on `background`: tilted up to 8 degrees, off centre, with a soft shadow.
+    """The item as a garment on `background`: tilted up to `tilt` degrees, off centre, with a soft shadow.
     Returns (RGB photo, bool mask of the garment, same size)."""
     width, height = background.size
     side = int(min(width, height) * rng.uniform(*fill))
     cloth, mask = garment(item, rng, side)
-    angle = rng.uniform(-8, 8)
+    angle = rng.uniform(-tilt, tilt)
     cloth = cloth.rotate(angle, Image.Resampling.BICUBIC, expand=True)
     mask = mask.rotate(angle, Image.Resampling.BICUBIC, expand=True)
     left = int(rng.uniform(0.02, 0.98) * (width - cloth.width))

@@ -4,7 +4,7 @@
 shot, a dataset image, a scan) keeps today's exact pipeline (`fmnist.predict.images.to_fashion_mnist`), so
 dataset images stay bit-exact. Any other photo is segmented on a copy of at most SEG_SIDE pixels: OpenCV's
 GrabCut, its background model seeded from a band along the border and the rest left "probably garment"; the
-largest connected parts are kept; the garment goes on white; its gray levels are stretched (see `on_white`)
+largest connected parts are kept; the garment goes on white; its gray levels are normalised (see `on_white`)
 and the published steps follow. docs/photos.md gives the measurements behind each choice.
 
 A box (x0, y0, x1, y1 in the photo's pixels) from the person narrows the search: the photo is cropped to it
@@ -21,14 +21,19 @@ from fmnist.data.dataset import SIDE
 from fmnist.errors import UserError
 from fmnist.predict.images import MAX_BYTES, MAX_PIXELS, TRIM_TOLERANCE, ImageError, load_photo, to_fashion_mnist
 
-SEG_SIDE = 160  # GrabCut's working size: the result is 28 pixels, and 12 MP photos must convert in 150 ms
+SEG_SIDE = 80  # GrabCut's working size: the result is 28 pixels; GrabCut's cost grows fast with size (docs/photos.md)
 BORDER = 0.04  # the seeded band, as a share of the working copy's longest side
 PLAIN_SHARE = 0.98  # of border pixels within TRIM_TOLERANCE of the corner colour: a plain background
 PLAIN_LEVEL = 40  # a plain background this close to white or black (gray levels) is a product shot or scan
 KEEP_SHARE = 0.15  # connected parts at least this share of the largest are kept (a pair of sandals)
-ITERATIONS = 4
+ITERATIONS = 3
 SHADOW_CHROMA = 0.04  # L1 distance of chromaticities (r, g, b shares) within which a pixel may be a shadow
-STRETCH_LOW = 0.0  # the garment's gray levels are stretched so its darkest 2 % reach 255, its lightest this
+SHADOW_SHARE = 0.4  # shade-like pixels are dropped from the garment only if they are fewer than this share
+# The garment's levels after negation: a typical training image's garment pixels have a mean of 161 and a
+# spread of 51 (median over images); the spread and the floor were chosen on training-split composites
+# (docs/photos.md).
+LEVEL_MEAN, LEVEL_SPREAD, LEVEL_FLOOR = 160.0, 35.0, 40.0
+MIN_SPREAD = 8.0  # a flat garment's spread is not blown up from JPEG noise
 Box = tuple[int, int, int, int]
 
 
@@ -73,20 +78,21 @@ def garment_mask(rgb: np.ndarray, seed_box: Box | None = None) -> np.ndarray:
         likely[y0 + band : y1 - band, x0 + band : x1 - band] = False
     mask = np.where(sure, cv2.GC_BGD, cv2.GC_PR_FGD).astype(np.uint8)
     mask[likely] = cv2.GC_PR_BGD
-    mask[~sure & shadow_like(rgb, rgb[sure | likely])] = cv2.GC_PR_BGD
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's generator: the same photo, the same mask
     # (the rectangle is not used when GrabCut starts from a mask)
     cv2.grabCut(rgb, mask, (0, 0, 1, 1), background, foreground, ITERATIONS, cv2.GC_INIT_WITH_MASK)
-    garment = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
-    garment = cv2.morphologyEx(garment, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    garment = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+    shadow = garment & shadow_like(rgb, rgb[sure | likely])
+    if shadow.sum() < SHADOW_SHARE * garment.sum():  # a rim of shade, not a garment of the background's hue
+        garment &= ~shadow
+    garment = cv2.morphologyEx(garment.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     return largest_parts(garment)
 
 
-def shadow_like(rgb: np.ndarray, seed: np.ndarray, samples: int = 48) -> np.ndarray:
+def shadow_like(rgb: np.ndarray, seed: np.ndarray, samples: int = 24) -> np.ndarray:
     """Bool (H, W): pixels that look like a background colour (`seed`, (N, 3)) in shade: nearly its
-    chromaticity, 40-97 % of its brightness. They start as "probably background": a garment's shadow is not
-    part of the garment."""
+    chromaticity, 40-97 % of its brightness: a garment's shadow is not part of the garment."""
     values = rgb.astype(np.float64) + 1
     border = seed.astype(np.float64)[np.linspace(0, len(seed) - 1, samples).astype(int)] + 1
     total, border_total = values.sum(axis=-1), border.sum(axis=-1)
@@ -111,16 +117,16 @@ def largest_parts(mask: np.ndarray) -> np.ndarray:
 
 
 def on_white(gray: np.ndarray, mask: np.ndarray) -> Image.Image:
-    """The garment's gray levels on white (mode L): stretched so that, once negated, the garment spans the
-    dataset's range whatever its colour (a light garment is not a dim shape); outside the mask, white."""
-    values = gray[mask].astype(np.float64)
-    if values.size == 0:
+    """The garment's gray levels on white (mode L), normalised: once negated, the garment's mean and spread are
+    the training images' typical ones (LEVEL_MEAN, LEVEL_SPREAD), and no part of it is darker than LEVEL_FLOOR,
+    so a light or flat garment is not a dim or broken shape; outside the mask, white."""
+    values = 255.0 - gray.astype(np.float64)  # negated, as the model will see them
+    inside = values[mask]
+    if inside.size == 0:
         return Image.new("L", gray.shape[::-1], 255)
-    low, high = np.percentile(values, (2, 98))
-    span = max(high - low, 1.0)
-    stretched = (gray - low) / span * (255 * (1 - STRETCH_LOW))  # darkest -> 0, lightest -> 255 * (1 - LOW)
-    out = np.where(mask, np.clip(stretched, 0, 254), 255)
-    return Image.fromarray(np.rint(out).astype(np.uint8), "L")
+    spread = max(float(inside.std()), MIN_SPREAD)
+    levels = np.clip((values - inside.mean()) / spread * LEVEL_SPREAD + LEVEL_MEAN, LEVEL_FLOOR, 255)
+    return Image.fromarray(np.rint(np.where(mask, 255 - levels, 255)).astype(np.uint8), "L")
 
 
 def _working_copy(img, box):
