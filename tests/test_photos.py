@@ -5,6 +5,7 @@ import struct
 import subprocess
 import sys
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -135,7 +136,7 @@ def test_phone_formats_are_read(tmp_path, fmt, suffix):
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
 def test_a_header_claiming_100_megapixels_is_refused_before_decoding(fmt):
     data = heif_bytes(fmt, claim=(10_000, 10_000))
-    with pytest.raises(image_files.ImageError, match="bomb|over the limit"):
+    with pytest.raises(image_files.ImageError, match=r"bomb|over the limit"):
         image_files.load_image("big", content=data)
     # In a fresh process: twenty such files refused, and the peak memory barely moves (decoding one would take
     # 300 MB).
@@ -154,6 +155,7 @@ def test_a_header_claiming_100_megapixels_is_refused_before_decoding(fmt):
     assert int(done.stdout) < 20, done.stdout
 
 
+@pytest.mark.slow
 def test_predict_files_reads_heic_and_avif(tmp_path, serve_run):
     from fmnist.rundir import checkpoint
 
@@ -162,3 +164,39 @@ def test_predict_files_reads_heic_and_avif(tmp_path, serve_run):
     model, _ = checkpoint.load(serve_run / "cnn")
     predictions, failures = answers.predict_files(model, [tmp_path])
     assert not failures and [p.file for p in predictions] == [str(tmp_path / "a.heic"), str(tmp_path / "b.avif")]
+
+
+@pytest.mark.slow
+def test_the_cli_takes_a_box(tmp_path, serve_run):
+    path = two_garments(tmp_path)
+    command = [sys.executable, "-m", "fmnist", "predict", str(serve_run / "cnn"), str(path), "--json"]
+    out = tmp_path / "seen"
+    done = subprocess.run([*command, "--box", "300,0,600,300", "--save-preprocessed", str(out)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out / "two.png")), segment.convert_file(path, box=(300, 0, 600, 300)).image
+    )
+    bad = subprocess.run([*command, "--box", "0,0,900,300"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "box 0,0,900,300 is not inside the 600x300 photo" in bad.stdout
+    wrong = subprocess.run([*command, "--box", "1,2"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "X0,Y0,X1,Y1" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_the_server_takes_a_box_and_phone_formats(server, tmp_path):
+    photo = two_garments(tmp_path).read_bytes()
+    files = [("files", ("two.png", photo, "image/png"))]
+    whole = httpx.post(server.url + "/predict", files=files, timeout=60).json()["predictions"][0]
+    boxed = httpx.post(server.url + "/predict?box=0,0,300,300", files=files, timeout=60).json()["predictions"][0]
+    assert "cutout_png" in whole and "cutout_png" in boxed and whole["image_png"] != boxed["image_png"]
+    form = httpx.post(server.url + "/predict", files=files, data={"box": "0,0,300,300"}, timeout=60).json()
+    assert form["predictions"][0]["image_png"] == boxed["image_png"]
+    bad = httpx.post(server.url + "/predict?box=5,5", files=files, timeout=60)
+    assert bad.status_code == 400 and "X0,Y0,X1,Y1" in bad.json()["detail"]
+    phone = [("files", ("a.heic", heif_bytes("HEIF", (96, 64)), "image/heic"))]
+    phone.append(("files", ("b.avif", heif_bytes("AVIF", (96, 64)), "image/avif")))
+    answer = httpx.post(server.url + "/predict", files=phone, timeout=60)
+    assert answer.status_code == 200 and [p["file"] for p in answer.json()["predictions"]] == ["a.heic", "b.avif"]
+    big = [("files", ("big.heic", heif_bytes("HEIF", claim=(10_000, 10_000)), "image/heic"))]
+    refused = httpx.post(server.url + "/predict", files=big, timeout=60)
+    assert refused.status_code == 422 and "big.heic" in refused.json()["detail"]

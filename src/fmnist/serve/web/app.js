@@ -31,6 +31,7 @@ function showPrediction(prediction, file, model, box) {
     card.querySelector(".cutout").src = "data:image/png;base64," + prediction.cutout_png;
     card.querySelector(".cutout-figure").hidden = false;
   }
+  if (box) card.dataset.box = box.join(",");  // the box this answer was given for, in the photo's pixels
   letDrawBox(card, file, box);
   if (prediction.heat_png) {  // asked for with the heat-map box: which pixels made the model decide
     card.querySelector(".heat").src = "data:image/png;base64," + prediction.heat_png;
