@@ -11,7 +11,12 @@ not fitted to it. --conversion before: today's dataset-style steps only (`fmnist
 after: `fmnist.predict.segment.convert` (the plain-background rule, segmentation, normalising).
 
 For every model of RUN_DIR: correct % and unknown % per kind and over all. --timing N: the conversion's p50 /
-p90 ms (decoding included) over N JPEG photos at 1 MP and at 12 MP. Writes bench/results/photos-DATE.json.
+p90 ms (decoding included) over N JPEG photos at 1 MP and at 12 MP.
+
+--segmenters N (default 100 with --conversion after): the choice of segmenter and of the garment's levels, made
+on N composites of TRAINING items (known masks): mask IoU and ms per photo of GrabCut (shipped) and of a
+scikit-image alternative (SLIC superpixels, those like the border's colours are background); and the cnn's
+correct / unknown % for three level rules on GrabCut's masks. Writes bench/results/photos-DATE.json.
 """
 
 import argparse
@@ -150,6 +155,64 @@ def timing(conversion, count, megapixels, seed):
     return {"p50_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "n": count}
 
 
+def slic_border(rgb):
+    """The scikit-image alternative: SLIC superpixels; a superpixel whose mean Lab colour is within 12 of a
+    border superpixel's is background; the largest parts are kept, as for GrabCut."""
+    from skimage.color import rgb2lab
+    from skimage.segmentation import slic
+
+    lab = rgb2lab(rgb)
+    labels = slic(lab, n_segments=150, compactness=10, convert2lab=False, start_label=0)
+    count = labels.max() + 1
+    sums = np.stack([np.bincount(labels.ravel(), lab[..., c].ravel(), count) for c in range(3)], 1)
+    means = sums / np.maximum(np.bincount(labels.ravel(), minlength=count), 1)[:, None]
+    band = max(2, round(segment.BORDER * max(rgb.shape[:2])))
+    edge = np.unique(np.concatenate([labels[:band].ravel(), labels[-band:].ravel(), labels[:, :band].ravel()]))
+    edge = np.union1d(edge, labels[:, -band:].ravel())
+    distance = np.sqrt(((means[:, None] - means[edge][None]) ** 2).sum(-1)).min(1)
+    return segment.largest_parts((distance > 12)[labels].astype(np.uint8))
+
+
+def stretched(gray, mask):
+    """A level rule screened against the shipped one: the garment's 2nd-98th percentiles stretched to 0-254."""
+    low, high = np.percentile(gray[mask], (2, 98)) if mask.any() else (0, 255)
+    out = np.where(mask, np.clip((gray - low) / max(high - low, 1) * 254, 0, 254), 255)
+    return Image.fromarray(np.rint(out).astype(np.uint8))
+
+
+def as_is(gray, mask):
+    """No normalising: the garment's own gray levels on white."""
+    return Image.fromarray(np.where(mask, np.minimum(gray, 254), 255).astype(np.uint8))
+
+
+def segmenters(model, splits, count, seed):
+    """{method: {iou, ms_p50}} and {level rule: {correct, unknown}} on training-item composites."""
+    rng = np.random.default_rng([seed, 34])
+    rows = {"grabcut": {"iou": [], "ms": []}, "slic-border": {"iou": [], "ms": []}}
+    levels = {"matched (shipped)": segment.on_white, "stretched": stretched, "as is": as_is}
+    seen = {name: [] for name in levels}
+    for i in range(count):
+        data, truth = composites.composite(splits.x_train[i], composites.KINDS[i % 5], rng)
+        small, _ = segment._working_copy(load_image("photo", content=data), None)
+        truth = np.asarray(Image.fromarray(truth).resize(small.shape[1::-1], Image.Resampling.NEAREST))
+        for name, method in (("grabcut", segment.garment_mask), ("slic-border", slic_border)):
+            started = time.perf_counter()
+            mask = method(small)
+            rows[name]["ms"].append((time.perf_counter() - started) * 1000)
+            rows[name]["iou"].append((mask & truth).sum() / max((mask | truth).sum(), 1))
+            if name == "grabcut":
+                gray = np.asarray(Image.fromarray(small).convert("L"))
+                for rule, make in levels.items():
+                    seen[rule].append(to_fashion_mnist(make(gray, mask)))
+    out = {name: {"iou": float(np.mean(r["iou"])), "ms_p50": float(np.median(r["ms"]))} for name, r in rows.items()}
+    labels = splits.y_train[:count]
+    for rule, images in seen.items():
+        answer = assess(model, np.stack(images))
+        correct = float((answer.probs.argmax(1) == labels).mean())
+        out[f"levels: {rule}"] = {"correct": correct, "unknown": float(answer.unknown.mean())}
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir")
@@ -158,6 +221,7 @@ def main():
     parser.add_argument("--conversion", choices=("before", "after"), default="after")
     parser.add_argument("--family", choices=("issue", "other", "both"), default="both")
     parser.add_argument("--timing", type=int, default=0, help="photos timed per size (0: skip)")
+    parser.add_argument("--segmenters", type=int, help="training composites for the segmenter choice (see above)")
     parser.add_argument("--out")
     args = parser.parse_args()
     head = record.header()
@@ -169,6 +233,10 @@ def main():
         items = photos(test.x_test, test.y_test, args.count, args.seed, family)
         seen = np.stack([convert(data, args.conversion) for data, _, _ in items])
         doc[family] = {manifest["kind"]: score(model, items, seen) for model, manifest in models}
+    count = args.segmenters if args.segmenters is not None else (100 if args.conversion == "after" else 0)
+    if count:
+        default = next((m for m, manifest in models if manifest["kind"] == "cnn"), models[0][0])
+        doc["segmenters"] = segmenters(default, test, count, args.seed)
     if args.timing:
         doc["timing"] = {f"{mp}MP": timing(args.conversion, args.timing, mp, args.seed) for mp in (1, 12)}
     print(record.title(f"photos, {args.conversion}, {args.run_dir}", head))
@@ -178,6 +246,8 @@ def main():
                 f"\n{family} / {name}: "
                 + "  ".join(f"{k} {r['correct']:.1%}/{r['unknown']:.1%}" for k, r in rows.items())
             )
+    for name, row in doc.get("segmenters", {}).items():
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
     for size, t in doc.get("timing", {}).items():
         print(f"conversion {size}: p50 {t['p50_ms']:.1f} ms, p90 {t['p90_ms']:.1f} ms")
     record.save(NAME, doc, args.out, head=head)
