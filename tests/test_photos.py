@@ -200,3 +200,22 @@ def test_the_server_takes_a_box_and_phone_formats(server, tmp_path):
     big = [("files", ("big.heic", heif_bytes("HEIF", claim=(10_000, 10_000)), "image/heic"))]
     refused = httpx.post(server.url + "/predict", files=big, timeout=60)
     assert refused.status_code == 422 and "big.heic" in refused.json()["detail"]
+
+
+def test_photometric_augmentation_changes_a_share_of_images_reproducibly():
+    import torch
+
+    from fmnist.engine.augment import random_photometric
+
+    pixels = torch.rand(400, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    x = (pixels - 0.3) / 0.35
+
+    def once(probability):
+        return random_photometric(x, probability, 0.3, 0.35, torch.Generator().manual_seed(0))
+
+    assert torch.equal(once(0.0), x)
+    out = once(0.5)
+    changed = (out != x).flatten(1).any(1).float().mean().item()
+    assert 0.4 < changed < 0.6 and torch.equal(out, once(0.5))
+    back = out * 0.35 + 0.3
+    assert back.min() >= -1e-6 and back.max() <= 1 + 1e-6

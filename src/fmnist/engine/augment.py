@@ -85,10 +85,8 @@ def random_photometric(x, probability, mean, std, generator):
     return torch.where(u[:, 0] < probability, changed.to(x.dtype), x)
 
 
-def augment_batch(x, *, flip, shift, erase, fill, generator, photometric=0.0, mean=0.0, std=1.0):
+def augment_batch(x, *, flip, shift, erase, fill, generator):
     """Apply the configured augmentations to a batch (N, C, H, W); returns a new tensor, same shape."""
-    if photometric:
-        x = random_photometric(x, photometric, mean, std, generator)
     if shift:
         x = random_shift(x, shift, fill, generator)
     if flip:

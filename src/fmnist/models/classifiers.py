@@ -99,7 +99,6 @@ class TorchClassifier:
             if hasattr(self.module, "prepare"):  # e.g. whitening filters from the training images
                 self.module.prepare(train[0][:PREPARE_IMAGES])
             backend_args = {"seed": seed, "fill": -self.mean / self.std, "channels_last": self.channels_last}
-            backend_args["levels"] = (self.mean, self.std)
             backend_args["total_steps"] = config.epochs * config.steps_per_epoch(len(train[0]))
             if torch.distributed.is_initialized():  # launched by torchrun: this rank's share of every batch
                 from fmnist.engine import parallel
@@ -109,6 +108,7 @@ class TorchClassifier:
                 backend, resumer = parallel.backend(self.module, self.hparams, resumer, **backend_args)
             else:
                 backend = TorchBackend(self.module, self.hparams, **backend_args)
+            backend.set_levels(self.mean, self.std)
             history = loop.fit(backend, train, val, config, resumer, on_epoch)
         trust.calibrate(self, splits)
         return history

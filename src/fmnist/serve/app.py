@@ -158,15 +158,20 @@ def wants_explanation(options):
     return value in ("1", "true")
 
 
-def document(served, names, images, assessment, failures, top_k, cutouts):
-    """`fmnist predict --json`'s document plus the model used, each 28x28 image as base64 PNG and, for a photo
-    that was segmented, the garment cut out on white (`cutout_png`)."""
-    results = answers.ranked(assessment, names, images, top_k)
-    doc = {"model": served.name, **answers.as_json(results, failures)}
-    for entry, image, cutout in zip(doc["predictions"], images, cutouts, strict=True):
-        entry["image_png"] = png_base64(image)
+def add_cutouts(doc, cutouts):
+    """For each photo that was segmented, the garment cut out on white (`cutout_png`, base64 PNG)."""
+    for entry, cutout in zip(doc["predictions"], cutouts, strict=True):
         if cutout is not None:
             entry["cutout_png"] = png_base64(np.asarray(cutout))
+    return doc
+
+
+def document(served, names, images, assessment, failures, top_k):
+    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG."""
+    results = answers.ranked(assessment, names, images, top_k)
+    doc = {"model": served.name, **answers.as_json(results, failures)}
+    for entry, image in zip(doc["predictions"], images, strict=True):
+        entry["image_png"] = png_base64(image)
     if failures:
         doc["detail"] = str(failures[0]) + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
     return doc
@@ -223,7 +228,8 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
             assessment = await asyncio.wrap_future(worker.submit(one.name, images))
         else:
             assessment = answers.assess(one.model, images)
-        doc = document(one, names, images, assessment, failures, top_k, cuts)  # small: a thread hop would cost more
+        doc = document(one, names, images, assessment, failures, top_k)  # small: a thread hop would cost more
+        doc = add_cutouts(doc, cuts)
         if explain and len(images):  # only on request: answers without it never pay for gradients
             maps = await asyncio.wrap_future(worker.submit(("explain", one.name), images))
             doc = await anyio.to_thread.run_sync(explanations.add_heat_maps, doc, images, maps, limiter=decoders)
