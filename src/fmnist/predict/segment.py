@@ -25,6 +25,8 @@ SEG_SIDE = 80  # GrabCut's working size: the result is 28 pixels; GrabCut's cost
 BORDER = 0.04  # the seeded band, as a share of the working copy's longest side
 PLAIN_SHARE = 0.98  # of border pixels within TRIM_TOLERANCE of the corner colour: a plain background
 PLAIN_LEVEL = 40  # a plain background this close to white or black (gray levels) is a product shot or scan
+BOX_MARGIN = 0.5  # around a box, this share of its size is cropped with it: the background's colours to learn
+BOX_EDGE = 0.08  # inside a box, a band this share of its size starts as "probably background"
 KEEP_SHARE = 0.15  # connected parts at least this share of the largest are kept (a pair of sandals)
 ITERATIONS = 3
 SHADOW_CHROMA = 0.04  # L1 distance of chromaticities (r, g, b shares) within which a pixel may be a shadow
@@ -75,7 +77,8 @@ def garment_mask(rgb: np.ndarray, seed_box: Box | None = None) -> np.ndarray:
         x0, y0, x1, y1 = seed_box
         sure[y0:y1, x0:x1] = False
         likely[y0:y1, x0:x1] = True
-        likely[y0 + band : y1 - band, x0 + band : x1 - band] = False
+        inner = max(band, round(BOX_EDGE * max(x1 - x0, y1 - y0)))
+        likely[y0 + inner : y1 - inner, x0 + inner : x1 - inner] = False
     mask = np.where(sure, cv2.GC_BGD, cv2.GC_PR_FGD).astype(np.uint8)
     mask[likely] = cv2.GC_PR_BGD
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
@@ -134,7 +137,7 @@ def _working_copy(img, box):
     seed = None
     if box is not None:
         x0, y0, x1, y1 = box
-        margin = round(0.08 * max(x1 - x0, y1 - y0)) + 2
+        margin = round(BOX_MARGIN * max(x1 - x0, y1 - y0)) + 2
         crop = (max(0, x0 - margin), max(0, y0 - margin), min(img.width, x1 + margin), min(img.height, y1 + margin))
         img = img.crop(crop)
         seed = (x0 - crop[0], y0 - crop[1], x1 - crop[0], y1 - crop[1])
