@@ -27,6 +27,8 @@ PLAIN_SHARE = 0.98  # of border pixels within TRIM_TOLERANCE of the corner colou
 PLAIN_LEVEL = 40  # a plain background this close to white or black (gray levels) is a product shot or scan
 BOX_MARGIN = 0.5  # around a box, this share of its size is cropped with it: the background's colours to learn
 BOX_EDGE = 0.08  # inside a box, a band this share of its size starts as "probably background"
+ALIKE = 0.03  # of the largest RGB distance: a garment pixel this close to a background colour is "alike"
+MAX_ALIKE = 0.5  # a cut-out more alike than this is no object apart from its background: not segmented
 KEEP_SHARE = 0.15  # connected parts at least this share of the largest are kept (a pair of sandals)
 ITERATIONS = 3
 SHADOW_CHROMA = 0.04  # L1 distance of chromaticities (r, g, b shares) within which a pixel may be a shadow
@@ -90,7 +92,22 @@ def garment_mask(rgb: np.ndarray, seed_box: Box | None = None) -> np.ndarray:
     if shadow.sum() < SHADOW_SHARE * garment.sum():  # a rim of shade, not a garment of the background's hue
         garment &= ~shadow
     garment = cv2.morphologyEx(garment.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    return largest_parts(garment)
+    garment = largest_parts(garment)
+    if alike_share(rgb[garment], rgb[sure | likely]) > MAX_ALIKE:
+        garment[:] = False  # the "garment" is made of the background's colours: noise, a pattern, no object
+    return garment
+
+
+def alike_share(inside: np.ndarray, seed: np.ndarray, samples: int = 128) -> float:
+    """The share of the garment's pixels (N, 3) within ALIKE of one of `samples` background colours (seed)."""
+    if not len(inside) or not len(seed):
+        return 1.0
+    colours = seed.astype(np.float32)[np.linspace(0, len(seed) - 1, samples).astype(int)]
+    pixels = inside.astype(np.float32)
+    nearest = np.full(len(pixels), np.inf, np.float32)
+    for colour in colours:
+        nearest = np.minimum(nearest, ((pixels - colour) ** 2).sum(axis=1))
+    return float((nearest <= (ALIKE * 255 * np.sqrt(3)) ** 2).mean())
 
 
 def shadow_like(rgb: np.ndarray, seed: np.ndarray, samples: int = 24) -> np.ndarray:
@@ -191,13 +208,16 @@ def convert_file(
 
 def convert(img: Image.Image, box: Box | None = None) -> Seen:
     """A photo (RGB, e.g. from `fmnist.predict.images.load_image`) -> what the model sees. Product shots, scans
-    and 28x28 images without a box keep the dataset's exact steps; anything else is segmented first."""
+    and 28x28 images without a box keep the dataset's exact steps; anything else is segmented first (and if no
+    part of it stands apart from its background, the dataset's steps are all it gets)."""
     rgb = np.asarray(img.convert("RGB"))
     tiny = img.size[0] <= SIDE and img.size[1] <= SIDE
     if box is None and (tiny or is_plain(rgb)):
         return Seen(to_fashion_mnist(img))
     small, seed = _working_copy(img, box)
     mask = garment_mask(small, seed)
+    if not mask.any():  # nothing stands apart from the background: the dataset's steps, whatever they make of it
+        return Seen(to_fashion_mnist(img if box is None else img.crop(box)))
     gray = np.asarray(Image.fromarray(small).convert("L"))
     cutout = on_white(gray, mask)
     return Seen(to_fashion_mnist(cutout), cutout)
