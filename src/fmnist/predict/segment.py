@@ -29,6 +29,7 @@ BOX_MARGIN = 0.5  # around a box, this share of its size is cropped with it: the
 BOX_EDGE = 0.08  # inside a box, a band this share of its size starts as "probably background"
 ALIKE = 0.03  # of the largest RGB distance: a garment pixel this close to a background colour is "alike"
 MAX_ALIKE = 0.5  # a cut-out more alike than this is no object apart from its background: not segmented
+EDGE_KEEP = 0.5  # the rim is taken off a mask only if at least this share of it stays
 KEEP_SHARE = 0.15  # connected parts at least this share of the largest are kept (a pair of sandals)
 ITERATIONS = 3
 SHADOW_CHROMA = 0.04  # L1 distance of chromaticities (r, g, b shares) within which a pixel may be a shadow
@@ -136,6 +137,15 @@ def largest_parts(mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, keep)
 
 
+def edge_free(mask: np.ndarray) -> np.ndarray:
+    """The mask less its outermost pixels, which blend garment and background (a dark or light rim), where that
+    leaves most of it."""
+    import cv2
+
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return inner if inner.sum() >= EDGE_KEEP * mask.sum() else mask
+
+
 def on_white(gray: np.ndarray, mask: np.ndarray) -> Image.Image:
     """The garment's gray levels on white (mode L), normalised: once negated, the garment's mean and spread are
     the training images' typical ones (LEVEL_MEAN, LEVEL_SPREAD), and no part of it is darker than LEVEL_FLOOR,
@@ -219,5 +229,5 @@ def convert(img: Image.Image, box: Box | None = None) -> Seen:
     if not mask.any():  # nothing stands apart from the background: the dataset's steps, whatever they make of it
         return Seen(to_fashion_mnist(img if box is None else img.crop(box)))
     gray = np.asarray(Image.fromarray(small).convert("L"))
-    cutout = on_white(gray, mask)
+    cutout = on_white(gray, edge_free(mask))
     return Seen(to_fashion_mnist(cutout), cutout)
