@@ -235,6 +235,7 @@ def main():
     test = dataset.split(dataset.load(), 0)
     doc = {"run": args.run_dir, "count": args.count, "seed": args.seed, "conversion": args.conversion}
     families = ("issue", "other") if args.family == "both" else (args.family,)
+    families = families if args.count else ()  # --count 0: the segmenter choice (or the timing) alone
     models = [checkpoint.load(d) for d in checkpoint.model_dirs(args.run_dir)]
     for family in families:
         items = photos(test.x_test, test.y_test, args.count, args.seed, family)
