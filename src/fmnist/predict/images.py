@@ -11,8 +11,9 @@ goes on.
 Hostile files meet limits before any decoding: the byte count, a whitelist of formats (Pillow never even tries
 PSD, EPS or the like), the pixel count from the header, and for an ICO the size of every image inside it (Pillow
 decodes the largest during `Image.open`). HEIC/HEIF (pillow-heif) and AVIF (Pillow) parse only their container
-in `Image.open`, so the header's size is checked before their pixels are decoded. Float pixels must be finite. An `ImageError` keeps nothing of the image:
-`detached` drops its traceback, whose frames would hold the decoded pixels until a cycle collection.
+in `Image.open`, so the header's size is checked before their pixels are decoded. Float pixels must be finite.
+An `ImageError` keeps nothing of the image: `detached` drops its traceback, whose frames would hold the decoded
+pixels until a cycle collection.
 """
 
 import functools
