@@ -370,22 +370,27 @@ def vectors(images: np.ndarray, splits: data.Splits) -> np.ndarray:
     return data.normalise_flat(_images(images), splits.mean, splits.std)
 
 
-def predict_image(model: Model, path: str | Path, top_k: int = 3) -> answers.Prediction:
-    """Classify an image file, converted to 28x28 the way Fashion-MNIST was made from product photos.
+def predict_image(
+    model: Model, path: str | Path, top_k: int = 3, box: tuple[int, int, int, int] | None = None
+) -> answers.Prediction:
+    """Classify an image file, converted to 28x28 the way Fashion-MNIST was made from product photos (a photo
+    that is not a plain-background product shot has its garment cut out first).
 
     Args:
         model: a trained `Model`.
         path: any format Pillow reads (PNG, JPEG, GIF, BMP, TIFF, WebP, ...).
         top_k: how many classes to return.
+        box: (x0, y0, x1, y1), where the garment is, in the photo's pixels; None: found by the cut-out.
 
     Returns:
         A `fmnist.predict.answers.Prediction`: `path`, `image` (the uint8 (28, 28) the model saw), `top`
-        (`((class index, probability), ...)`, most probable first) and `unknown`.
+        (`((class index, probability), ...)`, most probable first), `unknown`, and `cutout` (the garment on
+        white, or None).
 
     Raises:
         UserError: the file is missing or not a usable image.
     """
-    predictions, failures = answers.predict_files(_trained(model), [path], top_k)
+    predictions, failures = answers.predict_files(_trained(model), [path], top_k, box=box)
     if failures:
         raise failures[0]
     return predictions[0]
