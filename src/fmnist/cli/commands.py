@@ -150,6 +150,12 @@ def cmd_tune(args):
     print(f"report: {page}\ntrain it with:\n{top.user_attrs['command']}")
 
 
+def cmd_audit(args):
+    from fmnist.cli import audit
+
+    return audit.cmd_audit(args)
+
+
 def cmd_evaluate(args):
     from fmnist.jobs import train
     from fmnist.report import compose

@@ -154,6 +154,31 @@ def add_training_commands(subparsers):
     add_report_option(comp)
     comp.set_defaults(func=commands.cmd_compare)
     add_tune_command(subparsers)
+    add_audit_command(subparsers)
+
+
+def add_audit_command(subparsers):
+    aud = subparsers.add_parser("audit", help="which labels look wrong: K-fold out-of-sample probabilities, cleanlab")
+    aud.add_argument(
+        "--model", default="cnn", help="the model each fold trains: linear, mlp, cnn, scratch-mlp (default: cnn)"
+    )
+    aud.add_argument("--folds", type=int, default=5, help="K, stratified and seeded (default: 5)")
+    aud.add_argument("--epochs", type=int, help="cap each fold model at this many epochs (default: the preset's own)")
+    aud.add_argument(
+        "--out",
+        metavar="DIR",
+        default="runs/audit",
+        help="the audit directory; the same command on it continues a stopped audit (default: runs/audit)",
+    )
+    aud.add_argument("--preset", choices=("fast", "best"), default="fast", help="the model's preset (default: fast)")
+    aud.add_argument("--seed", type=int, default=0, help="fixes the folds, the fold models and their data (default: 0)")
+    aud.add_argument("--subset", type=int, metavar="N", help="quick look: the first N training and N/6 test images")
+    aud.add_argument("--threads", type=int, metavar="N", help="torch threads (default: as fmnist train; recorded)")
+    aud.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_option(aud, "the fold models train and predict")
+    add_data_options(aud)
+    add_report_option(aud)
+    aud.set_defaults(func=commands.cmd_audit)
 
 
 def add_tune_command(subparsers):
