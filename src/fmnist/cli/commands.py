@@ -92,7 +92,7 @@ def evaluation_table(results, split):
 
 
 def cmd_compare(args):
-    from fmnist.jobs import compare
+    from fmnist.jobs import compare, edits
     from fmnist.jobs import settings as run_settings
     from fmnist.report import compose
     from fmnist.report import seeds as seeds_report
@@ -105,6 +105,8 @@ def cmd_compare(args):
     def setup_for(seed):
         keys = {"subset": plan["subset"], "preset": plan["preset"], "threads": args.threads}
         keys["device"] = plan.get("device", "cpu")
+        if plan.get("labels"):  # --exclude-labels / --relabel, the file checked against its recorded checksum
+            keys["labels"] = edits.reread(plan["labels"])
         if args.tensorboard:  # one group per compare: DIR/<out name>/<model>-seed<S>
             keys["tensorboard"] = str(Path(args.tensorboard) / Path(out).resolve().name)
         return run_settings.build(dataset, seed=seed, progress=not args.no_progress, **keys)

@@ -49,6 +49,19 @@ def add_run_options(parser):
     add_data_options(parser)
 
 
+def add_label_options(parser):
+    """--exclude-labels / --relabel: train on an audited set (fmnist.jobs.edits); recorded with the file's SHA-256."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--exclude-labels",
+        metavar="FILE",
+        help="leave out of training the images a label_issues.csv flags, or a reviews.json marks wrong",
+    )
+    group.add_argument(
+        "--relabel", metavar="FILE", help="train and validate with the labels a reviews.json gives (reviews only)"
+    )
+
+
 def add_report_option(parser):
     parser.add_argument(
         "--no-report",
@@ -140,6 +153,7 @@ def add_training_commands(subparsers):
             metavar="RUN_DIR",
             help="continue a run stopped by Ctrl-C or SIGTERM (or killed) with its own settings, bit for bit",
         )
+        add_label_options(one)
         add_hparam_flags(one, spec)
         one.set_defaults(func=commands.cmd_train)
 
@@ -152,6 +166,7 @@ def add_training_commands(subparsers):
     comp.add_argument("--resume", metavar="OUT", help="continue a stopped compare: skip what finished, resume the rest")
     add_run_options(comp)
     add_report_option(comp)
+    add_label_options(comp)
     comp.set_defaults(func=commands.cmd_compare)
     add_tune_command(subparsers)
     add_audit_command(subparsers)
