@@ -26,3 +26,24 @@ def cmd_audit(args):
     counts = ", ".join(f"{n:,} of {summary['images'][s]:,} {s} images" for s, n in summary["suspects"].items())
     where = "" if args.no_report else f"; report: {audit_report.build(out, dataset)[1]}"
     print(f"suspects: {counts}\nwritten to {out / 'label_issues.csv'}{where}")
+
+
+def cmd_serve_review(args):
+    """`fmnist serve --review AUDIT_DIR [RUN_DIR]`: the review page, beside the run's models if one is given."""
+    from fmnist.errors import UserError
+
+    if args.workers != 1:
+        raise UserError("--review: serves from one process; drop --workers")
+    if args.run_dir is not None:
+        from fmnist.rundir import checkpoint
+
+        checkpoint.models_of(args.run_dir)
+    try:
+        from fmnist.serve import app, review
+    except ModuleNotFoundError as exc:
+        raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
+    if args.run_dir is None:
+        return review.run(args.review, host=args.host, port=args.port)
+    runtime = (args.runtime, args.device or "auto")
+    routes = review.router(args.review)  # its files checked before the models load
+    return app.run(args.run_dir, host=args.host, port=args.port, runtime=runtime, routers=(routes,))

@@ -240,6 +240,12 @@ def answers_line(pred):
 def cmd_serve(args):
     from fmnist.rundir import checkpoint
 
+    if getattr(args, "review", None):  # the review page (fmnist.serve.review), with or without a run's models
+        from fmnist.cli import audit
+
+        return audit.cmd_serve_review(args)
+    if args.run_dir is None:
+        raise UserError("fmnist serve: give RUN_DIR, --review AUDIT_DIR, or both")
     checkpoint.models_of(args.run_dir)  # a wrong path fails in one line now, not after the app's imports
     try:
         from fmnist.serve import app

@@ -254,7 +254,10 @@ def add_result_commands(subparsers):
     add_explain_command(subparsers)
 
     srv = subparsers.add_parser("serve", help="a web page and an HTTP API for a run's models")
-    srv.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
+    srv.add_argument(
+        "run_dir", metavar="RUN_DIR", nargs="?", help="a directory written by fmnist train or fmnist compare"
+    )
+    srv.add_argument("--review", metavar="AUDIT_DIR", help="also the page at /review to check an audit's suspects")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     srv.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
     srv.add_argument(

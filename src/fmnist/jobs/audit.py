@@ -175,6 +175,9 @@ def finish(out, audit, data, done):
     found = {"train": suspects(train_labels, probs, "train"), "test": suspects(test_labels, test_probs, "test")}
     issues = sorted(found["train"] + found["test"], key=lambda issue: issue.score)
     labels.write_issues(out / labels.ISSUES, issues)
+    pictures = {"train": data[0], "test": data[2]}
+    chosen = np.array([pictures[i.file][i.index] for i in issues], np.uint8).reshape(-1, 28, 28)
+    layout.write_npz(out / labels.IMAGES, images=chosen)
     summary = {
         "model": audit.model,
         "folds": audit.folds,

@@ -26,6 +26,7 @@ from fmnist.files import text as text_field
 
 ISSUES, REVIEWS = "label_issues.csv", "reviews.json"
 PLAN, PROBS, SUMMARY = "audit.json", "probabilities.npz", "summary.json"  # the settings, the scores, the counts
+IMAGES = "suspect_images.npz"  # the suspects' images in label_issues.csv's order, for the review page
 COLUMNS = ("file", "index", "given", "suggested", "score", "kind")
 FILES = {"train": 60_000, "test": 10_000}  # the IDX files and their sizes
 KINDS = ("label",)
