@@ -6,9 +6,16 @@ from fmnist.cli import settings
 
 
 def cmd_audit(args):
+
     from fmnist.engine import threads
+    from fmnist.errors import Interrupted, UserError
     from fmnist.jobs import audit
     from fmnist.report import audit as audit_report
+
+    try:
+        import cleanlab  # noqa: F401
+    except ModuleNotFoundError:
+        raise UserError("fmnist audit needs cleanlab: pip install 'fmnist[audit]'") from None
 
     dataset = settings.load_data(args)
     chosen = audit.Audit(
@@ -22,7 +29,13 @@ def cmd_audit(args):
         device=args.device or "auto",
     )
     out = Path(args.out)
-    summary = audit.run(dataset, chosen, out, progress=not args.no_progress)
+    try:
+        summary = audit.run(dataset, chosen, out, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        kept = len(list(out.glob("fold-*.npz")))
+        raise Interrupted(
+            f"audit stopped with {kept} finished folds in {out}; the same command continues it", 2
+        ) from None
     counts = ", ".join(f"{n:,} of {summary['images'][s]:,} {s} images" for s, n in summary["suspects"].items())
     where = "" if args.no_report else f"; report: {audit_report.build(out, dataset)[1]}"
     print(f"suspects: {counts}\nwritten to {out / 'label_issues.csv'}{where}")
