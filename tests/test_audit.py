@@ -3,7 +3,6 @@ audit continues with its finished folds to the same result."""
 
 import dataclasses
 import filecmp
-import shutil
 
 import numpy as np
 import pytest
@@ -13,9 +12,12 @@ from fmnist.jobs import audit, train
 from fmnist.rundir import labels
 
 TINY = audit.Audit(model="linear", folds=3, seed=0, epochs=1, subset=900, threads=1)
+TINY_FLAGS = ["--model", "linear", "--folds", "3", "--epochs", "1", "--subset", "900", "--threads", "1"]
 
 
-def test_no_fold_model_scores_an_image_it_saw(dataset, tmp_path, monkeypatch):
+def test_no_fold_model_scores_an_image_it_saw(dataset, tmp_path, monkeypatch, capsys):
+    from fmnist.cli.parser import main
+
     seen = []  # what each fold model was really given to train and select on
     real_fit = train.fit_model
 
@@ -24,7 +26,8 @@ def test_no_fold_model_scores_an_image_it_saw(dataset, tmp_path, monkeypatch):
         return real_fit(model, setup, **kwargs)
 
     monkeypatch.setattr(train, "fit_model", spying_fit)
-    audit.run(dataset, TINY, tmp_path, progress=False)
+    assert main(["audit", *TINY_FLAGS, "--out", str(tmp_path), "--no-progress"]) == 0
+    assert (tmp_path / "report.html").is_file() and "suspects:" in capsys.readouterr().out
     scored = []
     for fold, (x_train, x_val, x_scored) in enumerate(seen):
         with np.load(tmp_path / f"fold-{fold}.npz") as arrays:
@@ -43,6 +46,9 @@ def test_no_fold_model_scores_an_image_it_saw(dataset, tmp_path, monkeypatch):
     assert {i.file for i in issues} <= {"train", "test"}
     assert all(i.given == dataset.train_labels[i.index] for i in issues if i.file == "train")
     assert all(i.given == dataset.test_labels[i.index] for i in issues if i.file == "test")
+    assert main(["audit", *TINY_FLAGS[:3], "4", *TINY_FLAGS[4:], "--out", str(tmp_path)]) == 2  # other settings
+    refusal = capsys.readouterr().err.strip()
+    assert refusal.endswith("audit.json: an audit with other settings or data; give the same ones or another --out")
 
 
 def test_a_stopped_audit_continues_to_the_same_result(dataset, tmp_path, monkeypatch):
@@ -71,10 +77,6 @@ def test_a_stopped_audit_continues_to_the_same_result(dataset, tmp_path, monkeyp
         np.testing.assert_array_equal(a["test"], b["test"])
 
 
-def test_other_settings_on_a_started_audit_are_refused(dataset, tmp_path):
-    audit.start(tmp_path, TINY, dataset)
-    with pytest.raises(UserError, match=r"audit\.json: an audit with other settings"):
-        audit.run(dataset, dataclasses.replace(TINY, folds=4), tmp_path, progress=False)
-    shutil.rmtree(tmp_path)
+def test_a_model_the_audit_cannot_train_is_refused(dataset, tmp_path):
     with pytest.raises(UserError, match="--model hybrid"):
         audit.run(dataset, dataclasses.replace(TINY, model="hybrid"), tmp_path, progress=False)
