@@ -3,6 +3,7 @@ survive a restart, and a tampered reviews file stops the server in one line nami
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -91,6 +92,8 @@ def test_three_decisions_are_saved_and_shown_after_a_restart(browser, audit_dir,
         browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)
         wait.until(lambda d: "test image #5" in d.find_element(By.ID, "position").text)
         assert browser.find_element(By.ID, "status").text.startswith("reviewed: should be Dress (Ada, ")
+        if shot := os.environ.get("FMNIST_REVIEW_SCREENSHOT"):  # where to keep it, e.g. docs/review.png
+            browser.save_screenshot(shot)
 
 
 def test_a_tampered_reviews_file_is_refused_in_one_line(audit_dir):

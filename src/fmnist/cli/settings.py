@@ -106,7 +106,7 @@ def compare_plan(args):
     dataset = load_data(args)
     if args.resume:
         given = [
-            f"--{n}"
+            f"--{n.replace('_', '-')}"
             for n in ("models", "seeds", "epochs", "preset", "seed", "subset", "device", "exclude_labels", "relabel")
             if getattr(args, n, None) is not None
         ]
