@@ -96,15 +96,15 @@ def test_three_decisions_are_saved_and_shown_after_a_restart(browser, audit_dir,
             browser.save_screenshot(shot)
 
 
-def test_a_tampered_reviews_file_is_refused_in_one_line(audit_dir):
+def test_a_tampered_reviews_file_is_refused_in_one_line(audit_dir, capsys):
+    from fmnist.cli.parser import main
+
     labels.write_reviews(audit_dir / labels.REVIEWS, [])
     document = json.loads((audit_dir / labels.REVIEWS).read_text())
-    document["reviews"].append({"file": "train", "index": 10, "decision": "right", "label": None})
-    (audit_dir / labels.REVIEWS).write_text(json.dumps(document))
-    for broken in (json.dumps(document), "{not json"):
+    added = {"file": "train", "index": 10, "decision": "right", "label": None, "reviewer": "X", "time": "now"}
+    document["reviews"].append(added)
+    for broken in (json.dumps(document), "{not json"):  # a review added by hand; a file cut short
         (audit_dir / labels.REVIEWS).write_text(broken)
-        command = [sys.executable, "-m", "fmnist", "serve", "--review", str(audit_dir), "--port", "0"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and str(audit_dir / labels.REVIEWS) in lines[0], done.stderr
+        assert main(["serve", "--review", str(audit_dir), "--port", "0"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"fmnist: error: {audit_dir / labels.REVIEWS}: "), lines

@@ -150,10 +150,11 @@ def run(audit_dir, *, host="127.0.0.1", port=8000):
     """Serve the review page alone until Ctrl-C or SIGTERM."""
     import uvicorn
 
+    app = app_for(audit_dir)  # the audit's files checked before anything heavier is imported
+
     from fmnist.serve import limits
     from fmnist.serve.app import listen
 
-    app = app_for(audit_dir)
     sock = listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     print(f"reviewing {audit_dir} at http://{shown}:{sock.getsockname()[1]}/review", file=sys.stderr, flush=True)
