@@ -22,12 +22,12 @@ async function show(at) {
   state.at = at;
   const row = state.rows[at];
   $("image").src = "data:image/png;base64," + row.image_png;
-  $("position").textContent = `${row.file} image #${row.index} · suspect ${at + 1} of ${state.total} · label quality ${row.score.toFixed(4)}`;
+  $("position").textContent = `${row.file} image #${row.index} · suspect ${(at + 1).toLocaleString("en")} of ${state.total.toLocaleString("en")} · label quality ${row.score.toFixed(4)}`;
   $("given").textContent = state.classes[row.given];
   $("suggested").textContent = state.classes[row.suggested];
   $("suggested-name").textContent = state.classes[row.suggested];
   $("status").textContent = row.review ? describe(row.review) : "";
-  $("progress").textContent = `${state.reviewed} of ${state.total} reviewed`;
+  $("progress").textContent = `${state.reviewed.toLocaleString("en")} of ${state.total.toLocaleString("en")} reviewed`;
   $("card").hidden = false;
 }
 
