@@ -59,7 +59,10 @@ def test_the_figure_check_finds_typed_figures_and_spares_generated_ones():
 
 # Pages merged with figures typed in, until their figures come from a generated block (a table function in
 # scripts/gen_docs.py over their bench/results file). Strict: the entry must go once the page is fixed.
-TYPED_FIGURES_PENDING = {"photos.md": "its measurements are typed in; move them to gen blocks"}
+TYPED_FIGURES_PENDING = {
+    "photos.md": "its measurements are typed in; move them to gen blocks",
+    "audit.md": "its measurements are typed in; move them to gen blocks",
+}
 
 
 @pytest.mark.parametrize(
