@@ -40,6 +40,7 @@ def add_run_options(parser):
         help="torch threads (default: OMP_NUM_THREADS if set, else the cores this process may use; recorded)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_refit_option(parser)
     add_device_option(parser, "the torch models train and predict on (NumPy models: the CPU); recorded")
     parser.add_argument(
         "--tensorboard",
@@ -47,6 +48,17 @@ def add_run_options(parser):
         help="also log to TensorBoard in DIR/<model>-seed<S> (a compare: DIR/<its out name>/<model>-seed<S>)",
     )
     add_data_options(parser)
+
+
+def add_refit_option(parser):
+    # default None: "not given", so --resume can refuse it (a run keeps its own)
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        default=None,
+        help="after choosing on validation, train again on all 60,000 training images with every choice kept "
+        "(into RUN/refit; recorded)",
+    )
 
 
 def add_report_option(parser):

@@ -29,10 +29,15 @@ class Setup:
     distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.engine.parallel)
     device: str = "auto"  # the torch models' device (fmnist.engine.devices): as asked, resolved per model
     tensorboard: str | None = None  # the folder each model's TensorBoard run folder goes in (None: no log)
+    refit: bool = False  # after this run, train again on train + validation (fmnist.jobs.refit)
+    # a refit's own: {"trust": the selection's trust record, "record": config.json's "refit_of"}; None otherwise
+    held_out: dict | None = None
 
     def record(self):
         """The settings config.json keeps and `recorded` reads back."""
         extra = {"distributed": self.distributed} if self.distributed else {}
+        extra |= {"refit": True} if self.refit else {}
+        extra |= {"refit_of": self.held_out["record"]} if self.held_out else {}
         run = {"preset": self.preset, "seed": self.seed, "subset": self.subset, "threads": self.threads}
         return run | {"device": self.device, **extra}
 
@@ -42,7 +47,7 @@ def build(dataset, *, seed=0, subset=None, threads=None, ranks=1, **extra):
 
     subset: keep that many training images (0 or None: all). threads: as given (--threads), else
     OMP_NUM_THREADS, else the usable cores shared among `ranks` processes. extra: preset, progress, distributed,
-    device (a named accelerator is checked here, before any training), tensorboard.
+    device (a named accelerator is checked here, before any training), tensorboard, refit.
     """
     if devices.explicit(extra.get("device")):
         devices.resolve(extra["device"])
@@ -55,6 +60,7 @@ def build(dataset, *, seed=0, subset=None, threads=None, ranks=1, **extra):
 def recorded(config, dataset, **extra):
     """The Setup a recorded config.json describes (seed, subset, preset, threads): what --resume continues with."""
     keys = {"seed": config["seed"], "subset": config.get("subset"), "threads": config.get("threads")}
+    keys["refit"] = bool(config.get("refit"))
     extra.setdefault("device", config.get("device") or "cpu")  # runs from before --device trained on the CPU
     return build(dataset, preset=config.get("preset") or "fast", **keys, **extra)
 
