@@ -40,7 +40,6 @@ def add_run_options(parser):
         help="torch threads (default: OMP_NUM_THREADS if set, else the cores this process may use; recorded)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_refit_option(parser)
     add_device_option(parser, "the torch models train and predict on (NumPy models: the CPU); recorded")
     parser.add_argument(
         "--tensorboard",
@@ -145,6 +144,7 @@ def add_training_commands(subparsers):
     for name, spec in REGISTRY.items():
         one = models.add_parser(name, help=spec.summary, description=spec.summary)
         add_run_options(one)
+        add_refit_option(one)
         add_report_option(one)
         one.add_argument("--out", metavar="DIR", help="run directory (default: runs/MODEL-seedSEED)")
         one.add_argument(
@@ -163,6 +163,7 @@ def add_training_commands(subparsers):
     comp.add_argument("--seeds", metavar="S,S,...", help="one compare per seed in OUT/seed-S; report mean ± sd")
     comp.add_argument("--resume", metavar="OUT", help="continue a stopped compare: skip what finished, resume the rest")
     add_run_options(comp)
+    add_refit_option(comp)
     add_report_option(comp)
     comp.set_defaults(func=commands.cmd_compare)
     add_tune_command(subparsers)

@@ -78,7 +78,7 @@ def compare(names, setup, out_dir, overrides=None, *, resume=False):
         trained[name], results[name] = _compare_one(name, hparams[name], setup, out_dir / name, trained, resume)
     overall.close()
     if setup.refit:  # every model's choices are made: only now does any refit start (fmnist.jobs.refit)
-        _refit_all(hparams, setup, out_dir, trained, results)
+        _refit_all(names, setup, out_dir, trained, results, resume)
     robustness.run(trained, setup.splits, out_dir, seed=setup.seed, progress=setup.progress)
     record = layout.config_record("compare", {}, setup.record(), setup.dataset)
     summary = {name: {k: v for k, v in m.items() if k not in layout.SPLITS} for name, m in results.items()}
@@ -96,18 +96,19 @@ def _compare_one(name, hparams, setup, model_dir, trained, resume):
     return train.train_one(name, hparams, setup, model_dir, trained=trained, resumer=resumer)
 
 
-def _refit_all(hparams, setup, out_dir, trained, results):
+def _refit_all(names, setup, out_dir, trained, results, resume):
     """Refit every model of a compare in its folder's refit/ (a finished refit is reloaded), in order, so that
     the hybrid's refit reuses the refit CNN; each model's results gain the refit's test figures."""
     refitted = {}
-    for name in tqdm(list(hparams), desc="refit", unit="model", disable=not setup.progress, position=0):
+    for name in tqdm(names, desc="refit", unit="model", disable=not setup.progress, position=0):
         folder = out_dir / name / refit.FOLDER
         if (folder / layout.METRICS).is_file():
             refitted[name], metrics = checkpoint.load(folder)[0], schema.read_metrics(folder / layout.METRICS)
         else:
             selection = (trained[name], results[name])
+            model_dir = out_dir / name
             refitted[name], metrics = train.refit_one(
-                name, hparams[name], setup, selection, out_dir / name, trained=refitted
+                name, setup, selection, model_dir, trained=refitted, resume=resume
             )
         results[name] = results[name] | {REFIT_MEASURE: metrics["test_accuracy"]}
         results[name]["refit"] = refit.summary(results[name], metrics)

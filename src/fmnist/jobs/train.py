@@ -138,20 +138,23 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     return model, record
 
 
-def refit_one(name, hparams, setup, selection, out_dir, *, trained=None):
-    """Train `name` again on train + validation into out_dir/refit with the choices of `selection` = (its model,
-    its metrics), a complete selection run with `hparams` on `setup` (fmnist.jobs.refit). `trained`: as for
-    `train_one`, the refit models this one may reuse. A refit stopped earlier continues from its saved state.
-    Returns (model, metrics)."""
+def refit_one(name, setup, selection, out_dir, *, trained=None, resume=False):
+    """Train `name` again on train + validation into out_dir/refit with the hyper-parameters and choices of
+    `selection` = (its model, its metrics), a complete selection run on `setup` (fmnist.jobs.refit). `trained`:
+    as for `train_one`, the refit models this one may reuse. resume: continue a refit stopped earlier (from its
+    saved state, if it has one). Returns (model, metrics)."""
     model, metrics = selection
     folder = Path(out_dir) / refit.FOLDER
     kept = trust.of(model)
     if kept is None:
         raise UserError(f"{out_dir}: the selection run has no trust record to keep; retrain it")
     held_out = {"trust": kept, "record": refit.provenance(kept, metrics, setup.splits)}
-    setup = dataclasses.replace(setup, splits=refit.splits_for_refit(setup.splits), refit=False, held_out=held_out)
-    resumer = Resumer(folder, resume=(folder / STATE_FILE).is_file())
-    return train_one(name, refit.hparams_for_refit(hparams, metrics), setup, folder, trained=trained, resumer=resumer)
+    log = setup.tensorboard and str(Path(setup.tensorboard) / refit.FOLDER)  # beside the selection's log, not on it
+    changes = {"splits": refit.splits_for_refit(setup.splits), "refit": False, "held_out": held_out, "tensorboard": log}
+    setup = dataclasses.replace(setup, **changes)
+    resumer = Resumer(folder, resume=resume and (folder / STATE_FILE).is_file())
+    hparams = refit.hparams_for_refit(model.hparams, metrics)
+    return train_one(name, hparams, setup, folder, trained=trained, resumer=resumer)
 
 
 def selection_then_refit(name, hparams, setup, out_dir, *, resume=False):
@@ -167,7 +170,7 @@ def selection_then_refit(name, hparams, setup, out_dir, *, resume=False):
         selection = train_one(name, hparams, setup, out_dir, resumer=Resumer(out_dir, resume=resume))
     if not setup.refit:
         return selection[1], None
-    return selection[1], refit_one(name, hparams, setup, selection, out_dir)[1]
+    return selection[1], refit_one(name, setup, selection, out_dir, resume=resume)[1]
 
 
 def model_device(spec, requested):
