@@ -74,7 +74,7 @@ def _test_ece(metrics):
     return ((metrics.get("calibration") or {}).get("test") or {}).get("after", {}).get("ece")
 
 
-def _checks(metrics):
+def checks(metrics):
     """What a model's metrics say about the held-out values on test: accuracy, ECE, unknown rate, set coverage."""
     unknown = metrics.get("unknown") or {}
     out = {"test_accuracy": metrics["test_accuracy"], "test_ece": _test_ece(metrics)}
@@ -86,5 +86,5 @@ def _checks(metrics):
 
 
 def summary(selection, refit):
-    """{"selection": checks, "refit": checks} from the two runs' metrics.json records (see `_checks`)."""
-    return {"selection": _checks(selection), "refit": _checks(refit), "train_seconds": refit["train_seconds"]}
+    """{"selection": checks, "refit": checks} from the two runs' metrics.json records (see `checks`)."""
+    return {"selection": checks(selection), "refit": checks(refit), "train_seconds": refit["train_seconds"]}
