@@ -17,7 +17,7 @@ from fmnist.engine.loop import best_epoch
 from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json
-from fmnist.jobs import refit, settings
+from fmnist.jobs import edits, refit, settings
 from fmnist.metrics import calibration, ood, scores
 from fmnist.models import registry, trust
 from fmnist.models.contracts import Classifier
@@ -124,6 +124,7 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     kept = len(history) if hparams.get("keep") == "last" else best_epoch(history)  # the epoch whose weights stay
     facts |= {"epochs": len(history), "best_epoch": kept or None}
     logits, record = measure(model, setup.splits, facts)
+    record |= edits.test_figures(setup.labels, logits["test"], setup.splits.y_test)
     layout.write_predictions(out_dir, logits, setup.splits)
     if hasattr(model, "features"):
         pick = np.random.default_rng(setup.seed).permutation(len(setup.splits.x_test))[:FEATURE_SAMPLE]
