@@ -143,7 +143,7 @@ def _tensors(splits, images):
     import torch
 
     mean, std = float(splits.mean), float(splits.std)
-    return (torch.from_numpy(images).float().unsqueeze(1) / 255.0 - mean) / std
+    return (torch.from_numpy(images.copy()).float().unsqueeze(1) / 255.0 - mean) / std  # a writable copy
 
 
 def _predict(module, x, tta=False, batch=1000):
