@@ -15,7 +15,7 @@ from fmnist.jobs.settings import Setup
 from fmnist.report import seeds as seeds_report
 from processes import sigterm_once_ready
 
-TIMINGS = ("train_seconds", "inference_images_per_s", "total_seconds", "created", "command")
+TIMINGS = ("train_seconds", "cpu_seconds", "inference_images_per_s", "total_seconds", "created", "command")
 
 
 def test_seeds_are_parsed_and_bad_lists_are_one_line_errors():
