@@ -230,7 +230,7 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
         if calibrated_now:  # a run of an older fmnist: calibrated now, from its own validation split
             trust.calibrate(model, splits)
         old = schema.read_metrics(model_dir / layout.METRICS)
-        facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "epochs", "best_epoch")}
+        facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "cpu_seconds", "epochs", "best_epoch")}
         measured.append((model_dir, config["model"], splits, model, calibrated_now, *measure(model, splits, facts)))
     results = {}
     for model_dir, name, splits, model, calibrated_now, logits, record in measured:
