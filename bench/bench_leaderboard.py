@@ -34,7 +34,7 @@ NAME = "leaderboard"
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_SUBSET = 2_000
 DEFAULT_FMNIST = "linear,mlp,cnn,scratch-mlp,hybrid@0,1,2,3,4"
-START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+START, END = "<!-- gen:leaderboard -->", "<!-- /gen:leaderboard -->"  # scripts/gen_docs.py fills it too
 
 
 def parse_args(argv=None):

@@ -3,6 +3,8 @@
 - docs/cli.md: the CLI reference, every command's `--help` as argparse prints it (fmnist.cli.parser);
 - the blocks between `<!-- gen:NAME -->` and `<!-- /gen:NAME -->` in README.md and docs/*.md: tables built from
   bench/results/*.json (the newest file of each benchmark), each with the file, date and processor beside it.
+  The tables of the README's and the first pages are here; each later page's are in its own module
+  (scripts/gen_tables_PAGE.py, a TABLES dict merged below), the shared helpers in scripts/gen_common.py.
 
 `python scripts/gen_docs.py` rewrites them (`make docs` runs it); `--check` rewrites nothing and exits 1 naming
 each file that is out of date (tests/test_docs.py runs it). Result files written before bench/record.py's common
@@ -10,49 +12,22 @@ header are read too: their date and processor sit at the top of the document (or
 """
 
 import argparse
-import json
 import os
 import re
 import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the gen_* modules beside this one
+
+import gen_tables_audit
+import gen_tables_leaderboard
+import gen_tables_photos
+from gen_common import ROOT, missing, newest, pct, table, where
+
 CLI_PAGE = ROOT / "docs" / "cli.md"
 BLOCK = re.compile(r"(<!-- gen:([\w-]+) -->\n)(.*?)(<!-- /gen:\2 -->)", re.S)
 HELP_COLUMNS = "100"  # argparse wraps at the terminal's width: fixed, so the page is the same everywhere
-
-
-def newest(prefix):
-    """(path, document) of the newest bench/results/PREFIX-YYYY-MM-DD.json (None, None if there is none)."""
-    found = sorted(RESULTS.glob(f"{prefix}-20[0-9][0-9]-[0-9][0-9]-[0-9][0-9].json"), key=lambda p: p.stem[-10:])
-    return (found[-1], json.loads(found[-1].read_text())) if found else (None, None)
-
-
-def where(path, doc):
-    """'bench/results/FILE, DATE, CPU (family F model M), N cores' from the common header or an older file's
-    own fields."""
-    first = doc[0] if isinstance(doc, list) else doc
-    head = first.get("header") or {**first.get("machine", {}), **first}
-    cpu = head.get("cpu") or "unknown processor"
-    if head.get("cpu_family") is not None:
-        cpu += f" (family {head['cpu_family']} model {head['cpu_model']})"
-    cores = f", {head['cores']} cores" if head.get("cores") else ""
-    return f"Source: `{path.relative_to(ROOT)}`, {head.get('date', 'undated')}, {cpu}{cores}."
-
-
-def pct(share):
-    return f"{100 * share:.2f} %"
-
-
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
-    return "\n".join([*lines, *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)])
-
-
-def missing(prefix, how):
-    return f"No `bench/results/{prefix}-*.json` yet: `{how}` records one."
 
 
 def models_table():
@@ -193,6 +168,9 @@ TABLES = {
     "export": export_table,
     "trust": trust_table,
     "ddp": ddp_table,
+    **gen_tables_photos.TABLES,
+    **gen_tables_audit.TABLES,
+    **gen_tables_leaderboard.TABLES,
 }
 
 
