@@ -77,6 +77,22 @@ def test_generated_tables_come_from_the_results_files():
     assert str(path.relative_to(ROOT)) in block
 
 
+def test_the_pages_tables_show_their_results_files_figures():
+    """The audit's and the leaderboard's tables print what their files hold, and name them."""
+    module = gen_docs()
+    path, doc = module.newest("audit-exclude")
+    block = module.TABLES["audit-exclude"]()
+    for run in doc["runs"]:
+        assert f"{100 * run['without_suspects']['test_accuracy']:.2f} %" in block
+    assert str(path.relative_to(ROOT)) in block
+    path, doc = module.newest("leaderboard")
+    block = module.TABLES["leaderboard-seeds"]()
+    cnn = next(r for r in doc["rows"] if r["recipe"] == "fmnist cnn (fast) + refit")
+    for accuracy in cnn["test_accuracy"]["values"]:
+        assert f"{100 * accuracy:.2f} %" in block
+    assert str(path.relative_to(ROOT)) in block
+
+
 def parsers(parser, name="fmnist"):
     """(command, parser) for the command line and every sub-command below it."""
     yield name, parser
