@@ -203,6 +203,7 @@ def cmd_explain(args):
 
     try:
         from fmnist.predict import explanations
+        from fmnist.predict.images import shown
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist explain needs {exc.name}: pip install 'fmnist[explain]'") from None
     model, _ = checkpoint.load(args.model)
@@ -212,7 +213,8 @@ def cmd_explain(args):
         print(json.dumps(explanations.as_json(predictions, explained, failures, written), indent=2))
     else:
         for pred, (npy, png), target in zip(predictions, written, explained.targets, strict=True):
-            print(f"{pred.file}: {answers_line(pred)}; {explained.method} map for {class_name(target)}: {npy}, {png}")
+            maps = f"{shown(npy)}, {shown(png)}"  # printable, like the input's own name
+            print(f"{pred.file}: {answers_line(pred)}; {explained.method} map for {class_name(target)}: {maps}")
         for failure in failures:
             print(f"fmnist: error: {failure}", file=sys.stderr)
     return 2 if failures else 0
