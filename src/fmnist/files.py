@@ -38,16 +38,26 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp adds 8 random characters and the suffix: the prefix is cut so the name stays within NAME_MAX.
     prefix = "." + fitting_name(path.name, ".", NAME_MAX - len(".XXXXXXXX.tmp"))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    except OSError as exc:
+        raise unwritable(path, exc) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a result should be as readable as any file
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk, a quota, a file size limit: one line naming the file
+            raise unwritable(path, exc) from None
         raise
+
+
+def unwritable(path, exc):
+    """The UserError for a file that could not be written (the OSError of a write rarely names its file)."""
+    return UserError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
 def fitting_name(stem: str, suffix: str, limit: int | None = None) -> str:

@@ -10,10 +10,12 @@ Metrics, versions and data checksums live in the run directory's own files (fmni
 A save writes a fresh `model.<id>/` and only then replaces checkpoint.json (os.replace), so a kill at any
 moment leaves the previous checkpoint whole. It then removes the previous folder, which a concurrent load may
 have been reading: a load that fails while the manifest names another folder than the one it read starts again
-on the new one, so a reader gets the old checkpoint or the new one, whole. Loading trusts nothing it has not checked: the manifest against
-its schema; every listed path relative and inside the run directory, with no symbolic link on the way; every
-file of the weights folder listed; the sizes before any hashing; every checksum before any file is read. So a
-truncated, edited, added or borrowed file is named in a one-line error instead of half-loading.
+on the new one, so a reader gets the old checkpoint or the new one, whole.
+
+Loading trusts nothing it has not checked: the manifest against its schema; every listed path relative and
+inside the run directory, with no symbolic link on the way; every file of the weights folder listed; the sizes
+before any hashing; every checksum before any file is read. So a truncated, edited, added or borrowed file is
+named in a one-line error instead of half-loading.
 """
 
 import os
@@ -77,8 +79,12 @@ def save(run_dir, kind, model: Classifier):
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     folder_name = f"model.{secrets.token_hex(4)}"
-    model.save(run_dir / folder_name)
-    trust.save(model, run_dir / folder_name)  # the temperature and unknown rule, under the same checksums
+    try:
+        model.save(run_dir / folder_name)
+        trust.save(model, run_dir / folder_name)  # the temperature and unknown rule, under the same checksums
+    except BaseException:  # a full disk, a kill: no folder left that no manifest names
+        shutil.rmtree(run_dir / folder_name, ignore_errors=True)
+        raise
     files = sorted(p for p in (run_dir / folder_name).rglob("*") if p.is_file())
     manifest = {
         "format": FORMAT,
