@@ -236,15 +236,17 @@ def cmd_serve(args):
 
     checkpoint.models_of(args.run_dir)  # a wrong path fails in one line now, not after the app's imports
     try:
-        from fmnist.serve import app
+        from fmnist.serve import app, operate
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
     runtime = (args.runtime, args.device or "auto")
+    access = operate.Access(args.api_key_file, args.rate_limit)  # keys and their rate (fmnist.serve.keys)
     if getattr(args, "workers", 1) != 1:  # N processes behind one port (fmnist.serve.workers)
         from fmnist.serve import workers
 
-        return workers.run(args.run_dir, host=args.host, port=args.port, workers=args.workers, runtime=runtime)
-    return app.run(args.run_dir, host=args.host, port=args.port, runtime=runtime)
+        where = {"host": args.host, "port": args.port, "runtime": runtime, "access": access}
+        return workers.run(args.run_dir, workers=args.workers, **where)
+    return app.run(args.run_dir, host=args.host, port=args.port, runtime=runtime, access=access)
 
 
 def cmd_export(args):

@@ -17,11 +17,13 @@ from uvicorn.supervisors import Multiprocess
 from fmnist.engine import threads
 from fmnist.errors import UserError
 from fmnist.serve import app as served_app
-from fmnist.serve import limits
+from fmnist.serve import limits, operate
+from fmnist.serve import metrics as server_metrics
 
 RUN_DIR = "FMNIST_SERVE_RUN_DIR"  # what the spawned workers load; the parent sets it before they start
 THREADS = "FMNIST_SERVE_THREADS"
 RUNTIME = "FMNIST_SERVE_RUNTIME"  # "torch:auto", "onnx:cpu", ...
+KEY_FILE, RATE = "FMNIST_SERVE_KEY_FILE", "FMNIST_SERVE_RATE"  # each worker reads and hashes the keys itself
 
 
 def threads_per_worker(workers, cores=None):
@@ -31,15 +33,42 @@ def threads_per_worker(workers, cores=None):
 
 def worker_app():
     """The app factory each worker process calls (uvicorn's factory=True): the run loaded in this process."""
-    served, default = served_app.load_run(os.environ[RUN_DIR], tuple(os.environ[RUNTIME].split(":", 1)))
+    run_dir, runtime = os.environ[RUN_DIR], tuple(os.environ[RUNTIME].split(":", 1))
+    served, default = served_app.load_run(run_dir, runtime)
     served_app.quiet_image_warnings()
-    return served_app.create_app(served, default, threads=int(os.environ[THREADS]))
+    access = operate.Access(os.environ.get(KEY_FILE) or None, float(os.environ[RATE]))
+    operation = operate.operation_for(access, lambda: served_app.load_run(run_dir, runtime), "127.0.0.1")
+    return served_app.create_app(served, default, threads=int(os.environ[THREADS]), operation=operation)
 
 
-def run(run_dir, *, host="127.0.0.1", port=8000, workers=2, runtime=("torch", "auto")):
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor, telling the metrics which workers are gone (replaced after a kill, or by SIGHUP's
+    rolling restart), so their live gauges stop counting."""
+
+    def __init__(self, config, sockets, metrics_dir):
+        super().__init__(config, sockets)
+        self.metrics_dir = metrics_dir
+
+    def keep_subprocess_alive(self):
+        self._marking_dead(super().keep_subprocess_alive)
+
+    def restart_all(self):
+        self._marking_dead(super().restart_all)
+
+    def _marking_dead(self, step):
+        before = {process.pid for process in self.processes}
+        step()
+        for pid in before - {process.pid for process in self.processes}:
+            server_metrics.mark_dead(pid, self.metrics_dir)
+
+
+def run(run_dir, *, host="127.0.0.1", port=8000, workers=2, runtime=("torch", "auto"), access=operate.OPEN):
     """Verify the run, listen, then serve with `workers` processes until Ctrl-C or SIGTERM."""
     if workers < 1:
         raise UserError(f"--workers {workers}: need at least 1")
+    operate.operation_for(access, None, host)  # the key file read once here: a bad one is the CLI's error
+    os.environ[KEY_FILE], os.environ[RATE] = access.key_file or "", str(access.rate)
+    os.environ[operate.WORKER_OF_MANY] = "1"
     served, default = served_app.load_run(run_dir, runtime)  # the one check; the workers load the same, verified, files
     sock = served_app.listen(host, port)
     threads = threads_per_worker(workers)
@@ -63,6 +92,6 @@ def run(run_dir, *, host="127.0.0.1", port=8000, workers=2, runtime=("torch", "a
         timeout_graceful_shutdown=5,
         **limits.config_options(),  # each worker bounds request heads as the single server does
     )
-    with sock:
-        Multiprocess(config, sockets=[sock]).run()
+    with sock, server_metrics.multiprocess_dir() as metrics_dir:
+        Supervisor(config, [sock], metrics_dir).run()
     return 0
