@@ -203,7 +203,8 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         lifespan=lifespan,
         responses=operate.ERROR_RESPONSES,
     )
-    app.include_router(operate.router(state, metrics, operation.keys is not None))
+    app.state.serving = state  # for whoever holds the app: the models in service, readiness
+    operate.add_routes(app, state, metrics, operation.keys is not None)
 
     @app.exception_handler(RequestError)
     async def refused(_request, exc):

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable
 
 import anyio
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from fmnist.errors import UserError
@@ -110,8 +109,8 @@ class Operation:
             signal.signal(signal.SIGHUP, lambda _signum, _frame: state.on_sighup())
 
 
-def router(state, metrics, keys_required):
-    routes = APIRouter()
+def add_routes(routes, state, metrics, keys_required):
+    """/livez, /readyz, /metrics and /admin/reload on the app `routes`."""
 
     @routes.get("/livez", responses={200: {"description": "the process answers"}})
     async def livez():
@@ -138,5 +137,3 @@ def router(state, metrics, keys_required):
         if os.environ.get(WORKER_OF_MANY):
             os.kill(os.getppid(), signal.SIGHUP)  # the supervisor replaces every worker, each loading anew
         return {"default": default, "models": versions(served)}
-
-    return routes
