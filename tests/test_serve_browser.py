@@ -40,12 +40,13 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One chromium for the module (it takes seconds to start); each test opens its own page."""
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in (*QUIET, f"--user-data-dir={tmp_path / 'profile'}"):
+    for argument in (*QUIET, f"--user-data-dir={tmp_path_factory.mktemp('browser') / 'profile'}"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(30)
@@ -134,3 +135,34 @@ def test_the_heat_map_appears_when_asked(browser, server, serve_items, tmp_path)
     browser.save_screenshot(str(tmp_path / "explain.png"))
     if shot := os.environ.get("FMNIST_EXPLAIN_SCREENSHOT"):
         shutil.copy(tmp_path / "explain.png", shot)
+
+
+def test_page_asks_for_the_key_once_and_keeps_it_for_the_tab(browser, serve_run, serve_items, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from serve_helpers import running_server
+
+    key = "page-key-0123456789abcdef"
+    (tmp_path / "keys").write_text(key + "\n")
+    photo = tmp_path / "my coat.png"
+    product_photo(serve_items[0][0]).save(photo)
+    with running_server(serve_run, tmp_path / "log", args=("--api-key-file", str(tmp_path / "keys"))) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 20)
+        form = wait.until(ready.visibility_of_element_located((By.ID, "key-form")))
+        assert not Select(browser.find_element(By.ID, "model")).options  # nothing listed without the key
+        browser.find_element(By.ID, "api-key").send_keys(key)
+        browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+        wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+        assert not form.is_displayed()
+        browser.find_element(By.ID, "files").send_keys(str(photo))
+        card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
+        assert card.find_element(By.CSS_SELECTOR, ".class-name").text in CLASS_NAMES
+        browser.refresh()  # the same tab: the key is remembered, not asked again
+        wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+        assert not browser.find_element(By.ID, "key-form").is_displayed()
+        assert browser.execute_script("return sessionStorage.getItem('fmnist-api-key')") == key
+        assert httpx.get(url + "/models").status_code == 401  # the page's key is the only way in
+        browser.execute_script("sessionStorage.clear()")

@@ -175,35 +175,16 @@ def document(served, names, images, assessment, failures, top_k):
 
 
 def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1, operation=None):
-    """The FastAPI application for loaded models ({name: ServedModel}, as `load_run` gives them; None: loaded by
-    `operation.loader` in the background while the probes answer). operation: an `Operation` (keys, log...)."""
+    """The app for loaded models ({name: ServedModel} from `load_run`, or None: `operation.loader` loads them)."""
     operation = operation or Operation()
-    state = ServingState(operation.loader, None if served is None else (served, default))
-    metrics = ServerMetrics()
-    worker = InferenceWorker(infer, metrics)
-    state.worker_alive = worker.alive
+    state, metrics, worker = serving_parts(served, default, operation)
     # Decoding holds the GIL much of the time: more threads than cores only trade it back and forth.
     decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
     web = resources.files("fmnist.serve") / "web"
     pages = {route: (web.joinpath(file).read_bytes(), media) for route, (file, media) in PAGE_FILES.items()}
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        torch.set_num_threads(threads)  # process-wide; only the inference worker runs torch
-        worker.start()
-        operation.install_signals(state)
-        if state.current is None:
-            state.load_in_background()
-        yield
-        worker.stop()
-
-    app = FastAPI(
-        title="fmnist serve",
-        summary="Fashion-MNIST classifiers over HTTP",
-        lifespan=lifespan,
-        responses=operate.ERROR_RESPONSES,
-    )
-    app.state.serving = state  # for whoever holds the app: the models in service, readiness
+    lifespan = lifespan_of(worker, state, operation, threads)
+    app = FastAPI(title="fmnist serve", summary="Fashion-MNIST classifiers over HTTP", lifespan=lifespan)
     operate.add_routes(app, state, metrics, operation.keys is not None)
 
     @app.exception_handler(RequestError)
@@ -218,8 +199,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
     @app.get("/health")
     async def health():
         # Which process of `serve --workers N` answered, and the torch threads it runs on.
-        models = list(state.served)
-        return {"status": "ok", "models": models, "worker": os.getpid(), "threads": torch.get_num_threads()}
+        return {"status": "ok", "models": list(state.served), "worker": os.getpid(), "threads": torch.get_num_threads()}
 
     @app.get("/models")
     async def models():
@@ -235,7 +215,6 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
         options = {**request.query_params, **fields}
         one, top_k = request_options(served, default, options)
-        request.state.model = one.name
         explain = wants_explanation(options)
         files = [u for u in uploads if u.filename is not None]
         if not files:
@@ -245,7 +224,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
             assessment = await asyncio.wrap_future(worker.submit(one, images))
         else:
             assessment = answers.assess(one.model, images)
-        request.state.images = len(images)
+        request.state.model, request.state.images = one.name, len(images)  # for the access log and metrics
         metrics.classified(one.name, len(images), int(np.sum(assessment.unknown)), len(failures))
         doc = document(one, names, images, assessment, failures, top_k)  # small: a thread hop would cost more
         if explain and len(images):  # only on request: answers without it never pay for gradients
@@ -255,6 +234,31 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
 
     operation.add_middleware(app, metrics, open_paths=set(PAGE_FILES))  # last: it names the routes above
     return app
+
+
+def serving_parts(served, default, operation):
+    """The app's state (the models in service), its metrics and its inference worker."""
+    state = ServingState(operation.loader, None if served is None else (served, default))
+    metrics = ServerMetrics()
+    worker = InferenceWorker(infer, metrics)
+    state.worker_alive = worker.alive
+    return state, metrics, worker
+
+
+def lifespan_of(worker, state, operation, threads):
+    """The app's start and stop: the inference worker, the signals, the first load if it is not done yet."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        torch.set_num_threads(threads)  # process-wide; only the inference worker runs torch
+        worker.start()
+        operation.install_signals(state)
+        if state.current is None:
+            state.load_in_background()
+        yield
+        worker.stop()
+
+    return lifespan
 
 
 def in_service(state):

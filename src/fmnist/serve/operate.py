@@ -110,7 +110,9 @@ class Operation:
 
 
 def add_routes(routes, state, metrics, keys_required):
-    """/livez, /readyz, /metrics and /admin/reload on the app `routes`."""
+    """/livez, /readyz, /metrics and /admin/reload on the app `routes`; the error answers every route documents."""
+    routes.router.responses = ERROR_RESPONSES  # for the routes added from now on (GET /openapi.json)
+    routes.state.serving = state  # for whoever holds the app: the models in service, readiness
 
     @routes.get("/livez", responses={200: {"description": "the process answers"}})
     async def livez():
