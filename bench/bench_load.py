@@ -103,14 +103,18 @@ async def one(client, url, content, results):
         kind = "refused"  # never accepted
     except httpx.TimeoutException:
         kind = "timeout"
-    except httpx.TransportError:
+    except httpx.TransportError as exc:
         kind = "dropped"  # accepted, then the connection ended without an answer
+        if os.environ.get("BENCH_LOAD_DEBUG"):
+            print(type(exc).__name__, exc, time.monotonic())
     results.append((began, time.monotonic() - began, kind))
 
 
 async def drive(args, server, port):
     url, content, results, events = f"http://127.0.0.1:{port}", photo(), [], {}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # A connection per request: a failure then counts a request the server accepted and did not answer, never an
+    # idle keep-alive connection that a killed or stopping worker closed (the client's retry would be right there).
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         start_time, tasks, sent = time.monotonic(), [], 0
         kill_at, crowd = args.seconds / 3, (args.seconds / 2, 2 * args.seconds / 3)
@@ -129,6 +133,8 @@ async def drive(args, server, port):
                 events["rss_end"] = rss_mb(family(server.pid))
                 server.send_signal(signal.SIGTERM)
                 events["term"] = time.monotonic()
+                if os.environ.get("BENCH_LOAD_DEBUG"):
+                    print("TERM", events["term"])
                 events["exit"] = asyncio.create_task(exited(server))
             tasks.append(asyncio.create_task(one(client, url, content, results)))
             sent += 1

@@ -8,7 +8,9 @@ accept on the shared socket. Each has its own batching thread and cores / N torc
 they never ask for more threads than there are cores; `/health` names the worker (its pid) that answered.
 """
 
+import contextlib
 import os
+import signal
 import sys
 
 import uvicorn
@@ -43,14 +45,32 @@ def worker_app():
 
 class Supervisor(Multiprocess):
     """uvicorn's supervisor, telling the metrics which workers are gone (replaced after a kill, or by SIGHUP's
-    rolling restart), so their live gauges stop counting."""
+    rolling restart), so their live gauges stop counting. SIGTERM is passed on to the workers from the signal
+    handler itself, and the parent closes its copy of the listening socket there: its loop may be busy for
+    seconds pinging loaded workers, and meanwhile the workers would keep accepting (or the kernel would queue
+    connections on the parent's copy that nobody accepts, reset when it exits)."""
 
     def __init__(self, config, sockets, metrics_dir):
         super().__init__(config, sockets)
         self.metrics_dir = metrics_dir
+        for sig in (signal.SIGTERM, signal.SIGINT):  # let go of the socket at once (see handle_term)
+            signal.signal(sig, self._stop_listening)
+
+    def _stop_listening(self, signum, _frame):
+        self.should_exit.set()  # no replacement starts from now on
+        for sock in self.sockets:
+            sock.close()
+        for process in self.processes:  # each drains now, not once the loop has pinged every busy worker
+            with contextlib.suppress(OSError, TypeError):
+                os.kill(process.pid, signal.SIGTERM)
+        self.signal_queue.append(signum)
 
     def keep_subprocess_alive(self):
-        self._marking_dead(super().keep_subprocess_alive)
+        try:
+            self._marking_dead(super().keep_subprocess_alive)
+        except ValueError:  # a replacement started as SIGTERM closed the socket: nothing to replace any more
+            if not self.should_exit.is_set():
+                raise
 
     def restart_all(self):
         self._marking_dead(super().restart_all)
