@@ -28,7 +28,7 @@ from PIL import Image
 import record
 
 NAME = "load"
-SLOWLORIS = 200
+SLOWLORIS = int(os.environ.get("BENCH_SLOWLORIS", 200))
 
 
 def photo():
@@ -106,7 +106,7 @@ async def one(client, url, content, results):
     except httpx.TransportError as exc:
         kind = "dropped"  # accepted, then the connection ended without an answer
         if os.environ.get("BENCH_LOAD_DEBUG"):
-            print(type(exc).__name__, exc, time.monotonic())
+            print(type(exc).__name__, repr(exc), round(began, 2), round(time.monotonic(), 2))
     results.append((began, time.monotonic() - began, kind))
 
 
@@ -135,6 +135,9 @@ async def drive(args, server, port):
                 events["term"] = time.monotonic()
                 if os.environ.get("BENCH_LOAD_DEBUG"):
                     print("TERM", events["term"])
+                    asyncio.get_running_loop().call_later(
+                        1, lambda: print(subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout)
+                    )
                 events["exit"] = asyncio.create_task(exited(server))
             tasks.append(asyncio.create_task(one(client, url, content, results)))
             sent += 1

@@ -36,7 +36,13 @@ def threads_per_worker(workers, cores=None):
 def worker_app():
     """The app factory each worker process calls (uvicorn's factory=True): the run loaded in this process."""
     run_dir, runtime = os.environ[RUN_DIR], tuple(os.environ[RUNTIME].split(":", 1))
-    served, default = served_app.load_run(run_dir, runtime)
+    # Until it serves, SIGTERM ends a worker at once: it has accepted nothing yet, and while it loads it holds the
+    # shared listening socket open, so connections would queue there for nobody once the others have stopped.
+    serving_handler = signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+    try:
+        served, default = served_app.load_run(run_dir, runtime)
+    finally:
+        signal.signal(signal.SIGTERM, serving_handler)
     served_app.quiet_image_warnings()
     access = operate.Access(os.environ.get(KEY_FILE) or None, float(os.environ[RATE]))
     operation = operate.operation_for(access, lambda: served_app.load_run(run_dir, runtime), "127.0.0.1")
