@@ -28,7 +28,6 @@ from PIL import Image
 import record
 
 NAME = "load"
-SLOWLORIS = int(os.environ.get("BENCH_SLOWLORIS", 200))
 
 
 def photo():
@@ -103,10 +102,8 @@ async def one(client, url, content, results):
         kind = "refused"  # never accepted
     except httpx.TimeoutException:
         kind = "timeout"
-    except httpx.TransportError as exc:
+    except httpx.TransportError:
         kind = "dropped"  # accepted, then the connection ended without an answer
-        if os.environ.get("BENCH_LOAD_DEBUG"):
-            print(type(exc).__name__, repr(exc), round(began, 2), round(time.monotonic(), 2))
     results.append((began, time.monotonic() - began, kind))
 
 
@@ -126,18 +123,12 @@ async def drive(args, server, port):
                 os.kill(victim, signal.SIGKILL)
                 events["killed"] = time.monotonic()
             if now >= crowd[0] and "crowd" not in events:
-                events["crowd"] = [
-                    asyncio.create_task(slowloris(port, start_time + crowd[1])) for _ in range(SLOWLORIS)
-                ]
+                until = start_time + crowd[1]
+                events["crowd"] = [asyncio.create_task(slowloris(port, until)) for _ in range(args.slowloris)]
             if now >= args.seconds and "term" not in events:
                 events["rss_end"] = rss_mb(family(server.pid))
                 server.send_signal(signal.SIGTERM)
                 events["term"] = time.monotonic()
-                if os.environ.get("BENCH_LOAD_DEBUG"):
-                    print("TERM", events["term"])
-                    asyncio.get_running_loop().call_later(
-                        1, lambda: print(subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout)
-                    )
                 events["exit"] = asyncio.create_task(exited(server))
             tasks.append(asyncio.create_task(one(client, url, content, results)))
             sent += 1
@@ -170,7 +161,7 @@ def summary(args, results, events, start_time, crowd, exit_code):
         "answers_by_kind": kinds,
         "lost_at_kill": sum(1 for r in before_term if r[2] == "dropped"),
         "seconds_to_next_answer_after_kill": round(min(r[0] + r[1] for r in after_kill) - events["killed"], 3),
-        "slowloris_connections": SLOWLORIS,
+        "slowloris_connections": args.slowloris,
         "p99_ms_during_slowloris": round(float(np.percentile(np.array(in_crowd) * 1000, 99)), 1),
         "rss_mb_after_1000": events.get("rss_1000"),
         "rss_mb_at_end": events["rss_end"],
@@ -185,6 +176,7 @@ def main():
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by fmnist train or compare")
     parser.add_argument("--seconds", type=float, default=120, help="time under load (default: 120)")
     parser.add_argument("--rate", type=float, default=60, help="requests a second sent (default: 60)")
+    parser.add_argument("--slowloris", type=int, default=200, help="slow connections in the middle (default: 200)")
     parser.add_argument("--out", metavar="FILE", help="write the JSON here (default: bench/results/load-DATE.json)")
     args = parser.parse_args()
     head = record.header()
