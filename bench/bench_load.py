@@ -47,12 +47,16 @@ def family(pid):
 
 
 def rss_mb(pids):
-    total = 0
+    """{pid: resident MB} of each process that still runs."""
+    sizes = {}
     for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return round(total / 1024, 1)
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        kb = [int(line.split()[1]) for line in lines if line.startswith("VmRSS:")]  # none for a zombie
+        sizes[pid] = round(sum(kb) / 1024, 1)
+    return sizes
 
 
 def start(run_dir, port):
@@ -163,8 +167,14 @@ def summary(args, results, events, start_time, crowd, exit_code):
         "seconds_to_next_answer_after_kill": round(min(r[0] + r[1] for r in after_kill) - events["killed"], 3),
         "slowloris_connections": args.slowloris,
         "p99_ms_during_slowloris": round(float(np.percentile(np.array(in_crowd) * 1000, 99)), 1),
-        "rss_mb_after_1000": events.get("rss_1000"),
-        "rss_mb_at_end": events["rss_end"],
+        "rss_mb_after_1000": round(sum(events["rss_1000"].values()), 1) if "rss_1000" in events else None,
+        "rss_mb_at_end": round(sum(events["rss_end"].values()), 1),
+        # the processes that ran from the 1,000th request to the end (the parent, the worker not killed): a leak
+        "rss_mb_growth_of_survivors": {
+            str(pid): round(events["rss_end"][pid] - mb, 1)
+            for pid, mb in events.get("rss_1000", {}).items()
+            if pid in events["rss_end"]
+        },
         "sigterm_answers_by_kind": term_kinds,
         "sigterm_exit_code": exit_code,
         "sigterm_seconds_to_exit": round(events["exit_seconds"], 2),

@@ -39,6 +39,8 @@ def worker_app():
     # Until it serves, SIGTERM ends a worker at once: it has accepted nothing yet, and while it loads it holds the
     # shared listening socket open, so connections would queue there for nobody once the others have stopped.
     serving_handler = signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+    if getattr(getattr(serving_handler, "__self__", None), "should_exit", False):  # uvicorn's server got it already,
+        os._exit(0)  # while this worker was importing (which is most of its start)
     try:
         served, default = served_app.load_run(run_dir, runtime)
     finally:
