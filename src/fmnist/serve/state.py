@@ -67,16 +67,17 @@ class ServingState:
 
         threading.Thread(target=reload, name="fmnist-reload", daemon=True).start()
 
-    def drain_on_sigterm(self):
-        """From SIGTERM on, /readyz says 503; uvicorn's own handler (called next) then drains and stops."""
+    def drain_on_sigterm(self, loop):
+        """From SIGTERM on, /readyz says 503; uvicorn's own handler (called next) then drains and stops. Through
+        the running `loop`: uvloop runs a handler set with signal.signal now only when the loop ends."""
         previous = signal.getsignal(signal.SIGTERM)
 
-        def drain(signum, frame):
+        def drain():
             self.draining = True
             if callable(previous):
-                previous(signum, frame)
+                previous(signal.SIGTERM, None)
 
-        signal.signal(signal.SIGTERM, drain)
+        loop.add_signal_handler(signal.SIGTERM, drain)
 
 
 def versions(served):
