@@ -137,7 +137,7 @@ def add_routes(routes, state, metrics, keys_required):
             return JSONResponse({"detail": "reloading over HTTP needs --api-key-file; send SIGHUP"}, status_code=403)
         try:
             served, default = await anyio.to_thread.run_sync(state.reload)
-        except UserError as exc:
+        except (UserError, OSError, ValueError, RuntimeError) as exc:  # whatever stops the run loading: kept old
             return JSONResponse({"detail": f"reload failed, still serving the previous models: {exc}"}, 409)
         if os.environ.get(WORKER_OF_MANY):
             os.kill(os.getppid(), signal.SIGHUP)  # the supervisor replaces every worker, each loading anew
