@@ -7,7 +7,6 @@ but the probes does. Under --workers it reloads the worker that answers, then as
 replace every worker the same way: one by one, each new one in service before the old one stops.
 """
 
-import asyncio
 import dataclasses
 import ipaddress
 import os
@@ -104,12 +103,10 @@ class Operation:
         app.add_middleware(Observed, metrics=metrics, log=log, known_paths=known)
 
     def install_signals(self, state):
-        """SIGHUP reloads, SIGTERM first marks the server draining (from the lifespan, on the running loop; only
-        the main thread may take signals)."""
+        """SIGHUP reloads, SIGTERM first marks the server draining; only the main thread may set handlers."""
         if threading.current_thread() is threading.main_thread():
-            loop = asyncio.get_running_loop()
-            state.drain_on_sigterm(loop)
-            loop.add_signal_handler(signal.SIGHUP, state.on_sighup)
+            state.drain_on_sigterm()
+            signal.signal(signal.SIGHUP, lambda _signum, _frame: state.on_sighup())
 
 
 def add_routes(routes, state, metrics, keys_required):

@@ -67,17 +67,16 @@ class ServingState:
 
         threading.Thread(target=reload, name="fmnist-reload", daemon=True).start()
 
-    def drain_on_sigterm(self, loop):
-        """From SIGTERM on, /readyz says 503; uvicorn's own handler (called next) then drains and stops. Through
-        the running `loop`: uvloop runs a handler set with signal.signal now only when the loop ends."""
+    def drain_on_sigterm(self):
+        """From SIGTERM on, /readyz says 503; uvicorn's own handler (called next) then drains and stops."""
         previous = signal.getsignal(signal.SIGTERM)
 
-        def drain():
+        def drain(signum, frame):
             self.draining = True
             if callable(previous):
-                previous(signal.SIGTERM, None)
+                previous(signum, frame)
 
-        loop.add_signal_handler(signal.SIGTERM, drain)
+        signal.signal(signal.SIGTERM, drain)
 
 
 def versions(served):
