@@ -178,12 +178,13 @@ def cmd_report(args):
 def cmd_predict(args):
     from fmnist.jobs import train
     from fmnist.models import registry
-    from fmnist.predict import answers
+    from fmnist.predict import answers, segment
     from fmnist.rundir import checkpoint
 
     model, manifest = checkpoint.load(args.model, calibrated=True)
     model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
-    predictions, failures = answers.predict_files(model, args.inputs, args.top_k)
+    box = segment.parse_box(args.box) if args.box else None
+    predictions, failures = answers.predict_files(model, args.inputs, args.top_k, box=box)
     if args.json:
         print(answers.format_json(predictions, failures))
     elif predictions:

@@ -208,6 +208,7 @@ def add_result_commands(subparsers):
     pred.add_argument("--top-k", type=int, default=3, help="how many classes to list per image (default: 3)")
     pred.add_argument("--json", action="store_true", help="print one JSON document (errors included)")
     pred.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
+    pred.add_argument("--box", metavar="X0,Y0,X1,Y1", help="where the garment is in the photo (its pixels)")
     add_device_option(pred, "a torch model predicts")
     pred.set_defaults(func=commands.cmd_predict)
 

@@ -17,16 +17,8 @@ from fmnist.errors import UserError
 from fmnist.files import atomic_path, fitting_name
 from fmnist.models import trust
 from fmnist.models.contracts import Classifier
-from fmnist.predict.images import (
-    MAX_BYTES,
-    MAX_PIXELS,
-    ImageError,
-    collect_inputs,
-    detached,
-    load_image,
-    shown,
-    to_fashion_mnist,
-)
+from fmnist.predict import segment
+from fmnist.predict.images import MAX_BYTES, MAX_PIXELS, ImageError, collect_inputs, detached, shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +28,7 @@ class Prediction:
     top: tuple[tuple[int, float], ...]  # ((class index, probability), ...), most probable first
     unknown: bool = False  # the image does not look like any Fashion-MNIST class (fmnist.models.trust)
     ood_score: float | None = None  # higher: less like clothing; None for a model without an unknown rule
+    cutout: np.ndarray | None = None  # uint8 (H, W): the garment cut out on white; None: no segmentation needed
 
     @property
     def file(self) -> str:
@@ -57,14 +50,20 @@ def probabilities(model: Classifier, images: np.ndarray, batch_size: int = 256) 
 
 
 def ranked(
-    assessment: trust.Assessment, names: Iterable[str | Path], images: Iterable[np.ndarray], top_k: int
+    assessment: trust.Assessment,
+    names: Iterable[str | Path],
+    images: Iterable[np.ndarray],
+    top_k: int,
+    cutouts: Iterable[np.ndarray | None] | None = None,
 ) -> list[Prediction]:
-    """One Prediction per image: its top-k classes, the unknown verdict and the OOD score."""
+    """One Prediction per image: its top-k classes, the unknown verdict, the OOD score (and its cut-out)."""
     order = np.argsort(-assessment.probs, axis=1, kind="stable")[:, :top_k]
+    images = list(images)
+    cuts = list(cutouts) if cutouts is not None else [None] * len(images)
     return [
-        Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in best), bool(unknown), _score(score))
-        for name, image, p, best, unknown, score in zip(
-            names, images, assessment.probs, order, assessment.unknown, assessment.ood_score, strict=True
+        Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in best), bool(unknown), _score(score), cut)
+        for name, image, p, best, unknown, score, cut in zip(
+            names, images, assessment.probs, order, assessment.unknown, assessment.ood_score, cuts, strict=True
         )
     ]
 
@@ -80,22 +79,26 @@ def predict_files(
     *,
     max_bytes: int = MAX_BYTES,
     max_pixels: int = MAX_PIXELS,
+    box: segment.Box | None = None,
 ) -> tuple[list[Prediction], list[ImageError]]:
-    """Files and folders -> (list of Prediction in input order, list of ImageError). Never stops at a bad file."""
+    """Files and folders -> (list of Prediction in input order, list of ImageError). Never stops at a bad file.
+    `box`: where the garment is in each photo (x0, y0, x1, y1 in its pixels; see `fmnist.predict.segment`)."""
     if not 1 <= top_k <= NUM_CLASSES:
         raise UserError(f"--top-k {top_k}: must be between 1 and {NUM_CLASSES}")
     files, failures = collect_inputs(paths)
-    kept, images = [], []
+    kept, seen = [], []
     for path in files:
         try:
-            images.append(to_fashion_mnist(load_image(path, max_bytes=max_bytes, max_pixels=max_pixels)))
+            seen.append(segment.convert_file(path, box=box, max_bytes=max_bytes, max_pixels=max_pixels))
         except ImageError as exc:
             failures.append(detached(exc))
             continue
         kept.append(path)
     if not kept:
         return [], failures
-    return ranked(assess(model, np.stack(images)), kept, images, top_k), failures
+    images = [s.image for s in seen]
+    cutouts = [None if s.cutout is None else np.asarray(s.cutout) for s in seen]
+    return ranked(assess(model, np.stack(images)), kept, images, top_k, cutouts), failures
 
 
 UNKNOWN_TEXT = "does not look like any Fashion-MNIST class"

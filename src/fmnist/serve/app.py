@@ -32,7 +32,7 @@ from PIL import Image
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import shown
-from fmnist.predict import answers, explanations
+from fmnist.predict import answers, explanations, segment
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
 from fmnist.serve import limits, operate
@@ -64,6 +64,7 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                         "model": {"type": "string", "description": "a name from GET /models (default: the best)"},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
                         "explain": {"type": "integer", "enum": [0, 1], "default": 0, "description": "heat maps"},
+                        "box": {"type": "string", "description": "X0,Y0,X1,Y1: where the garment is, photo pixels"},
                     },
                 }
             }
@@ -125,19 +126,28 @@ def png_base64(image):
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def convert_uploads(files):
-    """Uploaded files -> (kept names, uint8 (N, 28, 28) images, [ImageError]), the way `fmnist predict` does."""
-    names, images, failures = [], [], []
+def convert_uploads(files, box=None):
+    """Uploaded files -> (kept names, uint8 (N, 28, 28) images, [ImageError], cut-outs), as `fmnist predict` does."""
+    names, images, failures, cutouts = [], [], [], []
     for number, upload in enumerate(files, 1):
         name = upload.filename or f"file {number}"
         try:
-            picture = image_files.load_image(name, content=upload.content)
-            images.append(image_files.to_fashion_mnist(picture))
+            seen = segment.convert_file(name, content=upload.content, box=box)
         except image_files.ImageError as exc:
             failures.append(image_files.detached(exc))
             continue
         names.append(name)
-    return names, np.array(images, np.uint8).reshape(-1, 28, 28), failures
+        images.append(seen.image)
+        cutouts.append(seen.cutout)
+    return names, np.array(images, np.uint8).reshape(-1, 28, 28), failures, cutouts
+
+
+def request_box(options):
+    """The box a request gives (form field or query parameter `box`, X0,Y0,X1,Y1), or None; RequestError if bad."""
+    try:
+        return segment.parse_box(options["box"]) if options.get("box") else None
+    except UserError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
 def request_options(served, default, options):
@@ -161,6 +171,14 @@ def wants_explanation(options):
     if value not in ("0", "1", "true", "false"):
         raise RequestError(400, f"explain {value!r}: 1 (a heat map per image) or 0")
     return value in ("1", "true")
+
+
+def add_cutouts(doc, cutouts):
+    """For each photo that was segmented, the garment cut out on white (`cutout_png`, base64 PNG)."""
+    for entry, cutout in zip(doc["predictions"], cutouts, strict=True):
+        if cutout is not None:
+            entry["cutout_png"] = png_base64(np.asarray(cutout))
+    return doc
 
 
 def document(served, names, images, assessment, failures, top_k):
@@ -215,18 +233,18 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
         options = {**request.query_params, **fields}
         one, top_k = request_options(served, default, options)
-        explain = wants_explanation(options)
+        explain, box = wants_explanation(options), request_box(options)
         files = [u for u in uploads if u.filename is not None]
         if not files:
             raise RequestError(400, "no files: send one or more images in the multipart field 'files'")
-        names, images, failures = await anyio.to_thread.run_sync(convert_uploads, files, limiter=decoders)
+        names, images, failures, cuts = await anyio.to_thread.run_sync(convert_uploads, files, box, limiter=decoders)
         if len(images):
             assessment = await asyncio.wrap_future(worker.submit(one, images))
         else:
             assessment = answers.assess(one.model, images)
         request.state.model, request.state.images = one.name, len(images)  # for the access log and metrics
         metrics.classified(one.name, len(images), int(np.sum(assessment.unknown)), len(failures))
-        doc = document(one, names, images, assessment, failures, top_k)  # small: a thread hop would cost more
+        doc = add_cutouts(document(one, names, images, assessment, failures, top_k), cuts)  # small: no thread hop
         if explain and len(images):  # only on request: answers without it never pay for gradients
             maps = await asyncio.wrap_future(worker.submit(("explain", one), images))
             doc = await anyio.to_thread.run_sync(explanations.add_heat_maps, doc, images, maps, limiter=decoders)

@@ -45,12 +45,29 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class GracefulShutdown:
+    """Mixed into uvicorn's protocol: it closes a connection with no request under way at once when the server
+    stops; one accepted just before the socket closed may have its request on the way: SHUTDOWN_GRACE to arrive."""
+
+    def shutdown(self):
+        if self.cycle is None or self.cycle.response_complete:
+            self.loop.call_later(SHUTDOWN_GRACE, self._close_unless_busy)
+        else:
+            super().shutdown()
+
+    def _close_unless_busy(self):
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+        else:
+            self.cycle.keep_alive = False  # a request arrived: answered, then the connection closes
+
+
 @functools.cache
 def bounded(base):
     """A subclass of uvicorn's httptools protocol `base` with the head limits (one class per base)."""
     import httptools
 
-    class BoundedHttpTools(base):
+    class BoundedHttpTools(GracefulShutdown, base):
         __qualname__ = "BoundedHttpTools"
 
         def __init__(self, *args, **kwargs):
@@ -78,20 +95,6 @@ def bounded(base):
             if size > MAX_HEAD_BYTES or count > MAX_HEADERS:
                 self.refused = f"request head over the limits ({MAX_HEAD_BYTES:,} bytes, {MAX_HEADERS} headers)"
                 raise HeadTooLarge(self.refused)
-
-        def shutdown(self):
-            """uvicorn closes a connection with no request under way at once when it stops; one accepted just
-            before the socket closed may have its request on the way: it gets SHUTDOWN_GRACE to arrive."""
-            if self.cycle is None or self.cycle.response_complete:
-                self.loop.call_later(SHUTDOWN_GRACE, self._close_unless_busy)
-            else:
-                super().shutdown()
-
-        def _close_unless_busy(self):
-            if self.cycle is None or self.cycle.response_complete:
-                self.transport.close()
-            else:
-                self.cycle.keep_alive = False  # a request arrived: answered, then the connection closes
 
         def data_received(self, data):  # uvicorn's own, with the refusal
             if self.refused is not None:
