@@ -141,6 +141,7 @@ def test_the_heat_map_appears_when_asked(browser, server, serve_items, tmp_path)
 def test_a_drawn_box_changes_what_the_model_sees(browser, server, serve_run, serve_items, tmp_path):
     """Two garments in one photo on a graded cloth: a box drawn around each (pointer events) gives its own cut-out,
     28x28 preview and answer, the ones `fmnist predict --box` gives."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -159,7 +160,7 @@ def test_a_drawn_box_changes_what_the_model_sees(browser, server, serve_run, ser
     photo.save(path)
     model = checkpoint.load(serve_run / "cnn")[0]
     browser.get(server.url + "/")
-    wait = WebDriverWait(browser, 20)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))  # a card redrawn
     wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
     Select(browser.find_element(By.ID, "model")).select_by_value("cnn")
     browser.find_element(By.ID, "files").send_keys(str(path))
