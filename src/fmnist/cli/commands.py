@@ -92,7 +92,7 @@ def evaluation_table(results, split):
 
 
 def cmd_compare(args):
-    from fmnist.jobs import compare
+    from fmnist.jobs import compare, edits
     from fmnist.jobs import settings as run_settings
     from fmnist.report import compose
     from fmnist.report import seeds as seeds_report
@@ -105,6 +105,8 @@ def cmd_compare(args):
     def setup_for(seed):
         keys = {"subset": plan["subset"], "preset": plan["preset"], "threads": args.threads}
         keys["device"] = plan.get("device", "cpu")
+        if plan.get("labels"):  # --exclude-labels / --relabel, the file checked against its recorded checksum
+            keys["labels"] = edits.reread(plan["labels"])
         if args.tensorboard:  # one group per compare: DIR/<out name>/<model>-seed<S>
             keys["tensorboard"] = str(Path(args.tensorboard) / Path(out).resolve().name)
         return run_settings.build(dataset, seed=seed, progress=not args.no_progress, **keys)
@@ -148,6 +150,12 @@ def cmd_tune(args):
     done = len(study.get_trials(deepcopy=False, states=tune.FINISHED))
     print(f"study {name!r}: {done} finished trials; best: trial {top.number}, validation accuracy {top.value:.4f}")
     print(f"report: {page}\ntrain it with:\n{top.user_attrs['command']}")
+
+
+def cmd_audit(args):
+    from fmnist.cli import audit
+
+    return audit.cmd_audit(args)
 
 
 def cmd_evaluate(args):
@@ -235,6 +243,12 @@ def answers_line(pred):
 def cmd_serve(args):
     from fmnist.rundir import checkpoint
 
+    if getattr(args, "review", None):  # the review page (fmnist.serve.review), with or without a run's models
+        from fmnist.cli import audit
+
+        return audit.cmd_serve_review(args)
+    if args.run_dir is None:
+        raise UserError("fmnist serve: give RUN_DIR, --review AUDIT_DIR, or both")
     checkpoint.models_of(args.run_dir)  # a wrong path fails in one line now, not after the app's imports
     try:
         from fmnist.serve import app, operate

@@ -312,14 +312,17 @@ def quiet_image_warnings():
     warnings.filterwarnings("ignore", module=r"(PIL|fmnist\.data\.images)(\.|$)")
 
 
-def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), access=operate.OPEN):
+def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), access=operate.OPEN, routers=()):
     """Load and verify the run, then serve until Ctrl-C or SIGTERM. runtime: (torch or onnx, torch's device);
-    access: API keys and their rate (fmnist.serve.operate.Access)."""
+    access: API keys and their rate (fmnist.serve.operate.Access); routers: more routes (the review page of
+    `fmnist serve --review`, fmnist.serve.review)."""
     operation = operate.operation_for(access, lambda: load_run(run_dir, runtime), host)
     served, default = load_run(run_dir, runtime)
     quiet_image_warnings()
     sock = listen(host, port)
     app = create_app(served, default, operation=operation)
+    for routes in routers:
+        app.include_router(routes)
     shown_host = f"[{host}]" if ":" in host else host
     names = ", ".join(name + (" (default)" if name == default else "") for name in served)
     print(
