@@ -284,6 +284,10 @@ def add_result_commands(subparsers):
         help="what runs the models: torch, or onnxruntime on the exported graph (pip install 'fmnist[onnx]')",
     )
     add_device_option(srv, "torch runs the models (--runtime torch)")
+    srv.add_argument("--api-key-file", metavar="FILE", help="callers need one of its keys (one per line) as Bearer")
+    srv.add_argument(
+        "--rate-limit", type=float, default=20.0, metavar="R", help="requests a second per key, bursts of 2R (20)"
+    )
     srv.set_defaults(func=commands.cmd_serve)
 
     exp = subparsers.add_parser("export", help="write a run's models as ONNX graphs that take uint8 images")

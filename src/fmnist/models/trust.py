@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from safetensors.numpy import save as safetensors_bytes
 
 from fmnist.data.dataset import normalise_flat
 from fmnist.errors import UserError
@@ -152,7 +153,7 @@ def save(model, folder):
     arrays = {f"{p}.{k}": np.ascontiguousarray(v) for p, g in trust["gaussians"].items() for k, v in g.items()}
     if arrays:
         with atomic_path(folder / ARRAYS) as tmp:
-            save_file(arrays, str(tmp))
+            tmp.write_bytes(safetensors_bytes(arrays))  # a full disk: an OSError (save_file raises its own error)
 
 
 def load(model, folder):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES, NUM_CLASSES
 from fmnist.errors import UserError
-from fmnist.files import atomic_path
+from fmnist.files import atomic_path, fitting_name
 from fmnist.models import trust
 from fmnist.models.contracts import Classifier
 from fmnist.predict import segment
@@ -146,7 +146,7 @@ def save_preprocessed(predictions: Iterable[Prediction], folder: str | Path) -> 
     written, used = [], set()
     for pred in predictions:
         stem, number = pred.path.stem, 1
-        while (name := stem + (f"-{number}" if number > 1 else "") + ".png") in used:
+        while (name := fitting_name(stem, (f"-{number}" if number > 1 else "") + ".png")) in used:
             number += 1
         used.add(name)
         with atomic_path(folder / name) as tmp:

@@ -11,10 +11,42 @@ function element(tag, className, text) {
   return node;
 }
 
+// --- API key (serve --api-key-file): asked for once, kept for this tab only (sessionStorage), sent as Bearer.
+const KEY_ITEM = "fmnist-api-key";
+
+async function authorized(url, options = {}) {
+  const key = sessionStorage.getItem(KEY_ITEM);
+  const headers = key ? { Authorization: `Bearer ${key}` } : {};
+  const response = await fetch(url, { ...options, headers: { ...(options.headers || {}), ...headers } });
+  if (response.status === 401) {
+    sessionStorage.removeItem(KEY_ITEM);
+    document.getElementById("key-form").hidden = false;
+  }
+  return response;
+}
+
+function askForKey() {
+  const form = document.getElementById("key-form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY_ITEM, document.getElementById("api-key").value.trim());
+    document.getElementById("api-key").value = "";
+    form.hidden = true;
+    showModels();
+  });
+}
+// --- end of the API key
+
+function showModels() {
+  loadModels().catch((error) => document.getElementById("status").textContent = `cannot list the models (${error})`);
+}
+
 async function loadModels() {
   const select = document.getElementById("model");
-  const response = await fetch("/models");
+  const response = await authorized("/models");
+  if (response.status === 401) return;  // the key form is shown; it loads the models once a key is given
   const info = await response.json();
+  select.replaceChildren();
   for (const model of info.models) {
     const option = element("option", "", `${model.name} (test ${(100 * model.test_accuracy).toFixed(1)}%)`);
     option.value = model.name;
@@ -104,7 +136,7 @@ async function reclassify(card, file, box) {  // the same photo again, with the 
   const form = formFor([file]);
   form.append("box", box.join(","));
   try {
-    const answer = await (await fetch("/predict", { method: "POST", body: form })).json();
+    const answer = await (await authorized("/predict", { method: "POST", body: form })).json();
     const prediction = (answer.predictions || [])[0];
     const failure = (answer.errors || [])[0];
     card.replaceWith(prediction ? showPrediction(prediction, file, answer.model, box)
@@ -138,7 +170,7 @@ async function classify(files) {
     const form = formFor(group);
     let answer;
     try {
-      const response = await fetch("/predict", { method: "POST", body: form });
+      const response = await authorized("/predict", { method: "POST", body: form });
       answer = await response.json();
     } catch (error) {
       results.prepend(showError(`the server did not answer (${error})`));
@@ -165,7 +197,8 @@ function setUp() {
     drop.classList.remove("over");
     classify([...event.dataTransfer.files].filter((file) => file.type.startsWith("image/") || !file.type));
   });
-  loadModels().catch((error) => document.getElementById("status").textContent = `cannot list the models (${error})`);
+  askForKey();
+  showModels();
 }
 
 setUp();
