@@ -32,7 +32,7 @@ from fmnist.jobs import compare as compare_runs
 from fmnist.jobs import settings, train
 from fmnist.models import registry, trust
 from fmnist.models.contracts import Classifier
-from fmnist.predict import answers, images
+from fmnist.predict import answers, images, sets
 from fmnist.predict.explain import attribute as explain_module
 from fmnist.report import attributions, plots, tables
 from fmnist.report import trust as trust_report
@@ -66,6 +66,7 @@ __all__ = [
     "predict",
     "predict_image",
     "prediction_figure",
+    "prediction_sets",
     "probabilities",
     "table",
     "templates",
@@ -232,6 +233,23 @@ def assess(model: Model, images: np.ndarray) -> trust.Assessment:
 def predict(model: Model, images: np.ndarray) -> np.ndarray:
     """Predicted class indices int64 (N,) for uint8 images (N, 28, 28); CLASS_NAMES[i] names class i."""
     return probabilities(model, images).argmax(axis=1)
+
+
+def prediction_sets(model: Model, images: np.ndarray, coverage: float = sets.DEFAULT) -> np.ndarray:
+    """Prediction sets bool (N, 10) for uint8 images (N, 28, 28): row i marks the classes that, for images like the
+    validation ones, hold the true class at least `coverage` of the time for every class (class-conditional split
+    conformal; any level in (0, 1) from the scores `fit` stored, no refit). A row is never empty. A mask rather
+    than lists of names: `mask[np.arange(n), labels].mean()` is the coverage and `mask.sum(1)` the sizes;
+    `[CLASS_NAMES[c] for c in np.flatnonzero(row)]` names one."""
+    try:
+        level = sets.coverage_value(coverage)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    classifier = _trained(model)
+    mask = sets.mask(classifier, answers.probabilities(classifier, _images(images)), level)
+    if mask is None:
+        raise UserError(f"{model.name}: no prediction sets (made by an older fmnist); api.fit it again")
+    return mask
 
 
 def _images(images: np.ndarray) -> np.ndarray:

@@ -178,12 +178,16 @@ def cmd_report(args):
 def cmd_predict(args):
     from fmnist.jobs import train
     from fmnist.models import registry
-    from fmnist.predict import answers
+    from fmnist.predict import answers, sets
     from fmnist.rundir import checkpoint
 
+    try:
+        coverage = sets.coverage_value(args.coverage, "--coverage")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     model, manifest = checkpoint.load(args.model, calibrated=True)
     model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
-    predictions, failures = answers.predict_files(model, args.inputs, args.top_k)
+    predictions, failures = answers.predict_files(model, args.inputs, args.top_k, coverage=coverage)
     if args.json:
         print(answers.format_json(predictions, failures))
     elif predictions:

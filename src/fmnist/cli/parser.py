@@ -206,6 +206,11 @@ def add_result_commands(subparsers):
     pred.add_argument("model", metavar="MODEL", help="a run directory (or its checkpoint.json) of any model")
     pred.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+", help="image files or folders of images")
     pred.add_argument("--top-k", type=int, default=3, help="how many classes to list per image (default: 3)")
+    pred.add_argument(
+        "--coverage",
+        default="0.95",
+        help="the prediction set's level: it holds the true class this often (default 0.95)",
+    )
     pred.add_argument("--json", action="store_true", help="print one JSON document (errors included)")
     pred.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
     add_device_option(pred, "a torch model predicts")

@@ -1,4 +1,5 @@
-"""A model's answers about people's images: calibrated probabilities, top-k, and their text and JSON forms.
+"""A model's answers about people's images: calibrated probabilities, top-k, the prediction set (fmnist.predict.sets)
+and their text and JSON forms.
 
 Used by `fmnist predict`, the server and the API alike, so that every answer is worded the same.
 """
@@ -17,6 +18,7 @@ from fmnist.errors import UserError
 from fmnist.files import atomic_path
 from fmnist.models import trust
 from fmnist.models.contracts import Classifier
+from fmnist.predict import sets
 from fmnist.predict.images import (
     MAX_BYTES,
     MAX_PIXELS,
@@ -36,6 +38,8 @@ class Prediction:
     top: tuple[tuple[int, float], ...]  # ((class index, probability), ...), most probable first
     unknown: bool = False  # the image does not look like any Fashion-MNIST class (fmnist.models.trust)
     ood_score: float | None = None  # higher: less like clothing; None for a model without an unknown rule
+    set: tuple[int, ...] = ()  # the prediction set's classes, most probable first; () for a model without sets
+    coverage: float | None = None  # the set's level
 
     @property
     def file(self) -> str:
@@ -57,14 +61,32 @@ def probabilities(model: Classifier, images: np.ndarray, batch_size: int = 256) 
 
 
 def ranked(
-    assessment: trust.Assessment, names: Iterable[str | Path], images: Iterable[np.ndarray], top_k: int
+    assessment: trust.Assessment,
+    names: Iterable[str | Path],
+    images: Iterable[np.ndarray],
+    top_k: int,
+    set_mask: np.ndarray | None = None,
+    coverage: float | None = None,
 ) -> list[Prediction]:
-    """One Prediction per image: its top-k classes, the unknown verdict and the OOD score."""
+    """One Prediction per image: its top-k classes, the unknown verdict, the OOD score and, given a set mask
+    (bool (N, 10), fmnist.predict.sets.mask) at `coverage`, its prediction set."""
     order = np.argsort(-assessment.probs, axis=1, kind="stable")[:, :top_k]
+    probs = assessment.probs
+    members = (
+        [()] * len(probs) if set_mask is None else [sets.ordered(m, p) for m, p in zip(set_mask, probs, strict=True)]
+    )
+    level = None if set_mask is None else coverage
     return [
-        Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in best), bool(unknown), _score(score))
-        for name, image, p, best, unknown, score in zip(
-            names, images, assessment.probs, order, assessment.unknown, assessment.ood_score, strict=True
+        Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in best), bool(unknown), _score(score), *one)
+        for name, image, p, best, unknown, score, one in zip(
+            names,
+            images,
+            probs,
+            order,
+            assessment.unknown,
+            assessment.ood_score,
+            [(m, level) for m in members],
+            strict=True,
         )
     ]
 
@@ -80,8 +102,10 @@ def predict_files(
     *,
     max_bytes: int = MAX_BYTES,
     max_pixels: int = MAX_PIXELS,
+    coverage: float = sets.DEFAULT,
 ) -> tuple[list[Prediction], list[ImageError]]:
-    """Files and folders -> (list of Prediction in input order, list of ImageError). Never stops at a bad file."""
+    """Files and folders -> (list of Prediction in input order, list of ImageError). Never stops at a bad file.
+    Each answer carries its prediction set at `coverage` where the model has fitted sets."""
     if not 1 <= top_k <= NUM_CLASSES:
         raise UserError(f"--top-k {top_k}: must be between 1 and {NUM_CLASSES}")
     files, failures = collect_inputs(paths)
@@ -95,22 +119,26 @@ def predict_files(
         kept.append(path)
     if not kept:
         return [], failures
-    return ranked(assess(model, np.stack(images)), kept, images, top_k), failures
+    assessment = assess(model, np.stack(images))
+    set_mask = sets.mask(model, assessment.probs, coverage)
+    return ranked(assessment, kept, images, top_k, set_mask, coverage), failures
 
 
 UNKNOWN_TEXT = "does not look like any Fashion-MNIST class"
 
 
 def format_text(predictions: Iterable[Prediction]) -> str:
-    """One line per file: `FILE: CLASS 93.1%` and, for top-k > 1, the ranked alternatives; an unknown image
-    says so first (`FILE: unknown — does not look like any Fashion-MNIST class (closest: ...)`)."""
+    """One line per file: `FILE: CLASS 93.1%`, the prediction set (`— Shirt or T-shirt/top (95 %)`) and, for
+    top-k > 1, the ranked alternatives; an unknown image says so first (`FILE: unknown — does not look like any
+    Fashion-MNIST class (closest: ...)`), its set after."""
     lines = []
     for pred in predictions:
         top = [f"{CLASS_NAMES[c]} {p:.1%}" for c, p in pred.top]
+        among = f" — {sets.words(pred.set, pred.coverage)}" if pred.set and pred.coverage else ""
         if pred.unknown:
-            lines.append(f"{pred.file}: unknown — {UNKNOWN_TEXT} (closest: {', '.join(top)})")
+            lines.append(f"{pred.file}: unknown — {UNKNOWN_TEXT} (closest: {', '.join(top)}){among}")
             continue
-        line = f"{pred.file}: {top[0]}"
+        line = f"{pred.file}: {top[0]}{among}"
         lines.append(line + (f"  (top {len(top)}: {', '.join(top)})" if len(top) > 1 else ""))
     return "\n".join(lines)
 
@@ -125,6 +153,7 @@ def as_json(predictions: Iterable[Prediction], failures: Iterable[ImageError]) -
         "predictions": [
             {"file": pred.file, **one(*pred.top[0]), "top_k": [one(c, p) for c, p in pred.top]}
             | {"unknown": pred.unknown, "ood_score": pred.ood_score}
+            | (sets.as_json(pred.set, pred.coverage) if pred.set and pred.coverage else {})
             for pred in predictions
         ],
         "errors": [{"file": exc.file, "error": exc.reason} for exc in failures],

@@ -29,7 +29,7 @@ from PIL import Image
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import shown
-from fmnist.predict import answers, explanations
+from fmnist.predict import answers, explanations, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
 from fmnist.serve import limits
@@ -57,6 +57,7 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                         "model": {"type": "string", "description": "a name from GET /models (default: the best)"},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
                         "explain": {"type": "integer", "enum": [0, 1], "default": 0, "description": "heat maps"},
+                        "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
                     },
                 }
             }
@@ -126,11 +127,16 @@ def convert_uploads(files):
 
 
 def request_options(served, default, options):
-    """The model and top-k a request asks for (form fields or query parameters); RequestError if unusable."""
+    """The model, top-k and set coverage a request asks for (form fields or query parameters); RequestError if
+    unusable."""
     name = options.get("model") or default
     if name not in served:
         raise RequestError(400, f"model {shown(name)}: not in this run (choose from {', '.join(served)})")
-    return served[name], whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
+    try:
+        coverage = sets.coverage_value(options.get("coverage") or sets.DEFAULT)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+    return served[name], whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES)), coverage
 
 
 def infer(served, key, images):
@@ -148,9 +154,12 @@ def wants_explanation(options):
     return value in ("1", "true")
 
 
-def document(served, names, images, assessment, failures, top_k):
-    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG."""
-    results = answers.ranked(assessment, names, images, top_k)
+def document(served, names, images, assessment, failures, asked):
+    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG; asked: the
+    request's (top-k, set coverage)."""
+    top_k, coverage = asked
+    set_mask = sets.mask(served.model, assessment.probs, coverage)
+    results = answers.ranked(assessment, names, images, top_k, set_mask, coverage)
     doc = {"model": served.name, **answers.as_json(results, failures)}
     for entry, image in zip(doc["predictions"], images, strict=True):
         entry["image_png"] = png_base64(image)
@@ -200,7 +209,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         uploads = await read_multipart(request.headers, request.stream(), max_body=max_body, max_files=max_files)
         fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
         options = {**request.query_params, **fields}
-        one, top_k = request_options(served, default, options)
+        one, top_k, coverage = request_options(served, default, options)
         explain = wants_explanation(options)
         files = [u for u in uploads if u.filename is not None]
         if not files:
@@ -210,7 +219,9 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
             assessment = await asyncio.wrap_future(worker.submit(one.name, images))
         else:
             assessment = answers.assess(one.model, images)
-        doc = document(one, names, images, assessment, failures, top_k)  # small: a thread hop would cost more
+        doc = document(
+            one, names, images, assessment, failures, (top_k, coverage)
+        )  # small: a thread hop would cost more
         if explain and len(images):  # only on request: answers without it never pay for gradients
             maps = await asyncio.wrap_future(worker.submit(("explain", one.name), images))
             doc = await anyio.to_thread.run_sync(explanations.add_heat_maps, doc, images, maps, limiter=decoders)

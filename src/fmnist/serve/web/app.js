@@ -49,7 +49,16 @@ function showPrediction(prediction, file, model) {
     row.append(element("span", "name", ranked.class), bar, element("span", "pct", (100 * ranked.probability).toFixed(1) + "%"));
     bars.append(row);
   }
+  if (prediction.set) showSet(card.querySelector(".set"), prediction.set, prediction.coverage);
   return card;
+}
+
+// The prediction set in words: "Shirt or T-shirt/top — 95 % sure the answer is among these".
+function showSet(node, names, coverage) {
+  const joined = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " or " + names[names.length - 1];
+  const among = names.length === 1 ? "that this is the answer" : "the answer is among these";
+  node.textContent = `${joined} — ${+(100 * coverage).toPrecision(4)} % sure ${among}`;
+  node.hidden = false;
 }
 
 function showError(message) {
@@ -68,6 +77,7 @@ async function classify(files) {
     group.forEach((file) => form.append("files", file, file.name));
     form.append("model", document.getElementById("model").value);
     form.append("top_k", document.getElementById("top-k").value);
+    form.append("coverage", document.getElementById("coverage").value);
     if (document.getElementById("explain").checked) form.append("explain", "1");
     let answer;
     try {
