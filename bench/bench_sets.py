@@ -56,7 +56,7 @@ def halves_figures(probs, labels, score, halves):
                 "class": conformal.class_thresholds(per_class, level),
             }
             for kind, threshold in thresholds.items():
-                mask = conformal.sets_from_scores(scores[held], threshold, probs[held])
+                mask = conformal.sets_from_scores(scores[held], threshold)
                 each[kind, level].append(conformal.summary(mask, labels[held]))
     for (kind, level), rows in each.items():
         out[kind][f"{level:.2f}"] = {
@@ -64,6 +64,7 @@ def halves_figures(probs, labels, score, halves):
             "min_class_coverage": float(np.mean([min(r["per_class"]) for r in rows])),
             "mean_size": float(np.mean([r["mean_size"] for r in rows])),
             "single": float(np.mean([r["single"] for r in rows])),
+            "empty": float(np.mean([r["empty"] for r in rows])),
         }
     return out
 

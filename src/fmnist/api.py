@@ -238,7 +238,8 @@ def predict(model: Model, images: np.ndarray) -> np.ndarray:
 def prediction_sets(model: Model, images: np.ndarray, coverage: float = sets.DEFAULT) -> np.ndarray:
     """Prediction sets bool (N, 10) for uint8 images (N, 28, 28): row i marks the classes that, for images like the
     validation ones, hold the true class at least `coverage` of the time for every class (class-conditional split
-    conformal; any level in (0, 1) from the scores `fit` stored, no refit). A row is never empty. A mask rather
+    conformal; any level in (0, 1) from the scores `fit` stored, no refit). A row may be empty: no class is
+    typical enough at that level. A mask rather
     than lists of names: `mask[np.arange(n), labels].mean()` is the coverage and `mask.sum(1)` the sizes;
     `[CLASS_NAMES[c] for c in np.flatnonzero(row)]` names one."""
     try:

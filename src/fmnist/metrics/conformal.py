@@ -15,7 +15,8 @@ Scores, from probabilities p (N, C) (temperature-scaled softmax), for every clas
     aps    the total probability of the classes ranked at or above y (adaptive prediction sets, Romano et al.
            2020), deterministic: no random tie-breaking, so the CLI, the server and the ONNX graph agree
     raps   aps + λ · max(0, rank(y) − k_reg) (regularised APS, Angelopoulos et al. 2021), rank counted from 1
-A class whose score ties the threshold is in the set.
+A class whose score ties the threshold is in the set. Sets are not forced to hold the most probable class: that
+would only add coverage the level does not ask for (measured: 96.6 % instead of 95 % for the cnn).
 """
 
 import math
@@ -94,14 +95,11 @@ def max_coverage(per_class):
     return smallest / (smallest + 1)
 
 
-def sets_from_scores(scores, thresholds, nonempty_probs=None):
+def sets_from_scores(scores, thresholds):
     """Prediction sets as a bool mask (N, C): class y of image i is in when scores[i, y] ≤ thresholds[y] (a
-    scalar threshold applies to every class). nonempty_probs (N, C): also put each image's most probable class
-    in (it can only add coverage; an empty set would tell a person nothing the unknown verdict does not)."""
-    mask = np.asarray(scores) <= np.asarray(thresholds, dtype=np.float64)
-    if nonempty_probs is not None:
-        mask[np.arange(len(mask)), np.argmax(nonempty_probs, axis=1)] = True
-    return mask
+    scalar threshold applies to every class). A set may be empty: no class is typical enough at the level (with
+    class-conditional thresholds, most often an image unlike every class's calibration images)."""
+    return np.asarray(scores) <= np.asarray(thresholds, dtype=np.float64)
 
 
 def summary(mask, labels):
@@ -116,4 +114,5 @@ def summary(mask, labels):
         "per_class": per_class,
         "mean_size": float(sizes.mean()),
         "single": float((sizes == 1).mean()),
+        "empty": float((sizes == 0).mean()),
     }

@@ -35,10 +35,9 @@ def thresholds(record, coverage=DEFAULT):
 
 
 def mask(record, probs, coverage=DEFAULT):
-    """Prediction sets as a bool mask (N, C) for calibrated probabilities (N, C); never empty (the most probable
-    class is always in)."""
+    """Prediction sets as a bool mask (N, C) for calibrated probabilities (N, C) (a row may be empty)."""
     scores = conformal.class_scores(probs, record["score"])
-    return conformal.sets_from_scores(scores, thresholds(record, coverage), probs)
+    return conformal.sets_from_scores(scores, thresholds(record, coverage))
 
 
 def figures(record, probs, labels):

@@ -38,8 +38,8 @@ class Prediction:
     top: tuple[tuple[int, float], ...]  # ((class index, probability), ...), most probable first
     unknown: bool = False  # the image does not look like any Fashion-MNIST class (fmnist.models.trust)
     ood_score: float | None = None  # higher: less like clothing; None for a model without an unknown rule
-    set: tuple[int, ...] = ()  # the prediction set's classes, most probable first; () for a model without sets
-    coverage: float | None = None  # the set's level
+    set: tuple[int, ...] = ()  # the prediction set's classes, most probable first (it may be empty)
+    coverage: float | None = None  # the set's level; None for a model without fitted sets
 
     @property
     def file(self) -> str:
@@ -134,7 +134,7 @@ def format_text(predictions: Iterable[Prediction]) -> str:
     lines = []
     for pred in predictions:
         top = [f"{CLASS_NAMES[c]} {p:.1%}" for c, p in pred.top]
-        among = f" — {sets.words(pred.set, pred.coverage)}" if pred.set and pred.coverage else ""
+        among = f" — {sets.words(pred.set, pred.coverage)}" if pred.coverage is not None else ""
         if pred.unknown:
             lines.append(f"{pred.file}: unknown — {UNKNOWN_TEXT} (closest: {', '.join(top)}){among}")
             continue
@@ -153,7 +153,7 @@ def as_json(predictions: Iterable[Prediction], failures: Iterable[ImageError]) -
         "predictions": [
             {"file": pred.file, **one(*pred.top[0]), "top_k": [one(c, p) for c, p in pred.top]}
             | {"unknown": pred.unknown, "ood_score": pred.ood_score}
-            | (sets.as_json(pred.set, pred.coverage) if pred.set and pred.coverage else {})
+            | (sets.as_json(pred.set, pred.coverage) if pred.coverage is not None else {})
             for pred in predictions
         ],
         "errors": [{"file": exc.file, "error": exc.reason} for exc in failures],

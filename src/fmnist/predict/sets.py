@@ -58,8 +58,11 @@ def ordered(row: np.ndarray, probs: np.ndarray) -> tuple[int, ...]:
 
 
 def words(members: Sequence[int], coverage: float) -> str:
-    """ "Shirt or T-shirt/top (95 %)": the set's class names, most probable first, and the level."""
+    """The set in words: its class names, most probable first, and the level ("Shirt or T-shirt/top (95 %)");
+    an empty set is "no class (95 %)"."""
     names = [CLASS_NAMES[c] for c in members]
+    if not names:
+        return f"no class ({percent(coverage)})"
     joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     return f"{joined} ({percent(coverage)})"
 

@@ -15,7 +15,7 @@ TEXT = (
     "A prediction set lists the classes that, for images like the validation ones, hold the true class at least "
     "the stated share of the time, for every class separately (class-conditional split conformal: one threshold "
     "per class from the sorted scores 1 − p(true class) of that class's validation images, at rank "
-    "⌈(n + 1)(1 − α)⌉; the most probable class is always in). The promise is about many images, not one, and "
+    "⌈(n + 1)(1 − α)⌉; an image unlike every class gets an empty set). The promise is about many images, not one, and "
     "only for images exchangeable with the validation ones: the corrupted images and the product photos below "
     "show what happens when they are not."
 )

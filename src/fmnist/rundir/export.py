@@ -108,7 +108,7 @@ class HybridNet(nn.Module):
 class Graph(nn.Module):
     """uint8 images (N, 28, 28) -> (calibrated logits, probabilities, prediction sets), test-time augmentation
     included. thresholds (10,): the LAC sets' class-conditional thresholds (a class is in when 1 - p ≤ its
-    threshold; the most probable class always is)."""
+    threshold)."""
 
     def __init__(self, body, tta, temperature, thresholds):
         super().__init__()
@@ -127,8 +127,7 @@ class Graph(nn.Module):
             logits = (logits + (self.pair(down) + self.pair(up)) / 2) / 2
         logits = logits / self.temperature
         probs = torch.softmax(logits, dim=1)
-        top = torch.arange(probs.shape[1]) == probs.argmax(dim=1, keepdim=True)
-        return logits, probs, (1.0 - probs <= self.thresholds) | top
+        return logits, probs, 1.0 - probs <= self.thresholds
 
 
 def temperature(model):

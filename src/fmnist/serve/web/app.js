@@ -55,9 +55,10 @@ function showPrediction(prediction, file, model) {
 
 // The prediction set in words: "Shirt or T-shirt/top — 95 % sure the answer is among these".
 function showSet(node, names, coverage) {
+  const level = `${+(100 * coverage).toPrecision(4)} %`;
   const joined = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " or " + names[names.length - 1];
   const among = names.length === 1 ? "that this is the answer" : "the answer is among these";
-  node.textContent = `${joined} — ${+(100 * coverage).toPrecision(4)} % sure ${among}`;
+  node.textContent = names.length ? `${joined} — ${level} sure ${among}` : `No class fits well enough to name at ${level}`;
   node.hidden = false;
 }
 
