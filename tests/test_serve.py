@@ -16,7 +16,7 @@ from PIL import Image
 
 from fmnist.cli.parser import main
 from fmnist.data.dataset import CLASS_NAMES
-from fmnist.predict import answers, images
+from fmnist.predict import answers, segment
 from fmnist.rundir import checkpoint
 from serve_helpers import SERVE_MODELS, bomb, encoded, garment, noise, product_photo, running_server
 
@@ -37,7 +37,7 @@ def models(serve_run):
 
 def expected(model, content):
     """What the model says about an image in this process: (28x28 image, probabilities)."""
-    image = images.to_fashion_mnist(images.load_image("x", content=content))
+    image = segment.convert_file("x", content=content).image
     return image, answers.probabilities(model, image[None])[0]
 
 

@@ -1,6 +1,7 @@
 """The page at / in a real browser: Debian's chromium, headless, driven by Selenium through chromium-driver."""
 
 import base64
+import io
 import os
 import shutil
 from pathlib import Path
@@ -140,3 +141,63 @@ def test_the_heat_map_appears_when_asked(browser, server, serve_items, tmp_path)
     browser.save_screenshot(str(tmp_path / "explain.png"))
     if shot := os.environ.get("FMNIST_EXPLAIN_SCREENSHOT"):
         shutil.copy(tmp_path / "explain.png", shot)
+
+
+def test_a_drawn_box_changes_what_the_model_sees(browser, server, serve_run, serve_items, tmp_path):
+    """Two garments in one photo on a graded cloth: a box drawn around each (pointer events) gives its own cut-out,
+    28x28 preview and answer, the ones `fmnist predict --box` gives."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from fmnist.predict import composites, segment
+
+    images, labels = serve_items
+    pair = [images[np.flatnonzero(labels == c)[0]] for c in (1, 8)]  # a trouser and a bag
+    rng = np.random.default_rng(1)
+    photo = Image.new("RGB", (600, 300))
+    for i, item in enumerate(pair):
+        half, _ = composites.place(composites.gradient(rng, (300, 300)), item, rng)
+        photo.paste(half, (300 * i, 0))
+    path = tmp_path / "two.png"
+    photo.save(path)
+    model = checkpoint.load(serve_run / "cnn")[0]
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 20)
+    wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+    Select(browser.find_element(By.ID, "model")).select_by_value("cnn")
+    browser.find_element(By.ID, "files").send_keys(str(path))
+    answers_seen = []
+    for box in ((0, 0, 300, 300), (300, 0, 600, 300)):
+        card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
+        img = card.find_element(By.CSS_SELECTOR, "img.original")
+        wait.until(
+            lambda _, img=img: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+        )
+        before = card.find_element(By.CSS_SELECTOR, "img.preview").get_attribute("src")
+        scale = img.size["width"] / 600  # the photo is shown 224 pixels wide; offsets are from its centre
+        start = (round((box[0] + 6 - 300) * scale), round((box[1] + 6 - 150) * scale))
+        ActionChains(browser).move_to_element_with_offset(img, *start).click_and_hold().move_by_offset(
+            round((box[2] - box[0] - 12) * scale), round((box[3] - box[1] - 12) * scale)
+        ).release().perform()
+        wait.until(
+            lambda driver, before=before: (
+                driver.find_element(By.CSS_SELECTOR, "img.preview").get_attribute("src") != before
+            )
+        )
+        card = browser.find_element(By.CSS_SELECTOR, ".result")
+        assert card.find_element(By.CSS_SELECTOR, ".cutout-figure").is_displayed()
+        source = card.find_element(By.CSS_SELECTOR, "img.preview").get_attribute("src")
+        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(source.removeprefix("data:image/png;base64,")))))
+        drawn = tuple(int(v) for v in card.get_attribute("data-box").split(","))
+        assert all(
+            abs(a - b) <= 8 for a, b in zip(drawn, (box[0] + 6, box[1] + 6, box[2] - 6, box[3] - 6), strict=True)
+        )
+        np.testing.assert_array_equal(shown, segment.convert_file(path, box=drawn).image)
+        probs = answers.probabilities(model, shown[None])[0]
+        name = card.find_element(By.CSS_SELECTOR, ".class-name").text
+        assert name in (CLASS_NAMES[int(np.argmax(probs))], "Unknown")
+        answers_seen.append((shown, card.find_element(By.CSS_SELECTOR, ".bars li .name").text))
+    assert np.abs(answers_seen[0][0].astype(int) - answers_seen[1][0]).mean() > 10
+    assert answers_seen[0][1] != answers_seen[1][1]  # the trouser's box and the bag's box: different answers

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from fmnist.models import trust
-from fmnist.predict import images
+from fmnist.predict import segment
 from fmnist.rundir import checkpoint
 from serve_helpers import encoded, noise
 
@@ -25,7 +25,7 @@ def test_every_result_says_unknown_and_its_score(server, serve_run, serve_items)
     assert entries["noise.png"]["unknown"] is True
     assert sum(entries[f"item-{i}.png"]["unknown"] for i in range(12)) <= 2  # about 5 % of clothing is
     model, _ = checkpoint.load(serve_run / "cnn")
-    seen = np.stack([images.to_fashion_mnist(images.load_image(name, content=data)) for name, data in uploads])
+    seen = np.stack([segment.convert_file(name, content=data).image for name, data in uploads])
     mine = trust.assess(model, seen)
     got = np.array([entries[name]["ood_score"] for name, _ in uploads])
     np.testing.assert_allclose(got, mine.ood_score, atol=1e-3)

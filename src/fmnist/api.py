@@ -285,13 +285,17 @@ def vectors(images: np.ndarray, splits: data.Splits) -> np.ndarray:
     return data.normalise_flat(_images(images), splits.mean, splits.std)
 
 
-def predict_image(model: Model, path: str | Path, top_k: int = 3) -> answers.Prediction:
-    """Classify an image file (any format Pillow reads), converted to 28x28 the way Fashion-MNIST was made.
+def predict_image(
+    model: Model, path: str | Path, top_k: int = 3, box: tuple[int, int, int, int] | None = None
+) -> answers.Prediction:
+    """Classify an image file (any format Pillow reads), converted to 28x28 the way Fashion-MNIST was made
+    (a photo that is not a plain-background product shot has its garment cut out first).
 
-    Returns a `fmnist.predict.answers.Prediction`: path, image (the uint8 (28, 28) the model saw) and top, the
-    ((class index, probability), ...) most probable first.
+    box: (x0, y0, x1, y1), where the garment is, in the photo's pixels. Returns a
+    `fmnist.predict.answers.Prediction`: path, image (the uint8 (28, 28) the model saw), top, the
+    ((class index, probability), ...) most probable first, and cutout (the garment on white, or None).
     """
-    predictions, failures = answers.predict_files(_trained(model), [path], top_k)
+    predictions, failures = answers.predict_files(_trained(model), [path], top_k, box=box)
     if failures:
         raise failures[0]
     return predictions[0]

@@ -92,7 +92,7 @@ def evaluation_table(results, split):
 
 
 def cmd_compare(args):
-    from fmnist.jobs import compare
+    from fmnist.jobs import compare, edits
     from fmnist.jobs import settings as run_settings
     from fmnist.report import compose
     from fmnist.report import seeds as seeds_report
@@ -105,6 +105,8 @@ def cmd_compare(args):
     def setup_for(seed):
         keys = {"subset": plan["subset"], "preset": plan["preset"], "threads": args.threads}
         keys["device"] = plan.get("device", "cpu")
+        if plan.get("labels"):  # --exclude-labels / --relabel, the file checked against its recorded checksum
+            keys["labels"] = edits.reread(plan["labels"])
         if args.tensorboard:  # one group per compare: DIR/<out name>/<model>-seed<S>
             keys["tensorboard"] = str(Path(args.tensorboard) / Path(out).resolve().name)
         return run_settings.build(dataset, seed=seed, progress=not args.no_progress, **keys)
@@ -150,6 +152,12 @@ def cmd_tune(args):
     print(f"report: {page}\ntrain it with:\n{top.user_attrs['command']}")
 
 
+def cmd_audit(args):
+    from fmnist.cli import audit
+
+    return audit.cmd_audit(args)
+
+
 def cmd_evaluate(args):
     from fmnist.jobs import train
     from fmnist.report import compose
@@ -178,7 +186,7 @@ def cmd_report(args):
 def cmd_predict(args):
     from fmnist.jobs import train
     from fmnist.models import registry
-    from fmnist.predict import answers, sets
+    from fmnist.predict import answers, segment, sets
     from fmnist.rundir import checkpoint
 
     try:
@@ -187,7 +195,8 @@ def cmd_predict(args):
         raise UserError(str(exc)) from None
     model, manifest = checkpoint.load(args.model, calibrated=True)
     model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
-    predictions, failures = answers.predict_files(model, args.inputs, args.top_k, coverage=coverage)
+    box = segment.parse_box(args.box) if args.box else None
+    predictions, failures = answers.predict_files(model, args.inputs, args.top_k, box=box, coverage=coverage)
     if args.json:
         print(answers.format_json(predictions, failures))
     elif predictions:
@@ -236,6 +245,12 @@ def answers_line(pred):
 def cmd_serve(args):
     from fmnist.rundir import checkpoint
 
+    if getattr(args, "review", None):  # the review page (fmnist.serve.review), with or without a run's models
+        from fmnist.cli import audit
+
+        return audit.cmd_serve_review(args)
+    if args.run_dir is None:
+        raise UserError("fmnist serve: give RUN_DIR, --review AUDIT_DIR, or both")
     checkpoint.models_of(args.run_dir)  # a wrong path fails in one line now, not after the app's imports
     try:
         from fmnist.serve import app

@@ -49,6 +49,19 @@ def add_run_options(parser):
     add_data_options(parser)
 
 
+def add_label_options(parser):
+    """--exclude-labels / --relabel: train on an audited set (fmnist.jobs.edits); recorded with the file's SHA-256."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--exclude-labels",
+        metavar="FILE",
+        help="leave out of training the images a label_issues.csv flags, or a reviews.json marks wrong",
+    )
+    group.add_argument(
+        "--relabel", metavar="FILE", help="train and validate with the labels a reviews.json gives (reviews only)"
+    )
+
+
 def add_report_option(parser):
     parser.add_argument(
         "--no-report",
@@ -140,6 +153,7 @@ def add_training_commands(subparsers):
             metavar="RUN_DIR",
             help="continue a run stopped by Ctrl-C or SIGTERM (or killed) with its own settings, bit for bit",
         )
+        add_label_options(one)
         add_hparam_flags(one, spec)
         one.set_defaults(func=commands.cmd_train)
 
@@ -152,8 +166,34 @@ def add_training_commands(subparsers):
     comp.add_argument("--resume", metavar="OUT", help="continue a stopped compare: skip what finished, resume the rest")
     add_run_options(comp)
     add_report_option(comp)
+    add_label_options(comp)
     comp.set_defaults(func=commands.cmd_compare)
     add_tune_command(subparsers)
+    add_audit_command(subparsers)
+
+
+def add_audit_command(subparsers):
+    aud = subparsers.add_parser("audit", help="which labels look wrong: K-fold out-of-sample probabilities, cleanlab")
+    aud.add_argument(
+        "--model", default="cnn", help="the model each fold trains: linear, mlp, cnn, scratch-mlp (default: cnn)"
+    )
+    aud.add_argument("--folds", type=int, default=5, help="K, stratified and seeded (default: 5)")
+    aud.add_argument("--epochs", type=int, help="cap each fold model at this many epochs (default: the preset's own)")
+    aud.add_argument(
+        "--out",
+        metavar="DIR",
+        default="runs/audit",
+        help="the audit directory; the same command on it continues a stopped audit (default: runs/audit)",
+    )
+    aud.add_argument("--preset", choices=("fast", "best"), default="fast", help="the model's preset (default: fast)")
+    aud.add_argument("--seed", type=int, default=0, help="fixes the folds, the fold models and their data (default: 0)")
+    aud.add_argument("--subset", type=int, metavar="N", help="quick look: the first N training and N/6 test images")
+    aud.add_argument("--threads", type=int, metavar="N", help="torch threads (default: as fmnist train; recorded)")
+    aud.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_option(aud, "the fold models train and predict")
+    add_data_options(aud)
+    add_report_option(aud)
+    aud.set_defaults(func=commands.cmd_audit)
 
 
 def add_tune_command(subparsers):
@@ -206,20 +246,20 @@ def add_result_commands(subparsers):
     pred.add_argument("model", metavar="MODEL", help="a run directory (or its checkpoint.json) of any model")
     pred.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+", help="image files or folders of images")
     pred.add_argument("--top-k", type=int, default=3, help="how many classes to list per image (default: 3)")
-    pred.add_argument(
-        "--coverage",
-        default="0.95",
-        help="the prediction set's level: it holds the true class this often (default 0.95)",
-    )
+    pred.add_argument("--coverage", default="0.95", help="how often the prediction set holds the class (default 0.95)")
     pred.add_argument("--json", action="store_true", help="print one JSON document (errors included)")
     pred.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
+    pred.add_argument("--box", metavar="X0,Y0,X1,Y1", help="where the garment is in the photo (its pixels)")
     add_device_option(pred, "a torch model predicts")
     pred.set_defaults(func=commands.cmd_predict)
 
     add_explain_command(subparsers)
 
     srv = subparsers.add_parser("serve", help="a web page and an HTTP API for a run's models")
-    srv.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
+    srv.add_argument(
+        "run_dir", metavar="RUN_DIR", nargs="?", help="a directory written by fmnist train or fmnist compare"
+    )
+    srv.add_argument("--review", metavar="AUDIT_DIR", help="also the page at /review to check an audit's suspects")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     srv.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
     srv.add_argument(

@@ -39,7 +39,18 @@ def setup_from_flags(args, dataset=None, **extra):
     """The Setup the flags ask for (defaults: seed 0, the full split, the fast preset)."""
     dataset = dataset or load_data(args)
     keys = {"seed": args.seed or 0, "subset": args.subset, "threads": args.threads, "preset": args.preset or "fast"}
+    keys["labels"] = label_edits(args)
     return settings.build(dataset, progress=not args.no_progress, **keys, **logged(args), **extra)
+
+
+def label_edits(args):
+    """The `fmnist.jobs.edits.LabelEdits` that --exclude-labels or --relabel asks for; None without them."""
+    from fmnist.jobs import edits
+
+    for mode, flag in (("exclude", "exclude_labels"), ("relabel", "relabel")):
+        if getattr(args, flag, None):
+            return edits.read(mode, getattr(args, flag))
+    return None
 
 
 def logged(args):
@@ -55,6 +66,7 @@ def _refuse_changes(args, spec):
     """--resume continues with the run's own settings: a flag that would change them is an error."""
     given = [f"--{name.replace('_', '-')}" for name, value in hparam_overrides(args, spec).items() if value is not None]
     given += [f"--{name}" for name in RECORDED if getattr(args, name, None) is not None]
+    given += [f"--{name.replace('_', '-')}" for name in ("exclude_labels", "relabel") if getattr(args, name, None)]
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         given.append("--out")
     if given:
@@ -94,8 +106,8 @@ def compare_plan(args):
     dataset = load_data(args)
     if args.resume:
         given = [
-            f"--{n}"
-            for n in ("models", "seeds", "epochs", "preset", "seed", "subset", "device")
+            f"--{n.replace('_', '-')}"
+            for n in ("models", "seeds", "epochs", "preset", "seed", "subset", "device", "exclude_labels", "relabel")
             if getattr(args, n, None) is not None
         ]
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
@@ -117,6 +129,8 @@ def compare_plan(args):
         "data": dataset.provenance(),
         "device": args.device or "auto",
     }
+    if (edits := label_edits(args)) is not None:
+        plan["labels"] = edits.record()
     for name in plan["models"]:  # every value checked before anything is written
         registry.spec(name).resolve(plan["preset"], {"epochs": plan["epochs"]})
     if devices.explicit(plan["device"]):
@@ -129,8 +143,10 @@ def report_train(model, run, metrics, report=True):
 
     layout.write_test_images(run.out, run.setup.splits)  # kept either way: a later `fmnist report` draws them
     where = f"; report: {compose.build(run.out)[1]}" if report else ""
+    reviewed = metrics.get("test_accuracy_reviewed")
+    also = f" (original labels), {reviewed:.2%} (reviewed labels)" if reviewed is not None else ""
     print(
         f"{model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
-        f" ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"
+        f"{also} ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"
         f"run written to {run.out}{where}"
     )

@@ -295,12 +295,17 @@ def pixel_stats(images):
     return mean, float(np.sqrt(var))
 
 
-def split(dataset, seed, val_fraction=0.2):
-    """Split the 60,000 training images into train / validation; the test set is kept whole."""
-    train_idx, val_idx = stratified_split(dataset.train_labels, seed, val_fraction)
+def split_positions(labels, seed, val_fraction=0.2):
+    """(train, validation) positions in the training IDX file, in the order `split` puts the images."""
+    train_idx, val_idx = stratified_split(labels, seed, val_fraction)
     # A seeded order within train so that `subset` takes a class-mixed sample.
     train_idx = np.random.default_rng([seed, 1]).permutation(train_idx)
-    val_idx = np.random.default_rng([seed, 2]).permutation(val_idx)
+    return train_idx, np.random.default_rng([seed, 2]).permutation(val_idx)
+
+
+def split(dataset, seed, val_fraction=0.2):
+    """Split the 60,000 training images into train / validation; the test set is kept whole."""
+    train_idx, val_idx = split_positions(dataset.train_labels, seed, val_fraction)
     x_train = dataset.train_images[train_idx]
     mean, std = pixel_stats(x_train)
     return Splits(

@@ -55,6 +55,36 @@ def random_erase(x, probability, fill, generator, area=(0.02, 0.25), aspect=(0.3
     return x.masked_fill(mask, fill)
 
 
+# Photometric draws, each log-uniform or uniform per image: how photos of garments differ from the dataset's
+# (a light garment is dim after negation, a flat one low in contrast, a camera's curve bends the levels).
+GAIN = (0.3, 1.0)  # the garment's intensity scaled (lighter garments)
+GAMMA = (0.5, 2.0)  # levels bent
+CONTRAST = (0.3, 1.0)  # remaining contrast around the image's mean
+BRIGHTNESS = (0.0, 0.3)  # added to every pixel
+
+
+def _uniform(u, low, high, log=False):
+    if log:
+        return torch.exp(np.log(low) + (np.log(high) - np.log(low)) * u)
+    return low + (high - low) * u
+
+
+def random_photometric(x, probability, mean, std, generator):
+    """With `probability` per image, change its levels as photos do: garment gain, gamma, contrast, brightness
+    (ranges above), on the [0, 1] intensities behind the normalised tensor (x * std + mean)."""
+    if probability <= 0:
+        return x
+    n = x.shape[0]
+    u = torch.rand(n, 5, generator=generator, device=x.device)[:, :, None, None, None]
+    p = (x * std + mean).clamp(0, 1)
+    p = p * _uniform(u[:, 1], *GAIN, log=True)
+    p = p ** _uniform(u[:, 2], *GAMMA, log=True)
+    means = p.mean(dim=(1, 2, 3), keepdim=True)
+    p = (p - means) * _uniform(u[:, 3], *CONTRAST) + means + _uniform(u[:, 4], *BRIGHTNESS)
+    changed = (p.clamp(0, 1) - mean) / std
+    return torch.where(u[:, 0] < probability, changed.to(x.dtype), x)
+
+
 def augment_batch(x, *, flip, shift, erase, fill, generator):
     """Apply the configured augmentations to a batch (N, C, H, W); returns a new tensor, same shape."""
     if shift:

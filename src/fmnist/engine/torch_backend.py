@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fmnist.engine import devices
-from fmnist.engine.augment import augment_batch
+from fmnist.engine.augment import augment_batch, random_photometric
 
 EVAL_BATCH = 256  # measured faster than 1024 or 4096 (cache-sized batches); see bench/NOTES.md
 
@@ -109,7 +109,8 @@ class TorchBackend:
     """One torch module trained by `fmnist.engine.loop.fit`.
 
     hparams: the model's (optimizer, momentum, weight_decay, bias_lr, label_smoothing, lookahead and, if
-    present, flip / shift / erase). fill: the normalised value of an empty pixel (for augmentation). One
+    present, flip / shift / erase / photometric). fill: the normalised value of an empty pixel (for augmentation);
+    `set_levels` gives the normalisation's mean and std, which photometric augmentation undoes and redoes. One
     generator, seeded by `seed`, draws the batch order and the augmentation; dropout draws from torch's global
     generator (the caller seeds it). total_steps: the planned number of steps (the lookahead's ramp). The step
     runs in one process unless `spread` hands it the ranks of a torchrun run. The backend runs on the module's
@@ -123,6 +124,7 @@ class TorchBackend:
         self.lookahead = Lookahead(module, hparams["lookahead"], total_steps) if hparams["lookahead"] else None
         self.label_smoothing = hparams["label_smoothing"]
         self.augment = {k: hparams.get(k, 0) for k in ("flip", "shift", "erase")}
+        self.photometric, self.levels = hparams.get("photometric", 0.0), (0.0, 1.0)
         self.fill = fill
         first = next(module.parameters(), None)
         device = "cpu" if first is None else first.device.type  # the backend works where the module is
@@ -145,11 +147,17 @@ class TorchBackend:
             logits = self.runner(x)
             return logits, F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
+    def set_levels(self, mean, std):
+        """The normalisation of the batches (x = (pixel / 255 - mean) / std), for photometric augmentation."""
+        self.levels = (mean, std)
+
     def shuffle(self, n):
         return torch.randperm(n, generator=self.generator, device=self.generator.device)
 
     def train_step(self, x, y, lr):
         self.module.train()
+        if self.photometric:  # drawn first, and only when asked for: runs without it keep their random stream
+            x = random_photometric(x, self.photometric, *self.levels, self.generator)
         if any(self.augment.values()):  # the whole global batch under torchrun: every rank's generator stays equal
             x = augment_batch(x, **self.augment, fill=self.fill, generator=self.generator)
         x, y = self.ranks.share(x, y)

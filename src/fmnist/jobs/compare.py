@@ -40,6 +40,7 @@ PLAN_SCHEMA = files.mapping(
         "subset": files.whole(1, 60_000, null=True),
         "epochs": files.whole(1, schema.MAX_EPOCHS, null=True),
         "data": schema.DATA,
+        "labels": files.optional(files.mapping(dict.fromkeys(("mode", "file", "sha256"), files.text()))),
     }
 )
 

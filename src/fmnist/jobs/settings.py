@@ -9,10 +9,12 @@ bits whatever else runs. `fmnist.jobs.train.fit_model` applies the threads, for 
 """
 
 import dataclasses
+from typing import Any
 
 from fmnist.data import dataset as data_module
 from fmnist.engine import devices
 from fmnist.engine import threads as threads_module
+from fmnist.jobs import edits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,10 +31,12 @@ class Setup:
     distributed: dict | None = None  # a data-parallel run's processes and backend (fmnist.engine.parallel)
     device: str = "auto"  # the torch models' device (fmnist.engine.devices): as asked, resolved per model
     tensorboard: str | None = None  # the folder each model's TensorBoard run folder goes in (None: no log)
+    labels: Any = None  # --exclude-labels / --relabel: a `fmnist.jobs.edits.LabelEdits` (None: the labels as given)
 
     def record(self):
         """The settings config.json keeps and `recorded` reads back."""
         extra = {"distributed": self.distributed} if self.distributed else {}
+        extra |= {"labels": self.labels.record()} if self.labels else {}
         run = {"preset": self.preset, "seed": self.seed, "subset": self.subset, "threads": self.threads}
         return run | {"device": self.device, **extra}
 
@@ -42,11 +46,13 @@ def build(dataset, *, seed=0, subset=None, threads=None, ranks=1, **extra):
 
     subset: keep that many training images (0 or None: all). threads: as given (--threads), else
     OMP_NUM_THREADS, else the usable cores shared among `ranks` processes. extra: preset, progress, distributed,
-    device (a named accelerator is checked here, before any training), tensorboard.
+    device (a named accelerator is checked here, before any training), tensorboard, labels.
     """
     if devices.explicit(extra.get("device")):
         devices.resolve(extra["device"])
     splits = data_module.split(dataset, seed)
+    if extra.get("labels") is not None:  # dropped or relabelled before --subset takes the first images
+        splits = edits.apply(splits, dataset, extra["labels"])
     subset = subset or None
     chosen = threads_module.choose(threads, ranks=ranks)
     return Setup(splits.quick(subset) if subset else splits, dataset, seed=seed, subset=subset, threads=chosen, **extra)
@@ -56,6 +62,8 @@ def recorded(config, dataset, **extra):
     """The Setup a recorded config.json describes (seed, subset, preset, threads): what --resume continues with."""
     keys = {"seed": config["seed"], "subset": config.get("subset"), "threads": config.get("threads")}
     extra.setdefault("device", config.get("device") or "cpu")  # runs from before --device trained on the CPU
+    if config.get("labels"):
+        extra.setdefault("labels", edits.reread(config["labels"]))
     return build(dataset, preset=config.get("preset") or "fast", **keys, **extra)
 
 

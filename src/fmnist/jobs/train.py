@@ -15,7 +15,7 @@ from fmnist.engine import devices, precision, threads
 from fmnist.engine.loop import best_epoch
 from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json
-from fmnist.jobs import settings
+from fmnist.jobs import edits, settings
 from fmnist.metrics import calibration, ood, scores
 from fmnist.models import registry, sets, trust
 from fmnist.models.contracts import Classifier
@@ -124,6 +124,7 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     facts = {"model": name, "parameters": int(model.num_parameters()), "train_seconds": round(seconds, 2)}
     facts |= {"epochs": len(history), "best_epoch": best_epoch(history) or None}
     logits, record = measure(model, setup.splits, facts)
+    record |= edits.test_figures(setup.labels, logits["test"], setup.splits.y_test)
     layout.write_predictions(out_dir, logits, setup.splits)
     if hasattr(model, "features"):
         pick = np.random.default_rng(setup.seed).permutation(len(setup.splits.x_test))[:FEATURE_SAMPLE]

@@ -108,6 +108,7 @@ class TorchClassifier:
                 backend, resumer = parallel.backend(self.module, self.hparams, resumer, **backend_args)
             else:
                 backend = TorchBackend(self.module, self.hparams, **backend_args)
+            backend.set_levels(self.mean, self.std)
             history = loop.fit(backend, train, val, config, resumer, on_epoch)
         trust.calibrate(self, splits)
         return history

@@ -114,6 +114,9 @@ def torch_augment_hparams(flip, shift):
         "flip": Hparam(flip, "augment: mirror images left-right at random"),
         "shift": Hparam(shift, "augment: random shifts of up to this many pixels", 0, 27),
         "erase": Hparam(0.0, "augment: probability of erasing a random rectangle", 0, 1),
+        "photometric": Hparam(
+            0.0, "augment: fraction of images whose levels change as photos' do (gain, gamma, contrast)", 0, 1
+        ),
     }
 
 

@@ -18,17 +18,8 @@ from fmnist.errors import UserError
 from fmnist.files import atomic_path
 from fmnist.models import trust
 from fmnist.models.contracts import Classifier
-from fmnist.predict import sets
-from fmnist.predict.images import (
-    MAX_BYTES,
-    MAX_PIXELS,
-    ImageError,
-    collect_inputs,
-    detached,
-    load_image,
-    shown,
-    to_fashion_mnist,
-)
+from fmnist.predict import segment, sets
+from fmnist.predict.images import MAX_BYTES, MAX_PIXELS, ImageError, collect_inputs, detached, shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +29,7 @@ class Prediction:
     top: tuple[tuple[int, float], ...]  # ((class index, probability), ...), most probable first
     unknown: bool = False  # the image does not look like any Fashion-MNIST class (fmnist.models.trust)
     ood_score: float | None = None  # higher: less like clothing; None for a model without an unknown rule
+    cutout: np.ndarray | None = None  # uint8 (H, W): the garment cut out on white; None: no segmentation needed
     set: tuple[int, ...] = ()  # the prediction set's classes, most probable first (it may be empty)
     coverage: float | None = None  # the set's level; None for a model without fitted sets
 
@@ -65,29 +57,30 @@ def ranked(
     names: Iterable[str | Path],
     images: Iterable[np.ndarray],
     top_k: int,
-    set_mask: np.ndarray | None = None,
-    coverage: float | None = None,
+    cutouts: Iterable[np.ndarray | None] | None = None,
 ) -> list[Prediction]:
-    """One Prediction per image: its top-k classes, the unknown verdict, the OOD score and, given a set mask
-    (bool (N, 10), fmnist.predict.sets.mask) at `coverage`, its prediction set."""
+    """One Prediction per image: its top-k classes, the unknown verdict, the OOD score (and its cut-out)."""
     order = np.argsort(-assessment.probs, axis=1, kind="stable")[:, :top_k]
-    probs = assessment.probs
-    members = (
-        [()] * len(probs) if set_mask is None else [sets.ordered(m, p) for m, p in zip(set_mask, probs, strict=True)]
-    )
-    level = None if set_mask is None else coverage
+    images = list(images)
+    cuts = list(cutouts) if cutouts is not None else [None] * len(images)
     return [
-        Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in best), bool(unknown), _score(score), *one)
-        for name, image, p, best, unknown, score, one in zip(
-            names,
-            images,
-            probs,
-            order,
-            assessment.unknown,
-            assessment.ood_score,
-            [(m, level) for m in members],
-            strict=True,
+        Prediction(Path(name), image, tuple((int(c), float(p[c])) for c in best), bool(unknown), _score(score), cut)
+        for name, image, p, best, unknown, score, cut in zip(
+            names, images, assessment.probs, order, assessment.unknown, assessment.ood_score, cuts, strict=True
         )
+    ]
+
+
+def with_sets(
+    predictions: list[Prediction], probs: np.ndarray, set_mask: np.ndarray | None, coverage: float
+) -> list[Prediction]:
+    """The predictions with their prediction sets: set_mask bool (N, 10) at `coverage` (fmnist.predict.sets.mask)
+    over the same images' probabilities (N, 10); unchanged for a model without sets (None)."""
+    if set_mask is None:
+        return predictions
+    return [
+        dataclasses.replace(pred, set=sets.ordered(row, p), coverage=coverage)
+        for pred, row, p in zip(predictions, set_mask, probs, strict=True)
     ]
 
 
@@ -100,28 +93,33 @@ def predict_files(
     paths: Iterable[str | Path],
     top_k: int = 3,
     *,
-    max_bytes: int = MAX_BYTES,
-    max_pixels: int = MAX_PIXELS,
+    limits: tuple[int, int] = (MAX_BYTES, MAX_PIXELS),
+    box: segment.Box | None = None,
     coverage: float = sets.DEFAULT,
 ) -> tuple[list[Prediction], list[ImageError]]:
     """Files and folders -> (list of Prediction in input order, list of ImageError). Never stops at a bad file.
-    Each answer carries its prediction set at `coverage` where the model has fitted sets."""
+    limits: (bytes, pixels) a file may have. `box`: where the garment is in each photo (x0, y0, x1, y1 in its
+    pixels; see `fmnist.predict.segment`). Each answer carries its prediction set at `coverage` where the model
+    has fitted sets."""
     if not 1 <= top_k <= NUM_CLASSES:
         raise UserError(f"--top-k {top_k}: must be between 1 and {NUM_CLASSES}")
     files, failures = collect_inputs(paths)
-    kept, images = [], []
+    kept, seen = [], []
     for path in files:
         try:
-            images.append(to_fashion_mnist(load_image(path, max_bytes=max_bytes, max_pixels=max_pixels)))
+            seen.append(segment.convert_file(path, box=box, max_bytes=limits[0], max_pixels=limits[1]))
         except ImageError as exc:
             failures.append(detached(exc))
             continue
         kept.append(path)
     if not kept:
         return [], failures
+    images = [s.image for s in seen]
+    cutouts = [None if s.cutout is None else np.asarray(s.cutout) for s in seen]
     assessment = assess(model, np.stack(images))
+    predictions = ranked(assessment, kept, images, top_k, cutouts)
     set_mask = sets.mask(model, assessment.probs, coverage)
-    return ranked(assessment, kept, images, top_k, set_mask, coverage), failures
+    return with_sets(predictions, assessment.probs, set_mask, coverage), failures
 
 
 UNKNOWN_TEXT = "does not look like any Fashion-MNIST class"

@@ -10,10 +10,13 @@ goes on.
 
 Hostile files meet limits before any decoding: the byte count, a whitelist of formats (Pillow never even tries
 PSD, EPS or the like), the pixel count from the header, and for an ICO the size of every image inside it (Pillow
-decodes the largest during `Image.open`). Float pixels must be finite. An `ImageError` keeps nothing of the image:
-`detached` drops its traceback, whose frames would hold the decoded pixels until a cycle collection.
+decodes the largest during `Image.open`). HEIC/HEIF (pillow-heif) and AVIF (Pillow) parse only their container
+in `Image.open`, so the header's size is checked before their pixels are decoded. Float pixels must be finite.
+An `ImageError` keeps nothing of the image: `detached` drops its traceback, whose frames would hold the decoded
+pixels until a cycle collection.
 """
 
+import functools
 import io
 import os
 import struct
@@ -34,8 +37,9 @@ WORK_SIDE = 1024  # larger images are reduced on loading: the result is 28 pixel
 TRIM_TOLERANCE = 0.05  # of the largest RGB distance: the README's "close to the corner colour"
 SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)  # the README's Gaussian, radius 1
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
-# Pillow's names of the formats accepted (JPEG includes the MPO of many phone cameras); nothing else is tried.
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO")
+# Pillow's names of the formats accepted (JPEG includes the MPO of many phone cameras; HEIF, iPhones' HEIC, comes
+# from pillow-heif, AVIF from Pillow itself since 11.2); nothing else is tried.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO", "HEIF", "AVIF")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 ExcT = TypeVar("ExcT", bound=BaseException)
@@ -56,9 +60,21 @@ def shown(path: str | Path) -> str:
     return name if name.isprintable() else ascii(name)[1:-1]
 
 
+@functools.cache
+def _register_plugins():
+    """pillow-heif's HEIF opener, once, on first use (never at import). Its `Image.open` reads the header only;
+    the pixels are decoded by `load`, after the pixel limit has been checked."""
+    try:
+        import pillow_heif
+    except ImportError:  # HEIC is then "not an image file Pillow can read", like any format not installed
+        return
+    pillow_heif.register_heif_opener(thumbnails=False)
+
+
 def image_extensions() -> set[str]:
-    """The file name endings Pillow can open, lower case with the dot: {'.png', '.jpg', ...}."""
+    """The file name endings Pillow can open, lower case with the dot: {'.png', '.jpg', '.heic', ...}."""
     Image.init()
+    _register_plugins()
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS and fmt in Image.OPEN}
 
 
@@ -160,7 +176,20 @@ def load_image(
     max_pixels: int = MAX_PIXELS,
     work_side: int = WORK_SIDE,
 ) -> Image.Image:
-    """The first frame of any image Pillow reads, as 8-bit RGB, upright by its EXIF orientation, transparency
+    """`load_photo`'s picture alone."""
+    return load_photo(path, content=content, max_bytes=max_bytes, max_pixels=max_pixels, work_side=work_side)[0]
+
+
+def load_photo(
+    path: str | Path,
+    *,
+    content: bytes | None = None,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    work_side: int = WORK_SIDE,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """(picture, the upright photo's full (width, height), which a person's box refers to). The picture: the
+    first frame of any image Pillow reads, as 8-bit RGB, upright by its EXIF orientation, transparency
     on white, reduced to at most `work_side` pixels on the longest edge. Raises ImageError naming `path`.
     `content`: the image's bytes, already in memory (an upload); `path` then only names it in errors.
 
@@ -179,6 +208,7 @@ def load_image(
     _check_size(path, len(content), max_bytes)
     if content[:4] == b"\x00\x00\x01\x00":  # the ICO signature
         _check_ico(path, content, max_pixels)
+    _register_plugins()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's other warnings (truncated EXIF, odd ICO sizes) are noise here
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -189,7 +219,10 @@ def load_image(
                     raise ImageError(path, f"{width}x{height} pixels is over the limit of {max_pixels:,}")
                 img.draft(None, (work_side, work_side))  # JPEG: decode at a reduced scale, much faster
                 img.load()
+                loaded = img.size
                 ImageOps.exif_transpose(img, in_place=True)
+                turned = img.size != loaded  # a quarter turn by the EXIF orientation
+                upright = (height, width) if turned else (width, height)
                 picture = _to_8bit(path, img)
                 # Palettes and bilevel images are converted first: resizing them would fall back to nearest.
                 mode = "RGBA" if picture.mode in ALPHA_MODES or "transparency" in picture.info else "RGB"
@@ -204,9 +237,9 @@ def load_image(
             raise ImageError(path, "not an image file Pillow can read") from None  # or not of the FORMATS
         except Exception as exc:  # Pillow's decoders raise many types on malformed data
             raise ImageError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from None
-    if picture.mode == "RGB":
-        return picture
-    return Image.alpha_composite(Image.new("RGBA", picture.size, "white"), picture).convert("RGB")
+    if picture.mode != "RGB":
+        picture = Image.alpha_composite(Image.new("RGBA", picture.size, "white"), picture).convert("RGB")
+    return picture, upright
 
 
 def _corners(array):

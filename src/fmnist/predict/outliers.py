@@ -1,6 +1,6 @@
 """Images that are not clothing, and clothing photographed the way shops show it: to measure "unknown".
 
-Every image is made at photo size and passed through `fmnist.predict.images.to_fashion_mnist`, the conversion
+Every image is made at photo size and passed through `fmnist.predict.segment.convert`, the conversion
 people's own files get, so a detector is judged on what it will really see. Sources are things that ship with
 installed packages or are drawn here: scikit-learn's handwritten digits (upscaled, dark-on-light and
 light-on-dark), crops of scikit-learn's two sample photographs, drawn shapes, printed text and noise.
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from fmnist.predict.images import to_fashion_mnist
+from fmnist.predict.segment import convert
 
 KINDS = ("digits", "photo-crops", "shapes", "text", "noise")
 PARTS = ("dev", "report")
@@ -120,7 +120,7 @@ def non_clothing(count: int, part: str = "dev", kinds: Sequence[str] = KINDS) ->
         "noise": lambda: _noise(rng),
     }
     names = [kinds[i % len(kinds)] for i in range(count)]
-    return np.stack([to_fashion_mnist(makers[name]()) for name in names]), np.array(names)
+    return np.stack([convert(makers[name]()).image for name in names]), np.array(names)
 
 
 def product_photo(item: np.ndarray, rng: np.random.Generator) -> Image.Image:
@@ -137,4 +137,4 @@ def product_photos(items: Iterable[np.ndarray], seed: int = 0) -> np.ndarray:
     """Clothing items, uint8 (28, 28) each, re-rendered as product photos and converted back to 28x28, as a
     user's upload would be: uint8 (N, 28, 28)."""
     rng = np.random.default_rng(seed)
-    return np.stack([to_fashion_mnist(product_photo(item, rng)) for item in items])
+    return np.stack([convert(product_photo(item, rng)).image for item in items])

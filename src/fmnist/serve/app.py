@@ -29,7 +29,7 @@ from PIL import Image
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import shown
-from fmnist.predict import answers, explanations, sets
+from fmnist.predict import answers, explanations, segment, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
 from fmnist.serve import limits
@@ -58,6 +58,7 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
                         "explain": {"type": "integer", "enum": [0, 1], "default": 0, "description": "heat maps"},
                         "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
+                        "box": {"type": "string", "description": "X0,Y0,X1,Y1: where the garment is, photo pixels"},
                     },
                 }
             }
@@ -111,32 +112,46 @@ def png_base64(image):
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def convert_uploads(files):
-    """Uploaded files -> (kept names, uint8 (N, 28, 28) images, [ImageError]), the way `fmnist predict` does."""
-    names, images, failures = [], [], []
+def convert_uploads(files, box=None):
+    """Uploaded files -> (kept names, uint8 (N, 28, 28) images, [ImageError], cut-outs), as `fmnist predict` does."""
+    names, images, failures, cutouts = [], [], [], []
     for number, upload in enumerate(files, 1):
         name = upload.filename or f"file {number}"
         try:
-            picture = image_files.load_image(name, content=upload.content)
-            images.append(image_files.to_fashion_mnist(picture))
+            seen = segment.convert_file(name, content=upload.content, box=box)
         except image_files.ImageError as exc:
             failures.append(image_files.detached(exc))
             continue
         names.append(name)
-    return names, np.array(images, np.uint8).reshape(-1, 28, 28), failures
+        images.append(seen.image)
+        cutouts.append(seen.cutout)
+    return names, np.array(images, np.uint8).reshape(-1, 28, 28), failures, cutouts
+
+
+def request_box(options):
+    """The box a request gives (form field or query parameter `box`, X0,Y0,X1,Y1), or None; RequestError if bad."""
+    try:
+        return segment.parse_box(options["box"]) if options.get("box") else None
+    except UserError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
 def request_options(served, default, options):
-    """The model, top-k and set coverage a request asks for (form fields or query parameters); RequestError if
-    unusable."""
+    """The model, top-k and prediction-set level a request asks for (form fields or query parameters);
+    RequestError if unusable."""
     name = options.get("model") or default
     if name not in served:
         raise RequestError(400, f"model {shown(name)}: not in this run (choose from {', '.join(served)})")
+    top_k = whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
+    return served[name], top_k, request_coverage(options)
+
+
+def request_coverage(options):
+    """The prediction-set level a request asks for (default 95 %); RequestError if it is not in (0, 1)."""
     try:
-        coverage = sets.coverage_value(options.get("coverage") or sets.DEFAULT)
+        return sets.coverage_value(options.get("coverage") or sets.DEFAULT)
     except ValueError as exc:
         raise RequestError(400, str(exc)) from None
-    return served[name], whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES)), coverage
 
 
 def infer(served, key, images):
@@ -154,12 +169,21 @@ def wants_explanation(options):
     return value in ("1", "true")
 
 
+def add_cutouts(doc, cutouts):
+    """For each photo that was segmented, the garment cut out on white (`cutout_png`, base64 PNG)."""
+    for entry, cutout in zip(doc["predictions"], cutouts, strict=True):
+        if cutout is not None:
+            entry["cutout_png"] = png_base64(np.asarray(cutout))
+    return doc
+
+
 def document(served, names, images, assessment, failures, asked):
     """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG; asked: the
-    request's (top-k, set coverage)."""
+    request's (top-k, prediction-set level)."""
     top_k, coverage = asked
+    results = answers.ranked(assessment, names, images, top_k)
     set_mask = sets.mask(served.model, assessment.probs, coverage)
-    results = answers.ranked(assessment, names, images, top_k, set_mask, coverage)
+    results = answers.with_sets(results, assessment.probs, set_mask, coverage)
     doc = {"model": served.name, **answers.as_json(results, failures)}
     for entry, image in zip(doc["predictions"], images, strict=True):
         entry["image_png"] = png_base64(image)
@@ -210,18 +234,17 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
         options = {**request.query_params, **fields}
         one, top_k, coverage = request_options(served, default, options)
-        explain = wants_explanation(options)
+        explain, box = wants_explanation(options), request_box(options)
         files = [u for u in uploads if u.filename is not None]
         if not files:
             raise RequestError(400, "no files: send one or more images in the multipart field 'files'")
-        names, images, failures = await anyio.to_thread.run_sync(convert_uploads, files, limiter=decoders)
+        names, images, failures, cuts = await anyio.to_thread.run_sync(convert_uploads, files, box, limiter=decoders)
         if len(images):
             assessment = await asyncio.wrap_future(worker.submit(one.name, images))
         else:
             assessment = answers.assess(one.model, images)
-        doc = document(
-            one, names, images, assessment, failures, (top_k, coverage)
-        )  # small: a thread hop would cost more
+        doc = document(one, names, images, assessment, failures, (top_k, coverage))  # small: no thread hop
+        doc = add_cutouts(doc, cuts)
         if explain and len(images):  # only on request: answers without it never pay for gradients
             maps = await asyncio.wrap_future(worker.submit(("explain", one.name), images))
             doc = await anyio.to_thread.run_sync(explanations.add_heat_maps, doc, images, maps, limiter=decoders)
@@ -256,12 +279,15 @@ def quiet_image_warnings():
     warnings.filterwarnings("ignore", module=r"(PIL|fmnist\.data\.images)(\.|$)")
 
 
-def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto")):
-    """Load and verify the run, then serve until Ctrl-C or SIGTERM. runtime: (torch or onnx, torch's device)."""
+def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), routers=()):
+    """Load and verify the run, then serve until Ctrl-C or SIGTERM. runtime: (torch or onnx, torch's device).
+    routers: more routes (the review page of `fmnist serve --review`, fmnist.serve.review)."""
     served, default = load_run(run_dir, runtime)
     quiet_image_warnings()
     sock = listen(host, port)
     app = create_app(served, default)
+    for routes in routers:
+        app.include_router(routes)
     shown_host = f"[{host}]" if ":" in host else host
     names = ", ".join(name + (" (default)" if name == default else "") for name in served)
     print(

@@ -23,10 +23,16 @@ async function loadModels() {
   }
 }
 
-function showPrediction(prediction, file, model) {
+function showPrediction(prediction, file, model, box) {
   const card = document.getElementById("result").content.firstElementChild.cloneNode(true);
   card.querySelector(".original").src = URL.createObjectURL(file);
   card.querySelector(".preview").src = "data:image/png;base64," + prediction.image_png;
+  if (prediction.cutout_png) {  // the photo was segmented: show what was cut out of its background
+    card.querySelector(".cutout").src = "data:image/png;base64," + prediction.cutout_png;
+    card.querySelector(".cutout-figure").hidden = false;
+  }
+  if (box) card.dataset.box = box.join(",");  // the box this answer was given for, in the photo's pixels
+  letDrawBox(card, file, box);
   if (prediction.heat_png) {  // asked for with the heat-map box: which pixels made the model decide
     card.querySelector(".heat").src = "data:image/png;base64," + prediction.heat_png;
     card.querySelector(".heat-figure").hidden = false;
@@ -62,6 +68,72 @@ function showSet(node, names, coverage) {
   node.hidden = false;
 }
 
+// -- the box a person draws around the garment (mouse, pen and touch alike, through pointer events) ----------
+
+function showBox(card, box) {  // box in the photo's own pixels -> the overlay, in the displayed image's
+  const img = card.querySelector(".original");
+  const overlay = card.querySelector(".box");
+  const scale = img.clientWidth / img.naturalWidth;
+  Object.assign(overlay.style, {
+    left: `${box[0] * scale}px`, top: `${box[1] * scale}px`,
+    width: `${(box[2] - box[0]) * scale}px`, height: `${(box[3] - box[1]) * scale}px`,
+  });
+  overlay.hidden = false;
+}
+
+function letDrawBox(card, file, box) {
+  const photo = card.querySelector(".photo");
+  const img = card.querySelector(".original");
+  if (box) img.addEventListener("load", () => showBox(card, box), { once: true });
+  let start = null;
+  const point = (event) => {  // the pointer in the photo's own pixels, kept inside it
+    const rect = img.getBoundingClientRect();
+    const scale = img.naturalWidth / rect.width;
+    const clamp = (v, high) => Math.round(Math.min(Math.max(v, 0), high));
+    return [clamp((event.clientX - rect.left) * scale, img.naturalWidth), clamp((event.clientY - rect.top) * scale, img.naturalHeight)];
+  };
+  const current = (event) => {
+    const [x, y] = point(event);
+    return [Math.min(start[0], x), Math.min(start[1], y), Math.max(start[0], x), Math.max(start[1], y)];
+  };
+  photo.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    photo.setPointerCapture(event.pointerId);
+    start = point(event);
+  });
+  photo.addEventListener("pointermove", (event) => { if (start) showBox(card, current(event)); });
+  photo.addEventListener("pointerup", (event) => {
+    if (!start) return;
+    const drawn = current(event);
+    start = null;
+    if (drawn[2] - drawn[0] >= 4 && drawn[3] - drawn[1] >= 4) reclassify(card, file, drawn);
+  });
+}
+
+async function reclassify(card, file, box) {  // the same photo again, with the box: the card shows the new answer
+  const form = formFor([file]);
+  form.append("box", box.join(","));
+  try {
+    const answer = await (await fetch("/predict", { method: "POST", body: form })).json();
+    const prediction = (answer.predictions || [])[0];
+    const failure = (answer.errors || [])[0];
+    card.replaceWith(prediction ? showPrediction(prediction, file, answer.model, box)
+      : showError(failure ? `${failure.file}: ${failure.error}` : answer.detail || "unexpected answer"));
+  } catch (error) {
+    card.replaceWith(showError(`the server did not answer (${error})`));
+  }
+}
+
+function formFor(files) {
+  const form = new FormData();
+  files.forEach((file) => form.append("files", file, file.name));
+  form.append("model", document.getElementById("model").value);
+  form.append("top_k", document.getElementById("top-k").value);
+  form.append("coverage", document.getElementById("coverage").value);
+  if (document.getElementById("explain").checked) form.append("explain", "1");
+  return form;
+}
+
 function showError(message) {
   const card = element("article", "result error");
   card.append(element("strong", "", "Not classified: "), element("span", "message", message));
@@ -74,12 +146,7 @@ async function classify(files) {
   status.textContent = `classifying ${files.length} image${files.length === 1 ? "" : "s"}…`;
   for (let start = 0; start < files.length; start += MAX_FILES) {
     const group = files.slice(start, start + MAX_FILES);
-    const form = new FormData();
-    group.forEach((file) => form.append("files", file, file.name));
-    form.append("model", document.getElementById("model").value);
-    form.append("top_k", document.getElementById("top-k").value);
-    form.append("coverage", document.getElementById("coverage").value);
-    if (document.getElementById("explain").checked) form.append("explain", "1");
+    const form = formFor(group);
     let answer;
     try {
       const response = await fetch("/predict", { method: "POST", body: form });
