@@ -6,7 +6,7 @@ FMNIST := $(VENV)/bin/fmnist
 STAMP := $(VENV)/.installed
 OUT ?= runs/latest
 
-.PHONY: help run test test-fast lint format data browser postgres bench notebooks clean
+.PHONY: help run test test-fast lint format data browser postgres bench notebooks docs docs-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ postgres:  ## install Debian's postgresql for the tuning study test (as root wit
 run: data  ## the main job: train and compare the five models; report in $(OUT)/report.html
 	$(FMNIST) compare --out $(OUT)
 
-test: data browser postgres lint  ## lint, then the whole test suite
+test: data browser postgres lint docs-check  ## lint, the docs build, then the whole test suite
 	$(PY) -m pytest
 
 test-fast: data  ## the tests not marked slow (no end-to-end runs on real data, no subprocesses)
@@ -53,5 +53,13 @@ bench: data  ## run every benchmark in bench/ (slow; bench_serve serves $(OUT)/c
 notebooks: data  ## run notebooks/ on the full data; executed copies with figures (.ipynb, .html) in runs/notebooks/
 	$(PY) scripts/run_notebooks.py --out runs/notebooks
 
+docs: $(STAMP)  ## the documentation site in site/ (generated tables and CLI reference first; open site/index.html)
+	$(PY) scripts/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+docs-check: $(STAMP)  ## fail if a generated part of README.md or docs/ is stale, or the site does not build --strict
+	$(PY) scripts/gen_docs.py --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 clean:  ## remove the venv and caches (keeps runs/)
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info site

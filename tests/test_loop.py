@@ -84,6 +84,14 @@ def test_patience_stops_and_the_best_weights_are_kept():
     assert loop.best_epoch(history) == 2
 
 
+def test_keep_last_runs_every_epoch_and_keeps_the_last_weights():
+    """A refit (keep "last") trains on its validation images: they neither stop it nor choose its weights."""
+    backend = Scripted([0.5, 0.7, 0.6, 0.7, 0.65, 0.4])
+    history = loop.fit(backend, *data(60), config(epochs=6, patience=3, keep="last", progress=False))
+    assert len(history) == 6
+    assert backend.steps == 6 * 2  # the last epoch's weights, though epoch 2 scored best on validation
+
+
 def test_a_tie_in_accuracy_keeps_the_earlier_epoch():
     backend = Scripted([0.5, 0.7, 0.7], losses=[1.0, 1.0, 4.0])
     history = loop.fit(backend, *data(60), config(epochs=3, progress=False))

@@ -84,7 +84,7 @@ def test_notebook_runs_on_a_subset(path, monkeypatch):
 @pytest.mark.slow
 def test_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md (Python API)", "exec"), {"__name__": "readme"})

@@ -15,7 +15,7 @@ from fmnist.jobs.settings import Setup
 from fmnist.report import seeds as seeds_report
 from processes import sigterm_once_ready
 
-TIMINGS = ("train_seconds", "inference_images_per_s", "total_seconds", "created", "command")
+TIMINGS = ("train_seconds", "cpu_seconds", "inference_images_per_s", "total_seconds", "created", "command")
 
 
 def test_seeds_are_parsed_and_bad_lists_are_one_line_errors():
@@ -26,7 +26,7 @@ def test_seeds_are_parsed_and_bad_lists_are_one_line_errors():
 
 
 def test_spread_is_the_mean_and_sample_standard_deviation():
-    assert seeds.spread([0.8]) == {"mean": 0.8, "std": 0.0, "values": [0.8]}
+    assert seeds.spread([0.8]) == {"mean": 0.8, "std": 0.0, "values": [0.8], "n": 1, "interval": None}
     s = seeds.spread([0.80, 0.82, 0.84])
     assert s["mean"] == pytest.approx(0.82) and s["std"] == pytest.approx(0.02)
 

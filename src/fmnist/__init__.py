@@ -1,3 +1,3 @@
 """fmnist: train, compare, explain and serve Fashion-MNIST classifiers on a CPU."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -56,7 +56,7 @@ def cmd_data_download(args):
 
 
 def cmd_train(args):
-    from fmnist.engine import parallel, resume
+    from fmnist.engine import parallel
     from fmnist.jobs import train
     from fmnist.models import registry
 
@@ -67,12 +67,12 @@ def cmd_train(args):
         return torchrun.cmd_train(args, spec)
     run = settings.train_run(args, spec)
     try:
-        _, metrics = train.train_one(
-            args.model, run.hparams, run.setup, run.out, resumer=resume.Resumer(run.out, resume=bool(args.resume))
+        metrics, refit = train.selection_then_refit(
+            args.model, run.hparams, run.setup, run.out, resume=bool(args.resume)
         )
     except Interrupted as exc:
         raise Interrupted(f"{exc}; continue with: fmnist train {args.model} --resume {run.out}", exc.signum) from None
-    settings.report_train(args.model, run, metrics, report=not args.no_report)
+    settings.report_train(args.model, run, metrics, report=not args.no_report, refit=refit)
 
 
 def evaluation_table(results, split):
@@ -105,6 +105,7 @@ def cmd_compare(args):
     def setup_for(seed):
         keys = {"subset": plan["subset"], "preset": plan["preset"], "threads": args.threads}
         keys["device"] = plan.get("device", "cpu")
+        keys["refit"] = bool(plan.get("refit"))
         if plan.get("labels"):  # --exclude-labels / --relabel, the file checked against its recorded checksum
             keys["labels"] = edits.reread(plan["labels"])
         if args.tensorboard:  # one group per compare: DIR/<out name>/<model>-seed<S>

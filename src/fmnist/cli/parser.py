@@ -49,6 +49,17 @@ def add_run_options(parser):
     add_data_options(parser)
 
 
+def add_refit_option(parser):
+    # default None: "not given", so --resume can refuse it (a run keeps its own)
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        default=None,
+        help="after choosing on validation, train again on all 60,000 training images with every choice kept "
+        "(into RUN/refit; recorded)",
+    )
+
+
 def add_label_options(parser):
     """--exclude-labels / --relabel: train on an audited set (fmnist.jobs.edits); recorded with the file's SHA-256."""
     group = parser.add_mutually_exclusive_group()
@@ -146,6 +157,7 @@ def add_training_commands(subparsers):
     for name, spec in REGISTRY.items():
         one = models.add_parser(name, help=spec.summary, description=spec.summary)
         add_run_options(one)
+        add_refit_option(one)
         add_report_option(one)
         one.add_argument("--out", metavar="DIR", help="run directory (default: runs/MODEL-seedSEED)")
         one.add_argument(
@@ -165,6 +177,7 @@ def add_training_commands(subparsers):
     comp.add_argument("--seeds", metavar="S,S,...", help="one compare per seed in OUT/seed-S; report mean ± sd")
     comp.add_argument("--resume", metavar="OUT", help="continue a stopped compare: skip what finished, resume the rest")
     add_run_options(comp)
+    add_refit_option(comp)
     add_report_option(comp)
     add_label_options(comp)
     comp.set_defaults(func=commands.cmd_compare)

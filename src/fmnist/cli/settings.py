@@ -12,7 +12,7 @@ from fmnist.errors import UserError
 from fmnist.jobs import settings, train
 from fmnist.rundir import layout
 
-RECORDED = ("preset", "seed", "subset", "threads", "device")  # the Setup's settings a recorded config keeps
+RECORDED = ("preset", "seed", "subset", "threads", "device", "refit")  # the Setup's settings a recorded config keeps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,7 @@ def setup_from_flags(args, dataset=None, **extra):
     dataset = dataset or load_data(args)
     keys = {"seed": args.seed or 0, "subset": args.subset, "threads": args.threads, "preset": args.preset or "fast"}
     keys["labels"] = label_edits(args)
+    keys["refit"] = bool(getattr(args, "refit", None))
     return settings.build(dataset, progress=not args.no_progress, **keys, **logged(args), **extra)
 
 
@@ -107,7 +108,10 @@ def compare_plan(args):
     if args.resume:
         given = [
             f"--{n.replace('_', '-')}"
-            for n in ("models", "seeds", "epochs", "preset", "seed", "subset", "device", "exclude_labels", "relabel")
+            for n in (
+                *("models", "seeds", "epochs", "preset", "seed", "subset", "device"),
+                *("exclude_labels", "relabel", "refit"),
+            )
             if getattr(args, n, None) is not None
         ]
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
@@ -128,6 +132,7 @@ def compare_plan(args):
         "epochs": args.epochs,
         "data": dataset.provenance(),
         "device": args.device or "auto",
+        "refit": bool(args.refit),
     }
     if (edits := label_edits(args)) is not None:
         plan["labels"] = edits.record()
@@ -138,15 +143,22 @@ def compare_plan(args):
     return plan, args.out or "runs/compare", dataset
 
 
-def report_train(model, run, metrics, report=True):
-    from fmnist.report import compose
+def report_train(model, run, metrics, report=True, refit=None):
+    """Print what `fmnist train` made (and write its report and model card); refit: the refit's metrics, if any."""
+    from fmnist.jobs import refit as refitting
+    from fmnist.report import card, compose
 
-    layout.write_test_images(run.out, run.setup.splits)  # kept either way: a later `fmnist report` draws them
-    where = f"; report: {compose.build(run.out)[1]}" if report else ""
-    reviewed = metrics.get("test_accuracy_reviewed")
-    also = f" (original labels), {reviewed:.2%} (reviewed labels)" if reviewed is not None else ""
-    print(
-        f"{model}: validation accuracy {metrics['val_accuracy']:.2%}, test accuracy {metrics['test_accuracy']:.2%}"
-        f"{also} ({metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s)\n"
-        f"run written to {run.out}{where}"
-    )
+    folders = [(run.out, metrics, f"validation accuracy {metrics['val_accuracy']:.2%}")]
+    if refit:
+        folders.append((Path(run.out) / refitting.FOLDER, refit, "refit on train + validation"))
+    for folder, record, what in folders:
+        layout.write_test_images(folder, run.setup.splits)  # kept either way: a later `fmnist report` draws them
+        card.write(folder)  # with or without the report: a compare writes its cards once, at its end
+        where = f"; report: {compose.build(folder)[1]}" if report else ""
+        reviewed = record.get("test_accuracy_reviewed")
+        also = f" (original labels), {reviewed:.2%} (reviewed labels)" if reviewed is not None else ""
+        print(
+            f"{model}: {what}, test accuracy {record['test_accuracy']:.2%}{also}"
+            f" ({record['epochs']} epochs, {record['train_seconds']:.0f} s)\n"
+            f"run written to {folder}{where}"
+        )

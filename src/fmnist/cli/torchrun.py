@@ -36,6 +36,8 @@ def refuse_numpy(spec):
 def check(run):
     """The global batch must split evenly; a resumed run needs the world size it was saved with."""
     processes = run.setup.distributed["processes"]
+    if run.setup.refit:
+        raise UserError("--refit: not under torchrun yet; run the refit in one process")
     if run.hparams["batch_size"] % processes:
         raise UserError(f"--batch-size {run.hparams['batch_size']}: must divide evenly among {processes} processes")
     if run.config is not None:

@@ -37,6 +37,7 @@ class LoopConfig:
     patience: int
     warmup: float = 0.0  # fraction of all steps
     schedule: str = "cosine"
+    keep: str = "best"  # "last": every epoch runs and the last weights stay (validation only watched)
     drop_last: bool = False  # batch norm needs whole batches; the last partial one is dropped
     progress: bool = True
     observers: tuple = ()  # objects with epoch_ended(row, facts), see the module's docstring
@@ -220,7 +221,9 @@ def _end_epoch(backend, val, config, loop, bar):
     row |= {"val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": loop["seconds"], "lr": loop["lr"]}
     loop["history"].append(row)
     bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", val_acc=f"{val_accuracy:.4f}")
-    if val_accuracy > best["accuracy"]:  # a tie keeps the earlier, shorter-trained weights
+    # a tie keeps the earlier, shorter-trained weights; a refit (keep "last") trains on its validation images too,
+    # so they choose nothing there
+    if val_accuracy > best["accuracy"] or config.keep == "last":
         loop["best"] = {"accuracy": val_accuracy, "epoch": epoch, "weights": backend.weights()}
         return False
     return epoch - best["epoch"] >= config.patience

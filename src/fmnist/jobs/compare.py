@@ -18,18 +18,24 @@ from fmnist import files
 from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import UserError
 from fmnist.files import read_json, write_json
-from fmnist.jobs import robustness, train
+from fmnist.jobs import refit, robustness, train
 from fmnist.models import registry
-from fmnist.report import compose
+from fmnist.report import card, compose
 from fmnist.report import seeds as seeds_report
 from fmnist.rundir import checkpoint, layout, schema
 
 PLAN = "plan.json"
 MEASURES = ("val_accuracy", "test_accuracy")
+REFIT_MEASURE = "refit_test_accuracy"  # a --refit compare's: the test accuracy of the model refit on all images
 PLAN_KEYS = ("models", "seeds", "seed", "preset", "subset", "epochs", "data")
 # a finished seed's compare.json, as the summary reads it: {model: {measure: number}}
 SEED_RESULTS = files.mapping(
-    {"results": files.table(files.text(), files.mapping(dict.fromkeys(MEASURES, schema.SHARE)))}
+    {
+        "results": files.table(
+            files.text(),
+            files.mapping(dict.fromkeys(MEASURES, schema.SHARE) | {REFIT_MEASURE: files.optional(schema.SHARE)}),
+        )
+    }
 )
 PLAN_SCHEMA = files.mapping(
     {
@@ -41,6 +47,7 @@ PLAN_SCHEMA = files.mapping(
         "epochs": files.whole(1, schema.MAX_EPOCHS, null=True),
         "data": schema.DATA,
         "labels": files.optional(files.mapping(dict.fromkeys(("mode", "file", "sha256"), files.text()))),
+        "refit": files.optional(files.flag),
     }
 )
 
@@ -71,11 +78,14 @@ def compare(names, setup, out_dir, overrides=None, *, resume=False):
         overall.set_postfix_str(name)
         trained[name], results[name] = _compare_one(name, hparams[name], setup, out_dir / name, trained, resume)
     overall.close()
+    if setup.refit:  # every model's choices are made: only now does any refit start (fmnist.jobs.refit)
+        _refit_all(names, setup, out_dir, trained, results, resume)
     robustness.run(trained, setup.splits, out_dir, seed=setup.seed, progress=setup.progress)
     record = layout.config_record("compare", {}, setup.record(), setup.dataset)
     summary = {name: {k: v for k, v in m.items() if k not in layout.SPLITS} for name, m in results.items()}
     record.update(models=names, total_seconds=round(time.perf_counter() - start, 1), results=summary)
     write_json(out_dir / layout.COMPARE, record)
+    card.write(out_dir)  # again, now with the robustness sweep of every model
     return results
 
 
@@ -86,6 +96,24 @@ def _compare_one(name, hparams, setup, model_dir, trained, resume):
         return model, schema.read_metrics(model_dir / layout.METRICS)
     resumer = Resumer(model_dir, resume=resume and (model_dir / STATE_FILE).is_file())
     return train.train_one(name, hparams, setup, model_dir, trained=trained, resumer=resumer)
+
+
+def _refit_all(names, setup, out_dir, trained, results, resume):
+    """Refit every model of a compare in its folder's refit/ (a finished refit is reloaded), in order, so that
+    the hybrid's refit reuses the refit CNN; each model's results gain the refit's test figures."""
+    refitted = {}
+    for name in tqdm(names, desc="refit", unit="model", disable=not setup.progress, position=0):
+        folder = out_dir / name / refit.FOLDER
+        if (folder / layout.METRICS).is_file():
+            refitted[name], metrics = checkpoint.load(folder)[0], schema.read_metrics(folder / layout.METRICS)
+        else:
+            selection = (trained[name], results[name])
+            model_dir = out_dir / name
+            refitted[name], metrics = train.refit_one(
+                name, setup, selection, model_dir, trained=refitted, resume=resume
+            )
+        results[name] = results[name] | {REFIT_MEASURE: metrics["test_accuracy"]}
+        results[name]["refit"] = refit.summary(results[name], metrics)
 
 
 def parse_seeds(text):
@@ -125,17 +153,32 @@ def read_plan(out_dir, dataset):
     return plan
 
 
-def spread(values):
-    """Mean and sample standard deviation (0 for a single value) of a list of numbers."""
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": math.sqrt(var), "values": list(values)}
+def spread(values, level=0.95):
+    """Mean, sample standard deviation and a `level` confidence interval of the mean of a list of numbers.
+
+    The interval is Student's t: mean ± t(n-1) · sd / √n. With the 3 to 5 seeds a study affords, a bootstrap of
+    the seeds' figures would claim far too narrow an interval (it resamples at most 5 values and cannot reach
+    beyond them); t allows for the standard deviation itself being estimated from so few, assuming the seeds'
+    accuracies scatter about normally (each is a mean over 10,000 images). One seed has no interval (None)."""
+    from scipy import stats
+
+    n, mean = len(values), sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    record = {"mean": mean, "std": math.sqrt(var), "values": list(values), "n": n, "interval": None}
+    if n > 1:
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * math.sqrt(var / n)
+        record |= {"interval": [mean - half, mean + half], "half_width": half, "level": level}
+    return record
 
 
 def summarise(per_seed):
-    """{seed: {model: metrics}} -> {model: {measure: spread}} over the seeds, in the models' order."""
+    """{seed: {model: metrics}} -> {model: {measure: spread}} over the seeds, in the models' order (the refit's
+    test accuracy too where every seed has one)."""
     models = next(iter(per_seed.values()))
-    return {m: {k: spread([per_seed[s][m][k] for s in per_seed]) for k in MEASURES} for m in models}
+    measures = {
+        m: [k for k in (*MEASURES, REFIT_MEASURE) if all(k in per_seed[s][m] for s in per_seed)] for m in models
+    }
+    return {m: {k: spread([per_seed[s][m][k] for s in per_seed]) for k in measures[m]} for m in models}
 
 
 def close_calls(summary, measure="val_accuracy"):
@@ -170,7 +213,7 @@ def run_compare(plan, out_dir, setup_for, *, resume=False, report=True):
             compose.build(folder)
     summary = summarise(per_seed)
     record = {"layout_version": layout.LAYOUT_VERSION, "model": "compare", **{k: plan[k] for k in PLAN_KEYS}}
-    record |= {"results": summary, "close_calls": close_calls(summary)}
+    record |= {"refit": bool(plan.get("refit")), "results": summary, "close_calls": close_calls(summary)}
     record["total_seconds"] = round(time.perf_counter() - start, 1)
     seeds_report.write(out_dir, record)
     write_json(out_dir / layout.COMPARE, record)

@@ -32,11 +32,16 @@ class Setup:
     device: str = "auto"  # the torch models' device (fmnist.engine.devices): as asked, resolved per model
     tensorboard: str | None = None  # the folder each model's TensorBoard run folder goes in (None: no log)
     labels: Any = None  # --exclude-labels / --relabel: a `fmnist.jobs.edits.LabelEdits` (None: the labels as given)
+    refit: bool = False  # after this run, train again on train + validation (fmnist.jobs.refit)
+    # a refit's own: {"trust": the selection's trust record, "record": config.json's "refit_of"}; None otherwise
+    held_out: dict | None = None
 
     def record(self):
         """The settings config.json keeps and `recorded` reads back."""
         extra = {"distributed": self.distributed} if self.distributed else {}
         extra |= {"labels": self.labels.record()} if self.labels else {}
+        extra |= {"refit": True} if self.refit else {}
+        extra |= {"refit_of": self.held_out["record"]} if self.held_out else {}
         run = {"preset": self.preset, "seed": self.seed, "subset": self.subset, "threads": self.threads}
         return run | {"device": self.device, **extra}
 
@@ -46,7 +51,7 @@ def build(dataset, *, seed=0, subset=None, threads=None, ranks=1, **extra):
 
     subset: keep that many training images (0 or None: all). threads: as given (--threads), else
     OMP_NUM_THREADS, else the usable cores shared among `ranks` processes. extra: preset, progress, distributed,
-    device (a named accelerator is checked here, before any training), tensorboard, labels.
+    device (a named accelerator is checked here, before any training), tensorboard, labels, refit.
     """
     if devices.explicit(extra.get("device")):
         devices.resolve(extra["device"])
@@ -61,6 +66,7 @@ def build(dataset, *, seed=0, subset=None, threads=None, ranks=1, **extra):
 def recorded(config, dataset, **extra):
     """The Setup a recorded config.json describes (seed, subset, preset, threads): what --resume continues with."""
     keys = {"seed": config["seed"], "subset": config.get("subset"), "threads": config.get("threads")}
+    keys["refit"] = bool(config.get("refit"))
     extra.setdefault("device", config.get("device") or "cpu")  # runs from before --device trained on the CPU
     if config.get("labels"):
         extra.setdefault("labels", edits.reread(config["labels"]))

@@ -4,6 +4,7 @@ The order of writing makes a stopped run recognisable: config.json first, metric
 """
 
 import contextlib
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -13,9 +14,10 @@ import numpy as np
 from fmnist.data import dataset as data_module
 from fmnist.engine import devices, precision, threads
 from fmnist.engine.loop import best_epoch
+from fmnist.engine.resume import STATE_FILE, Resumer
 from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json
-from fmnist.jobs import edits, settings
+from fmnist.jobs import edits, refit, settings
 from fmnist.metrics import calibration, ood, scores
 from fmnist.models import registry, sets, trust
 from fmnist.models.contracts import Classifier
@@ -78,7 +80,7 @@ def fit_model(model: Classifier, setup, *, resumer=None, on_epoch=None) -> list[
 def _fit(model: Classifier, setup, resumer):
     """Train, counting the time of interrupted sessions too; a diverged run leaves nothing to resume."""
     with resumer or contextlib.nullcontext():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             history = fit_model(model, setup, resumer=resumer)
         except Diverged as exc:
@@ -90,9 +92,10 @@ def _fit(model: Classifier, setup, resumer):
                 resumer.finish()
             raise
     seconds = time.perf_counter() - start + (resumer.seconds_before if resumer else 0.0)
+    cpu_seconds = time.process_time() - cpu_start  # every thread's; this session's only, after a resume
     if resumer is not None and resumer.stop_requested:
         print("fmnist: training had already finished; writing its results", file=sys.stderr)
-    return history, seconds
+    return history, seconds, cpu_seconds
 
 
 def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
@@ -118,11 +121,14 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     model.to_device(device)
     log = _tensorboard(name, setup, fresh)
     model.observers = (log,) if log else ()
-    history, seconds = _fit(model, setup, resumer)
+    history, seconds, cpu_seconds = _fit(model, setup, resumer)
+    if setup.held_out is not None:  # a refit: the held-out values are the selection run's (fmnist.jobs.refit)
+        model.trust = refit.kept_trust(setup.held_out["trust"], trust.of(model))
     layout.write_history(out_dir, history)
     checkpoint.save(out_dir, name, model)
     facts = {"model": name, "parameters": int(model.num_parameters()), "train_seconds": round(seconds, 2)}
-    facts |= {"epochs": len(history), "best_epoch": best_epoch(history) or None}
+    kept = len(history) if hparams.get("keep") == "last" else best_epoch(history)  # the epoch whose weights stay
+    facts |= {"epochs": len(history), "best_epoch": kept or None, "cpu_seconds": round(cpu_seconds, 2)}
     logits, record = measure(model, setup.splits, facts)
     record |= edits.test_figures(setup.labels, logits["test"], setup.splits.y_test)
     layout.write_predictions(out_dir, logits, setup.splits)
@@ -137,6 +143,41 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     if resumer is not None:
         resumer.finish()
     return model, record
+
+
+def refit_one(name, setup, selection, out_dir, *, trained=None, resume=False):
+    """Train `name` again on train + validation into out_dir/refit with the hyper-parameters and choices of
+    `selection` = (its model, its metrics), a complete selection run on `setup` (fmnist.jobs.refit). `trained`:
+    as for `train_one`, the refit models this one may reuse. resume: continue a refit stopped earlier (from its
+    saved state, if it has one). Returns (model, metrics)."""
+    model, metrics = selection
+    folder = Path(out_dir) / refit.FOLDER
+    kept = trust.of(model)
+    if kept is None:
+        raise UserError(f"{out_dir}: the selection run has no trust record to keep; retrain it")
+    held_out = {"trust": kept, "record": refit.provenance(kept, metrics, setup.splits)}
+    log = setup.tensorboard and str(Path(setup.tensorboard) / refit.FOLDER)  # beside the selection's log, not on it
+    changes = {"splits": refit.splits_for_refit(setup.splits), "refit": False, "held_out": held_out, "tensorboard": log}
+    setup = dataclasses.replace(setup, **changes)
+    resumer = Resumer(folder, resume=resume and (folder / STATE_FILE).is_file())
+    hparams = refit.hparams_for_refit(model.hparams, metrics)
+    return train_one(name, hparams, setup, folder, trained=trained, resumer=resumer)
+
+
+def selection_then_refit(name, hparams, setup, out_dir, *, resume=False):
+    """`fmnist train`'s job: the selection run into out_dir, then, if setup.refit, its refit into out_dir/refit.
+    resume: continue where the run stopped (the selection if it did not finish, else the refit).
+    Returns (selection metrics, refit metrics or None)."""
+    out_dir = Path(out_dir)
+    if resume and (out_dir / refit.FOLDER / layout.METRICS).is_file():
+        raise UserError(f"{out_dir}: nothing to resume (the selection and its refit both finished)")
+    if resume and setup.refit and (out_dir / layout.METRICS).is_file():  # the selection is complete
+        selection = checkpoint.load(out_dir)[0], schema.read_metrics(out_dir / layout.METRICS)
+    else:
+        selection = train_one(name, hparams, setup, out_dir, resumer=Resumer(out_dir, resume=resume))
+    if not setup.refit:
+        return selection[1], None
+    return selection[1], refit_one(name, setup, selection, out_dir, resume=resume)[1]
 
 
 def model_device(spec, requested):
@@ -197,7 +238,7 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
             trust.add_sets(model, splits, model.predict_logits(splits.x_val))
             calibrated_now = True
         old = schema.read_metrics(model_dir / layout.METRICS)
-        facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "epochs", "best_epoch")}
+        facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "cpu_seconds", "epochs", "best_epoch")}
         measured.append((model_dir, config["model"], splits, model, calibrated_now, *measure(model, splits, facts)))
     results = {}
     for model_dir, name, splits, model, calibrated_now, logits, record in measured:

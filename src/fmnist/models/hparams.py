@@ -9,6 +9,7 @@ import math
 from fmnist.engine.precision import CHOICES as PRECISIONS
 from fmnist.engine.schedule import SCHEDULES
 
+KEEPS = ("best", "last")  # fmnist.engine.loop.LoopConfig.keep
 MAX_ENTRIES = 64  # of a tuple (e.g. hidden layer widths): more layers than any model here would train
 
 
@@ -75,6 +76,12 @@ def loop_hparams(epochs, batch_size, lr, patience, warmup, schedule="cosine"):
         "lr": Hparam(lr, "peak learning rate of the schedule", 1e-8, 100.0),
         "warmup": Hparam(warmup, "fraction of the steps spent warming the learning rate up linearly", 0.0, 0.9),
         "patience": Hparam(patience, "epochs without validation improvement before stopping", 1, 10_000),
+        "keep": Hparam(
+            "best",
+            "the weights training ends with: best (on validation; patience applies) or last (every epoch runs: a "
+            "refit on all training images, where no held-out data is left to choose on)",
+            choices=KEEPS,
+        ),
         "schedule": Hparam(
             schedule,
             "learning rate per step after the warm-up: cosine (down to zero), constant, or triangle (from 0.2x the "

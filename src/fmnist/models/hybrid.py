@@ -62,7 +62,8 @@ class HybridClassifier:
         done = ((resumer and resumer.saved) or {}).get("cnn_trained")
         trained_here = self.cnn is None
         if trained_here:
-            cnn_hparams = registry.spec("cnn").resolve(self.hparams["cnn_preset"])
+            # a refit's CNN (keep "last") trains its preset's epochs on all its images, as the MLP does
+            cnn_hparams = registry.spec("cnn").resolve(self.hparams["cnn_preset"], {"keep": self.hparams["keep"]})
             self.cnn = CNNClassifier(**cnn_hparams)
             self.cnn.to_device(self.device)
             if done is None:

@@ -14,7 +14,7 @@ from fmnist.data.dataset import CLASS_NAMES
 from fmnist.files import write_text
 from fmnist.metrics.calibration import probabilities
 from fmnist.report import attributions as attribution_plots
-from fmnist.report import plots, trust
+from fmnist.report import card, plots, trust
 from fmnist.report import sets as sets_report
 from fmnist.report.render import to_html, to_markdown
 from fmnist.rundir import layout
@@ -260,4 +260,5 @@ def build(run_dir, dpi=plots.DPI):
     md_path, html_path = run.folder / "report.md", run.folder / "report.html"
     write_text(md_path, to_markdown(blocks, run.folder))
     write_text(html_path, to_html(blocks, f"Fashion-MNIST report: {run.folder.name}"))
+    card.write(run.folder)  # the model cards follow the metrics `fmnist evaluate` may have rewritten
     return md_path, html_path

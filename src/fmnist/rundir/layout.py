@@ -30,6 +30,7 @@ from fmnist.rundir.schema import LAYOUT_VERSION
 
 CONFIG, COMPARE, HISTORY, METRICS = "config.json", "compare.json", "history.csv", "metrics.json"
 PREDICTIONS, FEATURES, TEST_IMAGES = "predictions.npz", "features.npz", "test_images.npz"
+CARD = "MODEL_CARD.md"  # fmnist.report.card writes it, GET /models/NAME/card serves it
 ATTRIBUTIONS = (
     "attributions.npz"  # a few test images with their attribution maps (fmnist.predict.explain.attribute.gallery)
 )

@@ -32,7 +32,7 @@ from fmnist.files import shown
 from fmnist.predict import answers, explanations, segment, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
-from fmnist.serve import limits
+from fmnist.serve import cards, limits
 from fmnist.serve import runtime as runtimes
 from fmnist.serve.batcher import InferenceWorker
 from fmnist.serve.uploads import RequestError, read_multipart, whole_number
@@ -75,6 +75,7 @@ class ServedModel:
     val_accuracy: float
     test_accuracy: float
     parameters: int
+    card: str | None = None  # MODEL_CARD.md's text (fmnist.serve.cards)
 
     def describe(self):
         fields = ("name", "kind", "val_accuracy", "test_accuracy", "parameters")
@@ -91,7 +92,7 @@ def load_one(folder, name, runtime=("torch", "auto")):
     values = {key: kind(metrics[key]) for key, kind in (("val_accuracy", float), ("test_accuracy", float))}
     values["parameters"] = int(metrics["parameters"])
     answers.probabilities(model, np.zeros((1, 28, 28), np.uint8))  # a model that loads but cannot run: now
-    return ServedModel(name=name, kind=manifest["kind"], model=model, **values)
+    return ServedModel(name=name, kind=manifest["kind"], model=model, card=cards.read(folder), **values)
 
 
 def load_run(run_dir, runtime=("torch", "auto")):
@@ -208,6 +209,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         worker.stop()
 
     app = FastAPI(title="fmnist serve", summary="Fashion-MNIST classifiers over HTTP", lifespan=lifespan)
+    cards.add_route(app, served)  # GET /models/NAME/card
 
     @app.exception_handler(RequestError)
     async def refused(_request, exc):
