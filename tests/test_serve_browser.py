@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES
-from fmnist.predict import answers
+from fmnist.predict import answers, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint
 from serve_helpers import product_photo
@@ -73,8 +73,14 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     browser.find_element(By.ID, "files").send_keys(str(photo))
 
     card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
-    probs = answers.probabilities(checkpoint.load(serve_run / "cnn")[0], seen[None])[0]
+    cnn = checkpoint.load(serve_run / "cnn")[0]
+    probs = answers.probabilities(cnn, seen[None])[0]
     assert card.find_element(By.CSS_SELECTOR, ".class-name").text == CLASS_NAMES[int(np.argmax(probs))]
+    members = [CLASS_NAMES[c] for c in sets.ordered(sets.mask(cnn, probs[None], 0.95)[0], probs)]
+    among = "that this is the answer" if len(members) == 1 else "the answer is among these"
+    named = ", ".join(members[:-1]) + " or " + members[-1] if len(members) > 1 else "".join(members)
+    said = f"{named} — 95 % sure {among}" if members else "No class fits well enough to name at 95 %"
+    assert card.find_element(By.CSS_SELECTOR, ".set").text == said  # the set, in words
     assert card.find_element(By.CSS_SELECTOR, ".model-used").text == "cnn"
     assert card.find_element(By.CSS_SELECTOR, ".file").text == "my coat.png"
     assert len(card.find_elements(By.CSS_SELECTOR, ".bars li")) == 3

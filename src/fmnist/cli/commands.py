@@ -187,13 +187,17 @@ def cmd_report(args):
 def cmd_predict(args):
     from fmnist.jobs import train
     from fmnist.models import registry
-    from fmnist.predict import answers, segment
+    from fmnist.predict import answers, segment, sets
     from fmnist.rundir import checkpoint
 
+    try:
+        coverage = sets.coverage_value(args.coverage, "--coverage")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     model, manifest = checkpoint.load(args.model, calibrated=True)
     model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
     box = segment.parse_box(args.box) if args.box else None
-    predictions, failures = answers.predict_files(model, args.inputs, args.top_k, box=box)
+    predictions, failures = answers.predict_files(model, args.inputs, args.top_k, box=box, coverage=coverage)
     if args.json:
         print(answers.format_json(predictions, failures))
     elif predictions:

@@ -199,8 +199,8 @@ def resolve(path):
 def load(path, calibrated=False):
     """Verify and load the model in a run directory; return (model, manifest).
 
-    calibrated: refuse a model without a temperature and unknown rule (a run of an older fmnist), naming the
-    command that adds them (what predict, serve and the API ask for)."""
+    calibrated: refuse a model without a temperature, unknown rule and prediction sets (a run of an older fmnist),
+    naming the command that adds them (what predict, serve and the API ask for)."""
     run_dir = resolve(path)
     for _ in range(SWAP_RETRIES):
         manifest = _read_manifest(run_dir)
@@ -226,6 +226,8 @@ def load(path, calibrated=False):
         raise UserError(f"{run_dir / manifest['weights']}: the model loads but cannot run ({exc})") from None
     if probe is not None and not np.isfinite(probe).all():
         raise UserError(f"{run_dir / manifest['weights']}: the model's outputs are not finite numbers")
-    if calibration is None and calibrated:
+    if calibrated and calibration is None:
         raise UserError(f"{run_dir}: not calibrated (made by an older fmnist); run `fmnist evaluate {path}` once")
+    if calibrated and "sets" not in calibration:
+        raise UserError(f"{run_dir}: no prediction sets (made by an older fmnist); run `fmnist evaluate {path}` once")
     return model, manifest

@@ -32,7 +32,7 @@ from PIL import Image
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import shown
-from fmnist.predict import answers, explanations, segment
+from fmnist.predict import answers, explanations, segment, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
 from fmnist.serve import cards, limits, operate
@@ -64,6 +64,7 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                         "model": {"type": "string", "description": "a name from GET /models (default: the best)"},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
                         "explain": {"type": "integer", "enum": [0, 1], "default": 0, "description": "heat maps"},
+                        "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
                         "box": {"type": "string", "description": "X0,Y0,X1,Y1: where the garment is, photo pixels"},
                     },
                 }
@@ -153,11 +154,21 @@ def request_box(options):
 
 
 def request_options(served, default, options):
-    """The model and top-k a request asks for (form fields or query parameters); RequestError if unusable."""
+    """The model, top-k and prediction-set level a request asks for (form fields or query parameters);
+    RequestError if unusable."""
     name = options.get("model") or default
     if name not in served:
         raise RequestError(400, f"model {shown(name)}: not in this run (choose from {', '.join(served)})")
-    return served[name], whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
+    top_k = whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
+    return served[name], top_k, request_coverage(options)
+
+
+def request_coverage(options):
+    """The prediction-set level a request asks for (default 95 %); RequestError if it is not in (0, 1)."""
+    try:
+        return sets.coverage_value(options.get("coverage") or sets.DEFAULT)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
 def infer(key, images):
@@ -183,9 +194,13 @@ def add_cutouts(doc, cutouts):
     return doc
 
 
-def document(served, names, images, assessment, failures, top_k):
-    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG."""
+def document(served, names, images, assessment, failures, asked):
+    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG; asked: the
+    request's (top-k, prediction-set level)."""
+    top_k, coverage = asked
     results = answers.ranked(assessment, names, images, top_k)
+    set_mask = sets.mask(served.model, assessment.probs, coverage)
+    results = answers.with_sets(results, assessment.probs, set_mask, coverage)
     doc = {"model": served.name, "version": served.version, **answers.as_json(results, failures)}
     for entry, image in zip(doc["predictions"], images, strict=True):
         entry["image_png"] = png_base64(image)
@@ -220,7 +235,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         uploads = await read_multipart(request.headers, request.stream(), max_body=max_body, max_files=max_files)
         fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
         options = {**request.query_params, **fields}
-        one, top_k = request_options(served, default, options)
+        one, top_k, coverage = request_options(served, default, options)
         explain, box = wants_explanation(options), request_box(options)
         files = [u for u in uploads if u.filename is not None]
         if not files:
@@ -232,7 +247,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
             assessment = answers.assess(one.model, images)
         request.state.model, request.state.images = one.name, len(images)  # for the access log and metrics
         metrics.classified(one.name, len(images), int(np.sum(assessment.unknown)), len(failures))
-        doc = add_cutouts(document(one, names, images, assessment, failures, top_k), cuts)  # small: no thread hop
+        doc = add_cutouts(document(one, names, images, assessment, failures, (top_k, coverage)), cuts)  # no hop
         if explain and len(images):  # only on request: answers without it never pay for gradients
             maps = await asyncio.wrap_future(worker.submit(("explain", one), images))
             doc = await anyio.to_thread.run_sync(explanations.add_heat_maps, doc, images, maps, limiter=decoders)

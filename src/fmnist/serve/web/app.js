@@ -87,7 +87,17 @@ function showPrediction(prediction, file, model, box) {
     row.append(element("span", "name", ranked.class), bar, element("span", "pct", (100 * ranked.probability).toFixed(1) + "%"));
     bars.append(row);
   }
+  if (prediction.set) showSet(card.querySelector(".set"), prediction.set, prediction.coverage);
   return card;
+}
+
+// The prediction set in words: "Shirt or T-shirt/top — 95 % sure the answer is among these".
+function showSet(node, names, coverage) {
+  const level = `${+(100 * coverage).toPrecision(4)} %`;
+  const joined = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " or " + names[names.length - 1];
+  const among = names.length === 1 ? "that this is the answer" : "the answer is among these";
+  node.textContent = names.length ? `${joined} — ${level} sure ${among}` : `No class fits well enough to name at ${level}`;
+  node.hidden = false;
 }
 
 // -- the box a person draws around the garment (mouse, pen and touch alike, through pointer events) ----------
@@ -151,6 +161,7 @@ function formFor(files) {
   files.forEach((file) => form.append("files", file, file.name));
   form.append("model", document.getElementById("model").value);
   form.append("top_k", document.getElementById("top-k").value);
+  form.append("coverage", document.getElementById("coverage").value);
   if (document.getElementById("explain").checked) form.append("explain", "1");
   return form;
 }
