@@ -1,4 +1,5 @@
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -50,6 +51,28 @@ def test_failed_save_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatc
     monkeypatch.undo()
     loaded, _ = checkpoint.load(tmp_path)
     np.testing.assert_array_equal(loaded.logits_from_arrays(x), model.logits_from_arrays(x))
+
+
+def test_loads_during_rewrites_see_one_checkpoint_whole(trained, tmp_path):
+    """A save removes the folder the previous manifest named, maybe while a load reads it: the load reads again."""
+    model, x = trained
+    checkpoint.save(tmp_path, "scratch-mlp", model)
+    stop, saves = threading.Event(), []
+
+    def rewrite():
+        while not stop.is_set():
+            saves.append(checkpoint.save(tmp_path, "scratch-mlp", model))
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(300):
+            loaded, _ = checkpoint.load(tmp_path)
+            np.testing.assert_array_equal(loaded.logits_from_arrays(x[:5]), model.logits_from_arrays(x[:5]))
+    finally:
+        stop.set()
+        writer.join()
+    assert len(saves) > 10  # the loads did overlap with rewrites
 
 
 def weights_file(run_dir):

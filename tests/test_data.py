@@ -1,4 +1,5 @@
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -184,6 +185,27 @@ def test_directory_in_place_of_file(tmp_path, capsys):
     paths["train_labels"].unlink()
     paths["train_labels"].mkdir()
     assert_one_line_error(capsys, tmp_path, "directory", str(paths["train_labels"]))
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero", "/dev/urandom"])
+def test_special_file_refused_without_reading(tmp_path, capsys, special):
+    """A FIFO would block the open forever and a link to a device never ends: both refused before reading."""
+    paths = write_dataset(tmp_path)
+    path = paths["train_images"]
+    path.unlink()
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(special)
+    assert_one_line_error(capsys, tmp_path, "not a regular file", str(path))
+
+
+def test_huge_regular_file_read_bounded(tmp_path, capsys):
+    """A sparse 64 GB file named like a data file is read only up to the largest valid size."""
+    paths = write_dataset(tmp_path, compress=False)
+    with open(paths["train_labels"], "r+b") as fh:
+        fh.truncate(64 * 2**30)
+    assert_one_line_error(capsys, tmp_path, "trailing bytes", str(paths["train_labels"]))
 
 
 def test_zero_byte_file(tmp_path, capsys):

@@ -203,3 +203,24 @@ def test_the_explain_command_writes_maps_and_overlays(serve_run, serve_items, tm
     assert main(["explain", str(serve_run / "cnn"), str(tmp_path / "missing.png"), "--out", str(out)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("fmnist: error: ") for line in errors)
+
+
+def test_explain_json_is_i_json_for_long_and_undecodable_names(serve_run, serve_items, tmp_path, capsys):
+    """A 255-byte name and one with bytes that are not UTF-8: maps written, every name in the JSON encodable."""
+    import json
+    import os
+
+    from fmnist.cli.parser import main
+    from serve_helpers import product_photo
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = [b"y" * 251 + b".png", b"caf\xe9.png"]  # the second is latin-1, not UTF-8
+    for i, name in enumerate(names):
+        product_photo(serve_items[0][i]).save(os.path.join(os.fsencode(folder), name), format="PNG")
+    status = main(["explain", str(serve_run / "cnn"), str(folder), "--out", str(tmp_path / "maps"), "--json"])
+    text = capsys.readouterr().out
+    text.encode("utf-8")  # no lone surrogates (I-JSON, RFC 7493)
+    doc = json.loads(text)
+    assert status == 0 and len(doc["predictions"]) == 2 and not doc["errors"]
+    assert len(list((tmp_path / "maps").iterdir())) == 4

@@ -16,7 +16,7 @@ from fmnist.data.dataset import CLASS_NAMES
 from fmnist.jobs import compare as compare_runs
 from fmnist.jobs.settings import Setup
 from fmnist.models import registry
-from fmnist.predict import answers
+from fmnist.predict import answers, sets
 from fmnist.rundir import checkpoint, export
 from fmnist.serve import app
 
@@ -45,14 +45,15 @@ def test_onnx_answers_as_fmnist_predict_at_batch_1_and_1000(compared, splits, na
     out, _, _ = compared
     model, _ = checkpoint.load(out / name)
     images = splits.x_test[:1000]
-    logits, probs = run(out / name / export.FILE, images)
+    logits, probs, in_set = run(out / name / export.FILE, images)
     expected = answers.probabilities(model, images)
-    assert logits.shape == probs.shape == (1000, 10) and probs.dtype == np.float32
+    assert logits.shape == probs.shape == in_set.shape == (1000, 10) and probs.dtype == np.float32
+    assert np.array_equal(in_set, sets.mask(model, expected, sets.DEFAULT))  # the 95 % sets fmnist gives
     assert np.array_equal(probs.argmax(1), expected.argmax(1))
     assert np.abs(probs - expected).max() <= TOLERANCE
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     for i in range(3):  # batch size 1
-        _, one = run(out / name / export.FILE, images[i : i + 1])
+        _, one, _ = run(out / name / export.FILE, images[i : i + 1])
         assert one.shape == (1, 10) and np.abs(one[0] - expected[i]).max() <= TOLERANCE
 
 
@@ -60,7 +61,7 @@ def test_onnx_answers_as_fmnist_predict_at_batch_1_and_1000(compared, splits, na
 @pytest.mark.parametrize("name", MODELS)
 def test_exported_test_accuracy_equals_metrics_json(compared, name):
     out, setup, results = compared
-    _, probs = run(out / name / export.FILE, setup.splits.x_test)
+    _, probs, _ = run(out / name / export.FILE, setup.splits.x_test)
     accuracy = float((probs.argmax(1) == setup.splits.y_test).mean())
     recorded = json.loads((out / name / "metrics.json").read_text())["test_accuracy"]
     assert accuracy == recorded == results[name]["test_accuracy"]
@@ -108,9 +109,10 @@ def test_the_graph_applies_the_temperature_and_the_mirror_average(splits):
     model.trust = {"temperature": 2.0}  # what fmnist.models.trust.calibrate sets
     images = splits.x_test[:8]
     with torch.no_grad():
-        logits, probs = export.graph_of(model)(torch.from_numpy(images.copy()))
+        logits, probs, in_set = export.graph_of(model)(torch.from_numpy(images.copy()))
     np.testing.assert_allclose(logits.numpy(), model.predict_logits(images) / 2.0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs.numpy(), torch.softmax(logits, 1).numpy(), rtol=1e-6)
+    assert in_set.all()  # no set scores: every class, no promise narrower than that
     model.trust = None  # a model without calibration: 1
     assert export.temperature(model) == 1.0
 

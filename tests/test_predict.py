@@ -1,4 +1,5 @@
 import json
+import os
 import struct
 import warnings
 import zlib
@@ -330,3 +331,15 @@ def test_save_preprocessed_writes_what_the_model_saw(real, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
         answers.save_preprocessed(results, tmp_path / "file")
+
+
+def test_save_preprocessed_keeps_names_of_255_bytes(real, tmp_path):
+    """The longest legal name: its output and the temporary name beside it stay within NAME_MAX."""
+    splits, model = real
+    long = tmp_path / ("é" * 60 + "x" * (255 - 120 - 4) + ".png")  # 255 bytes, two-byte characters first
+    product_photo(splits.x_test[0]).save(long)
+    results, failures = answers.predict_files(model, [long])
+    written = answers.save_preprocessed(results, tmp_path / "seen")
+    assert not failures and len(os.fsencode(written[0].name)) <= 255 and written[0].name.endswith(".png")
+    np.testing.assert_array_equal(np.asarray(Image.open(written[0])), results[0].image)
+    assert [p.name for p in (tmp_path / "seen").iterdir()] == [written[0].name]  # no temporary file left

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES
-from fmnist.predict import answers
+from fmnist.predict import answers, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint
 from serve_helpers import product_photo
@@ -41,12 +41,13 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One chromium for the module (it takes seconds to start); each test opens its own page."""
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in (*QUIET, f"--user-data-dir={tmp_path / 'profile'}"):
+    for argument in (*QUIET, f"--user-data-dir={tmp_path_factory.mktemp('browser') / 'profile'}"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(30)
@@ -72,8 +73,14 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     browser.find_element(By.ID, "files").send_keys(str(photo))
 
     card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
-    probs = answers.probabilities(checkpoint.load(serve_run / "cnn")[0], seen[None])[0]
+    cnn = checkpoint.load(serve_run / "cnn")[0]
+    probs = answers.probabilities(cnn, seen[None])[0]
     assert card.find_element(By.CSS_SELECTOR, ".class-name").text == CLASS_NAMES[int(np.argmax(probs))]
+    members = [CLASS_NAMES[c] for c in sets.ordered(sets.mask(cnn, probs[None], 0.95)[0], probs)]
+    among = "that this is the answer" if len(members) == 1 else "the answer is among these"
+    named = ", ".join(members[:-1]) + " or " + members[-1] if len(members) > 1 else "".join(members)
+    said = f"{named} — 95 % sure {among}" if members else "No class fits well enough to name at 95 %"
+    assert card.find_element(By.CSS_SELECTOR, ".set").text == said  # the set, in words
     assert card.find_element(By.CSS_SELECTOR, ".model-used").text == "cnn"
     assert card.find_element(By.CSS_SELECTOR, ".file").text == "my coat.png"
     assert len(card.find_elements(By.CSS_SELECTOR, ".bars li")) == 3
@@ -140,6 +147,7 @@ def test_the_heat_map_appears_when_asked(browser, server, serve_items, tmp_path)
 def test_a_drawn_box_changes_what_the_model_sees(browser, server, serve_run, serve_items, tmp_path):
     """Two garments in one photo on a graded cloth: a box drawn around each (pointer events) gives its own cut-out,
     28x28 preview and answer, the ones `fmnist predict --box` gives."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -158,7 +166,7 @@ def test_a_drawn_box_changes_what_the_model_sees(browser, server, serve_run, ser
     photo.save(path)
     model = checkpoint.load(serve_run / "cnn")[0]
     browser.get(server.url + "/")
-    wait = WebDriverWait(browser, 20)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))  # a card redrawn
     wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
     Select(browser.find_element(By.ID, "model")).select_by_value("cnn")
     browser.find_element(By.ID, "files").send_keys(str(path))
@@ -195,3 +203,34 @@ def test_a_drawn_box_changes_what_the_model_sees(browser, server, serve_run, ser
         answers_seen.append((shown, card.find_element(By.CSS_SELECTOR, ".bars li .name").text))
     assert np.abs(answers_seen[0][0].astype(int) - answers_seen[1][0]).mean() > 10
     assert answers_seen[0][1] != answers_seen[1][1]  # the trouser's box and the bag's box: different answers
+
+
+def test_page_asks_for_the_key_once_and_keeps_it_for_the_tab(browser, serve_run, serve_items, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from serve_helpers import running_server
+
+    key = "page-key-0123456789abcdef"
+    (tmp_path / "keys").write_text(key + "\n")
+    photo = tmp_path / "my coat.png"
+    product_photo(serve_items[0][0]).save(photo)
+    with running_server(serve_run, tmp_path / "log", args=("--api-key-file", str(tmp_path / "keys"))) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 20)
+        form = wait.until(ready.visibility_of_element_located((By.ID, "key-form")))
+        assert not Select(browser.find_element(By.ID, "model")).options  # nothing listed without the key
+        browser.find_element(By.ID, "api-key").send_keys(key)
+        browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+        wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+        assert not form.is_displayed()
+        browser.find_element(By.ID, "files").send_keys(str(photo))
+        card = wait.until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".result")))
+        assert card.find_element(By.CSS_SELECTOR, ".class-name").text in CLASS_NAMES
+        browser.refresh()  # the same tab: the key is remembered, not asked again
+        wait.until(lambda driver: len(Select(driver.find_element(By.ID, "model")).options) == 2)
+        assert not browser.find_element(By.ID, "key-form").is_displayed()
+        assert browser.execute_script("return sessionStorage.getItem('fmnist-api-key')") == key
+        assert httpx.get(url + "/models").status_code == 401  # the page's key is the only way in
+        browser.execute_script("sessionStorage.clear()")

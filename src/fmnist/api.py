@@ -32,7 +32,7 @@ from fmnist.jobs import compare as compare_runs
 from fmnist.jobs import settings, train
 from fmnist.models import registry, trust
 from fmnist.models.contracts import Classifier
-from fmnist.predict import answers, images
+from fmnist.predict import answers, images, sets
 from fmnist.predict.explain import attribute as explain_module
 from fmnist.report import attributions, plots, tables
 from fmnist.report import trust as trust_report
@@ -66,6 +66,7 @@ __all__ = [
     "predict",
     "predict_image",
     "prediction_figure",
+    "prediction_sets",
     "probabilities",
     "table",
     "templates",
@@ -313,6 +314,33 @@ def predict(model: Model, images: np.ndarray) -> np.ndarray:
         int64 (N,) class indices; `CLASS_NAMES[i]` names class i.
     """
     return probabilities(model, images).argmax(axis=1)
+
+
+def prediction_sets(model: Model, images: np.ndarray, coverage: float = sets.DEFAULT) -> np.ndarray:
+    """Prediction sets: the classes that hold the true class at a stated coverage, for every class.
+
+    Class-conditional split conformal from the validation scores `fit` stored: for images like the validation
+    ones, each class's true images are covered at least `coverage` of the time. Any level, no refit. A row may be
+    empty (no class typical enough at that level). A mask composes with NumPy:
+    `mask[np.arange(n), labels].mean()` is the coverage, `mask.sum(1)` the sizes.
+
+    Args:
+        model: a trained `Model` (fitted or loaded by this fmnist).
+        images: uint8 (N, 28, 28), or one (28, 28) image.
+        coverage: the level, strictly between 0 and 1 (default 0.95).
+
+    Returns:
+        bool (N, 10): row i marks image i's set; `CLASS_NAMES[c]` names class c.
+    """
+    try:
+        level = sets.coverage_value(coverage)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    classifier = _trained(model)
+    mask = sets.mask(classifier, answers.probabilities(classifier, _images(images)), level)
+    if mask is None:
+        raise UserError(f"{model.name}: no prediction sets (made by an older fmnist); api.fit it again")
+    return mask
 
 
 def _images(images: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 
 from fmnist.errors import UserError
 
+NAME_MAX = 255  # bytes in one file name on Linux's file systems (ext4, xfs, btrfs, tmpfs)
 MAX_JSON_BYTES = 64_000_000  # far above any run file (metrics.json ~30 kB), far below trouble
 MAX_JSON_DEPTH = 32  # run files nest 6 deep; the resume state's skeleton about 12
 ESCAPE = re.compile(r"\\.", re.DOTALL)
@@ -35,16 +36,41 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp adds 8 random characters and the suffix: the prefix is cut so the name stays within NAME_MAX.
+    prefix = "." + fitting_name(path.name, ".", NAME_MAX - len(".XXXXXXXX.tmp"))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    except OSError as exc:
+        raise unwritable(path, exc) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a result should be as readable as any file
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk, a quota, a file size limit: one line naming the file
+            raise unwritable(path, exc) from None
         raise
+
+
+def unwritable(path, exc):
+    """The UserError for a file that could not be written (the OSError of a write rarely names its file)."""
+    return UserError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def fitting_name(stem: str, suffix: str, limit: int | None = None) -> str:
+    """stem + suffix, the stem cut (never the suffix) so the name's bytes on disk are at most `limit` (NAME_MAX)."""
+    limit = NAME_MAX if limit is None else limit
+    room = limit - len(os.fsencode(suffix))
+    encoded = os.fsencode(stem)
+    if len(encoded) <= room:
+        return stem + suffix
+    cut = encoded[:room]
+    while cut and encoded[len(cut)] & 0xC0 == 0x80:  # never split a UTF-8 character: cut before its first byte
+        cut = cut[:-1]
+    return os.fsdecode(cut) + suffix
 
 
 def current_umask():

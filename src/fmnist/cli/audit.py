@@ -47,6 +47,8 @@ def cmd_serve_review(args):
 
     if args.workers != 1:
         raise UserError("--review: serves from one process; drop --workers")
+    if getattr(args, "api_key_file", None):  # its page sends no key: refused rather than served unprotected
+        raise UserError("--review: the review page does not take API keys yet; drop --api-key-file")
     if args.run_dir is not None:
         from fmnist.rundir import checkpoint
 

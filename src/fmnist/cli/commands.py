@@ -187,13 +187,17 @@ def cmd_report(args):
 def cmd_predict(args):
     from fmnist.jobs import train
     from fmnist.models import registry
-    from fmnist.predict import answers, segment
+    from fmnist.predict import answers, segment, sets
     from fmnist.rundir import checkpoint
 
+    try:
+        coverage = sets.coverage_value(args.coverage, "--coverage")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     model, manifest = checkpoint.load(args.model, calibrated=True)
     model.to_device(train.model_device(registry.spec(manifest["kind"]), args.device or "auto"))
     box = segment.parse_box(args.box) if args.box else None
-    predictions, failures = answers.predict_files(model, args.inputs, args.top_k, box=box)
+    predictions, failures = answers.predict_files(model, args.inputs, args.top_k, box=box, coverage=coverage)
     if args.json:
         print(answers.format_json(predictions, failures))
     elif predictions:
@@ -213,6 +217,7 @@ def cmd_explain(args):
 
     try:
         from fmnist.predict import explanations
+        from fmnist.predict.images import shown
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist explain needs {exc.name}: pip install 'fmnist[explain]'") from None
     model, _ = checkpoint.load(args.model)
@@ -222,7 +227,8 @@ def cmd_explain(args):
         print(json.dumps(explanations.as_json(predictions, explained, failures, written), indent=2))
     else:
         for pred, (npy, png), target in zip(predictions, written, explained.targets, strict=True):
-            print(f"{pred.file}: {answers_line(pred)}; {explained.method} map for {class_name(target)}: {npy}, {png}")
+            maps = f"{shown(npy)}, {shown(png)}"  # printable, like the input's own name
+            print(f"{pred.file}: {answers_line(pred)}; {explained.method} map for {class_name(target)}: {maps}")
         for failure in failures:
             print(f"fmnist: error: {failure}", file=sys.stderr)
     return 2 if failures else 0
@@ -250,15 +256,17 @@ def cmd_serve(args):
         raise UserError("fmnist serve: give RUN_DIR, --review AUDIT_DIR, or both")
     checkpoint.models_of(args.run_dir)  # a wrong path fails in one line now, not after the app's imports
     try:
-        from fmnist.serve import app
+        from fmnist.serve import app, operate
     except ModuleNotFoundError as exc:
         raise UserError(f"fmnist serve needs {exc.name}: pip install 'fmnist[serve]'") from None
     runtime = (args.runtime, args.device or "auto")
+    access = operate.Access(args.api_key_file, args.rate_limit)  # keys and their rate (fmnist.serve.keys)
     if getattr(args, "workers", 1) != 1:  # N processes behind one port (fmnist.serve.workers)
         from fmnist.serve import workers
 
-        return workers.run(args.run_dir, host=args.host, port=args.port, workers=args.workers, runtime=runtime)
-    return app.run(args.run_dir, host=args.host, port=args.port, runtime=runtime)
+        where = {"host": args.host, "port": args.port, "runtime": runtime, "access": access}
+        return workers.run(args.run_dir, workers=args.workers, **where)
+    return app.run(args.run_dir, host=args.host, port=args.port, runtime=runtime, access=access)
 
 
 def cmd_export(args):

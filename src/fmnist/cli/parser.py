@@ -259,6 +259,7 @@ def add_result_commands(subparsers):
     pred.add_argument("model", metavar="MODEL", help="a run directory (or its checkpoint.json) of any model")
     pred.add_argument("inputs", metavar="IMAGE_OR_DIR", nargs="+", help="image files or folders of images")
     pred.add_argument("--top-k", type=int, default=3, help="how many classes to list per image (default: 3)")
+    pred.add_argument("--coverage", default="0.95", help="how often the prediction set holds the class (default 0.95)")
     pred.add_argument("--json", action="store_true", help="print one JSON document (errors included)")
     pred.add_argument("--save-preprocessed", metavar="DIR", help="write the 28x28 images the model saw")
     pred.add_argument("--box", metavar="X0,Y0,X1,Y1", help="where the garment is in the photo (its pixels)")
@@ -266,7 +267,16 @@ def add_result_commands(subparsers):
     pred.set_defaults(func=commands.cmd_predict)
 
     add_explain_command(subparsers)
+    add_serve_command(subparsers)
 
+    exp = subparsers.add_parser("export", help="write a run's models as ONNX graphs that take uint8 images")
+    exp.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
+    exp.add_argument("--format", choices=("onnx",), default="onnx", help="the graph format (default: onnx)")
+    exp.add_argument("--out", metavar="FILE", help="where to write it (default: RUN_DIR/model.onnx, per model)")
+    exp.set_defaults(func=commands.cmd_export)
+
+
+def add_serve_command(subparsers):
     srv = subparsers.add_parser("serve", help="a web page and an HTTP API for a run's models")
     srv.add_argument(
         "run_dir", metavar="RUN_DIR", nargs="?", help="a directory written by fmnist train or fmnist compare"
@@ -284,13 +294,11 @@ def add_result_commands(subparsers):
         help="what runs the models: torch, or onnxruntime on the exported graph (pip install 'fmnist[onnx]')",
     )
     add_device_option(srv, "torch runs the models (--runtime torch)")
+    srv.add_argument("--api-key-file", metavar="FILE", help="callers need one of its keys (one per line) as Bearer")
+    srv.add_argument(
+        "--rate-limit", type=float, default=20.0, metavar="R", help="requests a second per key, bursts of 2R (20)"
+    )
     srv.set_defaults(func=commands.cmd_serve)
-
-    exp = subparsers.add_parser("export", help="write a run's models as ONNX graphs that take uint8 images")
-    exp.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by fmnist train or fmnist compare")
-    exp.add_argument("--format", choices=("onnx",), default="onnx", help="the graph format (default: onnx)")
-    exp.add_argument("--out", metavar="FILE", help="where to write it (default: RUN_DIR/model.onnx, per model)")
-    exp.set_defaults(func=commands.cmd_export)
 
 
 def add_explain_command(subparsers):

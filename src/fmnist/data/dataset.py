@@ -8,6 +8,7 @@ checksums differ). NumPy only: importing this module never imports torch.
 import dataclasses
 import hashlib
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -48,6 +49,9 @@ SHA256 = {
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 MAX_ITEMS = 60_000  # the largest legitimate file; a larger header count is refused before reading on
 GZIP_MAGIC = b"\x1f\x8b"
+# Deflate stores incompressible data with ~5 bytes per 32 kB block: a gzip file is never this much larger than
+# what it holds, so reading `limit` + this bounds memory without cutting off a valid file.
+MAX_GZIP_OVERHEAD = 1_000_000
 
 
 def header_size(magic):
@@ -111,16 +115,27 @@ def find(data_dir=None, environ=None):
     )
 
 
+def _read_regular(path, limit):
+    """At most `limit` bytes of a regular file (a link is followed to one). A FIFO would block the open and a
+    device such as /dev/zero never ends, so anything else is refused before it is opened."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UserError(f"{path}: not a regular file (a FIFO, device or socket), expected an IDX file")
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (a broken link)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
 def _read_bytes(path, limit):
     """Return the decompressed bytes of `path` (gzip or raw), reading at most `limit` of them."""
     if not os.path.lexists(path):
         raise UserError(f"{path}: file not found")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, expected an IDX file")
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from exc
+    raw = _read_regular(path, limit + MAX_GZIP_OVERHEAD)
     if not raw:
         raise UserError(f"{path}: empty file")
     if not raw.startswith(GZIP_MAGIC):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save as safetensors_bytes
 
 from fmnist.errors import Interrupted, UserError
 from fmnist.files import atomic_path, parse_json, versioned
@@ -134,7 +134,7 @@ class Resumer:
         tree = state | {"rng": rng_states(), "elapsed_seconds": self.elapsed_seconds()}
         skeleton = json.dumps({"format": FORMAT, "state": encode(tree, arrays)})
         with atomic_path(self.path) as tmp:
-            save_file(arrays, str(tmp), metadata={"fmnist": skeleton})
+            tmp.write_bytes(safetensors_bytes(arrays, metadata={"fmnist": skeleton}))  # a full disk: an OSError
 
     def stop(self, state, where):
         """Save `state` and raise `Interrupted`, naming the run directory to resume."""

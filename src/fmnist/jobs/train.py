@@ -19,7 +19,7 @@ from fmnist.errors import Diverged, UserError
 from fmnist.files import write_json
 from fmnist.jobs import edits, refit, settings
 from fmnist.metrics import calibration, ood, scores
-from fmnist.models import registry, trust
+from fmnist.models import registry, sets, trust
 from fmnist.models.contracts import Classifier
 from fmnist.rundir import checkpoint, layout, schema
 
@@ -47,8 +47,9 @@ def measure(model: Classifier, splits, facts):
 
 
 def trust_record(model, splits, logits):
-    """metrics.json's "calibration" (ECE, NLL, Brier per split at T = 1 and at the fitted T) and "unknown"
-    (the share of validation and test clothing called unknown at the threshold); {} for an uncalibrated model."""
+    """metrics.json's "calibration" (ECE, NLL, Brier per split at T = 1 and at the fitted T), "unknown" (the share
+    of validation and test clothing called unknown at the threshold) and "sets" (test coverage and size of the
+    prediction sets, fmnist.models.sets.figures); {} for an uncalibrated model."""
     record = trust.of(model)
     if record is None:
         return {}
@@ -62,6 +63,10 @@ def trust_record(model, splits, logits):
         val = trust.scores(model, splits.x_val, logits["val"], record["method"], record)
         out["unknown"]["val_unknown_rate"] = ood.unknown_rate(val, record["threshold"])
     out["unknown"]["test_unknown_rate"] = ood.unknown_rate(test, record["threshold"])
+    if "sets" in record:
+        out["sets"] = sets.figures(
+            record["sets"], calibration.probabilities(logits["test"], temperature), splits.y_test
+        )
     return out
 
 
@@ -229,6 +234,9 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
         calibrated_now = trust.of(model) is None
         if calibrated_now:  # a run of an older fmnist: calibrated now, from its own validation split
             trust.calibrate(model, splits)
+        elif "sets" not in trust.of(model):  # calibrated before prediction sets: they are added, nothing refitted
+            trust.add_sets(model, splits, model.predict_logits(splits.x_val))
+            calibrated_now = True
         old = schema.read_metrics(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "cpu_seconds", "epochs", "best_epoch")}
         measured.append((model_dir, config["model"], splits, model, calibrated_now, *measure(model, splits, facts)))

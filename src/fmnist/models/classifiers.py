@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from fmnist.engine import loop, precision
 from fmnist.engine.augment import tta_logits
@@ -137,7 +138,7 @@ class TorchClassifier:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}  # device-free
         with atomic_path(folder / WEIGHTS) as tmp:
-            save_file(tensors, str(tmp))
+            tmp.write_bytes(safetensors_bytes(tensors))  # bytes written by Python: a full disk is an OSError
         meta = {
             "format": FORMAT,
             "class": f"{type(self).__module__}:{type(self).__qualname__}",

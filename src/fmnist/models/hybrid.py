@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from safetensors.numpy import save as safetensors_bytes
 
 from fmnist.engine.augment import tta_logits
 from fmnist.errors import UserError
@@ -141,7 +142,7 @@ class HybridClassifier:
         self.cnn.save(folder / "cnn")
         self.mlp.save(folder / "mlp")
         with atomic_path(folder / STATS) as tmp:
-            save_file({"mean": self.feature_mean, "std": self.feature_std}, str(tmp))
+            tmp.write_bytes(safetensors_bytes({"mean": self.feature_mean, "std": self.feature_std}))
         write_json(folder / METADATA, {"format": FORMAT, "hparams": registry.to_json(self.hparams)})
 
     @classmethod

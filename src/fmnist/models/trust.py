@@ -10,6 +10,8 @@
     gaussians     for the Mahalanobis scores: class means and the whitening matrix of the feature vectors (the
                   CNN's and the hybrid's) and of the standardised pixels, from training images
     standardise   for "combined": each part's mean and spread on validation clothing
+    sets          the sorted calibration scores of each class, for prediction sets at any level
+                  (fmnist.models.sets)
 `assess(model, images)` gives calibrated probabilities, scores and the verdict. `save` / `load` keep the record
 beside the weights (trust.json and trust.safetensors), so the checkpoint's checksums cover it.
 """
@@ -19,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from safetensors.numpy import save as safetensors_bytes
 
 from fmnist.data.dataset import normalise_flat
 from fmnist.errors import UserError
 from fmnist.files import atomic_path, read_json, write_json
 from fmnist.metrics import calibration, ood
+from fmnist.models import sets
 from fmnist.models.contracts import Classifier
 
 RATE = 0.05  # validation clothing called unknown: the default the threshold is set for
@@ -106,6 +110,7 @@ def calibrate(model: Classifier, splits, method=METHOD, rate=RATE, val_logits=No
     else:
         logits = model.predict_logits(splits.x_val)
     trust = {"temperature": calibration.fit_temperature(logits, splits.y_val), "method": method, "rate": rate}
+    trust["sets"] = sets.fit(calibration.probabilities(logits, trust["temperature"]), splits.y_val)
     trust["pixel_stats"] = (float(splits.mean), float(splits.std))
     take = slice(0, min(len(splits.x_train), GAUSSIAN_IMAGES))
     trust["gaussians"] = {
@@ -121,6 +126,13 @@ def calibrate(model: Classifier, splits, method=METHOD, rate=RATE, val_logits=No
     trust["val_unknown_rate"] = ood.unknown_rate(val, trust["threshold"])
     model.trust = trust
     return trust
+
+
+def add_sets(model, splits, val_logits):
+    """Give a calibrated model of an older fmnist its prediction sets, at its own temperature (nothing refitted)."""
+    record = model.trust
+    record["sets"] = sets.fit(calibration.probabilities(val_logits, record["temperature"]), splits.y_val)
+    return record
 
 
 def of(model):
@@ -148,11 +160,15 @@ def save(model, folder):
     if trust is None:
         return
     folder = Path(folder)
-    write_json(folder / JSON, {"format": FORMAT, **{k: v for k, v in trust.items() if k != "gaussians"}})
+    record = {"format": FORMAT, **{k: v for k, v in trust.items() if k not in ("gaussians", "sets")}}
+    if "sets" in trust:
+        record["sets"] = sets.to_json(trust["sets"])
+    write_json(folder / JSON, record)
     arrays = {f"{p}.{k}": np.ascontiguousarray(v) for p, g in trust["gaussians"].items() for k, v in g.items()}
+    arrays |= sets.to_arrays(trust["sets"]) if "sets" in trust else {}
     if arrays:
         with atomic_path(folder / ARRAYS) as tmp:
-            save_file(arrays, str(tmp))
+            tmp.write_bytes(safetensors_bytes(arrays))  # a full disk: an OSError (save_file raises its own error)
 
 
 def load(model, folder):
@@ -166,14 +182,20 @@ def load(model, folder):
         raise UserError(f"{folder / JSON}: not a {FORMAT} record (retrain or re-evaluate the run)")
     trust = {k: v for k, v in record.items() if k != "format"}
     trust["pixel_stats"] = tuple(trust["pixel_stats"])
-    trust["gaussians"] = {}
+    trust["gaussians"], arrays = {}, {}
     if (folder / ARRAYS).is_file():
         try:
             arrays = load_file(str(folder / ARRAYS))
         except (OSError, SafetensorError) as exc:
-            raise UserError(f"{folder / ARRAYS}: cannot read the class Gaussians ({exc})") from exc
+            raise UserError(f"{folder / ARRAYS}: cannot read the class Gaussians and set scores ({exc})") from exc
         for key, value in arrays.items():
             part, _, name = key.partition(".")
-            trust["gaussians"].setdefault(part, {})[name] = value
+            if not key.startswith(sets.PREFIX):
+                trust["gaussians"].setdefault(part, {})[name] = value
+    if "sets" in trust:
+        try:
+            trust["sets"] = sets.from_saved(trust["sets"], arrays)
+        except ValueError as exc:
+            raise UserError(f"{folder / JSON}: {exc} (run `fmnist evaluate` on the run again)") from None
     model.trust = trust
     return trust

@@ -1,4 +1,5 @@
-"""A model's answers about people's images: calibrated probabilities, top-k, and their text and JSON forms.
+"""A model's answers about people's images: calibrated probabilities, top-k, the prediction set (fmnist.predict.sets)
+and their text and JSON forms.
 
 Used by `fmnist predict`, the server and the API alike, so that every answer is worded the same.
 """
@@ -14,10 +15,10 @@ from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES, NUM_CLASSES
 from fmnist.errors import UserError
-from fmnist.files import atomic_path
+from fmnist.files import atomic_path, fitting_name
 from fmnist.models import trust
 from fmnist.models.contracts import Classifier
-from fmnist.predict import segment
+from fmnist.predict import segment, sets
 from fmnist.predict.images import MAX_BYTES, MAX_PIXELS, ImageError, collect_inputs, detached, shown
 
 
@@ -29,6 +30,8 @@ class Prediction:
     unknown: bool = False  # the image does not look like any Fashion-MNIST class (fmnist.models.trust)
     ood_score: float | None = None  # higher: less like clothing; None for a model without an unknown rule
     cutout: np.ndarray | None = None  # uint8 (H, W): the garment cut out on white; None: no segmentation needed
+    set: tuple[int, ...] = ()  # the prediction set's classes, most probable first (it may be empty)
+    coverage: float | None = None  # the set's level; None for a model without fitted sets
 
     @property
     def file(self) -> str:
@@ -68,6 +71,19 @@ def ranked(
     ]
 
 
+def with_sets(
+    predictions: list[Prediction], probs: np.ndarray, set_mask: np.ndarray | None, coverage: float
+) -> list[Prediction]:
+    """The predictions with their prediction sets: set_mask bool (N, 10) at `coverage` (fmnist.predict.sets.mask)
+    over the same images' probabilities (N, 10); unchanged for a model without sets (None)."""
+    if set_mask is None:
+        return predictions
+    return [
+        dataclasses.replace(pred, set=sets.ordered(row, p), coverage=coverage)
+        for pred, row, p in zip(predictions, set_mask, probs, strict=True)
+    ]
+
+
 def _score(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 4)
 
@@ -77,19 +93,21 @@ def predict_files(
     paths: Iterable[str | Path],
     top_k: int = 3,
     *,
-    max_bytes: int = MAX_BYTES,
-    max_pixels: int = MAX_PIXELS,
+    limits: tuple[int, int] = (MAX_BYTES, MAX_PIXELS),
     box: segment.Box | None = None,
+    coverage: float = sets.DEFAULT,
 ) -> tuple[list[Prediction], list[ImageError]]:
     """Files and folders -> (list of Prediction in input order, list of ImageError). Never stops at a bad file.
-    `box`: where the garment is in each photo (x0, y0, x1, y1 in its pixels; see `fmnist.predict.segment`)."""
+    limits: (bytes, pixels) a file may have. `box`: where the garment is in each photo (x0, y0, x1, y1 in its
+    pixels; see `fmnist.predict.segment`). Each answer carries its prediction set at `coverage` where the model
+    has fitted sets."""
     if not 1 <= top_k <= NUM_CLASSES:
         raise UserError(f"--top-k {top_k}: must be between 1 and {NUM_CLASSES}")
     files, failures = collect_inputs(paths)
     kept, seen = [], []
     for path in files:
         try:
-            seen.append(segment.convert_file(path, box=box, max_bytes=max_bytes, max_pixels=max_pixels))
+            seen.append(segment.convert_file(path, box=box, max_bytes=limits[0], max_pixels=limits[1]))
         except ImageError as exc:
             failures.append(detached(exc))
             continue
@@ -98,22 +116,27 @@ def predict_files(
         return [], failures
     images = [s.image for s in seen]
     cutouts = [None if s.cutout is None else np.asarray(s.cutout) for s in seen]
-    return ranked(assess(model, np.stack(images)), kept, images, top_k, cutouts), failures
+    assessment = assess(model, np.stack(images))
+    predictions = ranked(assessment, kept, images, top_k, cutouts)
+    set_mask = sets.mask(model, assessment.probs, coverage)
+    return with_sets(predictions, assessment.probs, set_mask, coverage), failures
 
 
 UNKNOWN_TEXT = "does not look like any Fashion-MNIST class"
 
 
 def format_text(predictions: Iterable[Prediction]) -> str:
-    """One line per file: `FILE: CLASS 93.1%` and, for top-k > 1, the ranked alternatives; an unknown image
-    says so first (`FILE: unknown — does not look like any Fashion-MNIST class (closest: ...)`)."""
+    """One line per file: `FILE: CLASS 93.1%`, the prediction set (`— Shirt or T-shirt/top (95 %)`) and, for
+    top-k > 1, the ranked alternatives; an unknown image says so first (`FILE: unknown — does not look like any
+    Fashion-MNIST class (closest: ...)`), its set after."""
     lines = []
     for pred in predictions:
         top = [f"{CLASS_NAMES[c]} {p:.1%}" for c, p in pred.top]
+        among = f" — {sets.words(pred.set, pred.coverage)}" if pred.coverage is not None else ""
         if pred.unknown:
-            lines.append(f"{pred.file}: unknown — {UNKNOWN_TEXT} (closest: {', '.join(top)})")
+            lines.append(f"{pred.file}: unknown — {UNKNOWN_TEXT} (closest: {', '.join(top)}){among}")
             continue
-        line = f"{pred.file}: {top[0]}"
+        line = f"{pred.file}: {top[0]}{among}"
         lines.append(line + (f"  (top {len(top)}: {', '.join(top)})" if len(top) > 1 else ""))
     return "\n".join(lines)
 
@@ -128,6 +151,7 @@ def as_json(predictions: Iterable[Prediction], failures: Iterable[ImageError]) -
         "predictions": [
             {"file": pred.file, **one(*pred.top[0]), "top_k": [one(c, p) for c, p in pred.top]}
             | {"unknown": pred.unknown, "ood_score": pred.ood_score}
+            | (sets.as_json(pred.set, pred.coverage) if pred.coverage is not None else {})
             for pred in predictions
         ],
         "errors": [{"file": exc.file, "error": exc.reason} for exc in failures],
@@ -146,7 +170,7 @@ def save_preprocessed(predictions: Iterable[Prediction], folder: str | Path) -> 
     written, used = [], set()
     for pred in predictions:
         stem, number = pred.path.stem, 1
-        while (name := stem + (f"-{number}" if number > 1 else "") + ".png") in used:
+        while (name := fitting_name(stem, (f"-{number}" if number > 1 else "") + ".png")) in used:
             number += 1
         used.add(name)
         with atomic_path(folder / name) as tmp:

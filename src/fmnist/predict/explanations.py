@@ -16,14 +16,14 @@ from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
-from fmnist.files import atomic_path
+from fmnist.files import NAME_MAX, atomic_path, fitting_name
 from fmnist.models.contracts import Classifier
 from fmnist.predict import answers
 from fmnist.predict import explain as explain_names
 from fmnist.predict.answers import Prediction
 from fmnist.predict.explain import attribute as explain_module
 from fmnist.predict.explain.attribute import Explanation, Target
-from fmnist.predict.images import ImageError
+from fmnist.predict.images import ImageError, shown
 
 SCALE = 8  # a 28x28 panel drawn at 224x224 pixels
 GAP = 4
@@ -79,7 +79,8 @@ def unique_stems(predictions: Iterable[Prediction]) -> list[str]:
     used, out = set(), []
     for pred in predictions:
         stem, number = pred.path.stem or "image", 1
-        while (name := stem + (f"-{number}" if number > 1 else "")) in used:
+        # Room for ".npy" / ".png" after it: the name of a 255-byte input would not fit otherwise.
+        while (name := fitting_name(stem, f"-{number}" if number > 1 else "", NAME_MAX - 4)) in used:
             number += 1
         used.add(name)
         out.append(name)
@@ -116,7 +117,8 @@ def as_json(
     doc["method"] = explanation.method
     for i, (entry, (npy, png)) in enumerate(zip(doc["predictions"], written, strict=True)):
         target = int(explanation.targets[i])
-        entry.update(target=CLASS_NAMES[target], target_index=target, map=str(npy), overlay=str(png))
+        # Escaped as `predict --json` escapes file names: undecodable bytes must not become lone surrogates.
+        entry.update(target=CLASS_NAMES[target], target_index=target, map=shown(npy), overlay=shown(png))
         if explanation.delta is not None:
             entry["convergence_delta"] = round(float(explanation.delta[i]), 6)
     return doc

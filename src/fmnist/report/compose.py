@@ -15,6 +15,7 @@ from fmnist.files import write_text
 from fmnist.metrics.calibration import probabilities
 from fmnist.report import attributions as attribution_plots
 from fmnist.report import card, plots, trust
+from fmnist.report import sets as sets_report
 from fmnist.report.render import to_html, to_markdown
 from fmnist.rundir import layout
 
@@ -233,6 +234,7 @@ def blocks_for(run, results, run_plots, model_plots, trust_plots=None):
         ]
         out += [("h3", "Test F1 per class"), ("table", ["class", *run.models], rows)]
     out += trust.blocks(run, trust_plots or {})
+    out += sets_report.blocks(run, (trust_plots or {}).get("sets"))
     for name, model in run.models.items():
         out += _model_blocks(name, model, results[name]["test"], model_plots[name])
     return out + _reproducibility_blocks(record)
@@ -251,7 +253,7 @@ def build(run_dir, dpi=plots.DPI):
         name: _saved(_model_figures(run, model, results[name]["test"]), folder, dpi)
         for name, model in run.models.items()
     }
-    made = trust.figures(run)
+    made = trust.figures(run) + sets_report.figures(run)
     saved = _saved([figure[1:] for figure in made], folder, dpi)
     trust_plots = {(figure[0] or "robustness"): path for figure, (path, _) in zip(made, saved, strict=True)}
     blocks = blocks_for(run, results, run_plots, model_plots, trust_plots)

@@ -116,7 +116,11 @@ def blocks(run, plot_paths):
         for n, u in ((n, m["unknown"]) for n, m in calibrated.items())
     ]
     out.append(("table", header, rows))
-    out += [("image", path, f"{n}: reliability diagram (test)") for n, path in plot_paths.items() if n != "robustness"]
+    out += [
+        ("image", path, f"{n}: reliability diagram (test)")
+        for n, path in plot_paths.items()
+        if n not in ("robustness", "sets")
+    ]
     return out + robustness_blocks(run, plot_paths.get("robustness"))
 
 

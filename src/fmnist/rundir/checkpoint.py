@@ -8,10 +8,14 @@ Layout inside a run directory:
 Metrics, versions and data checksums live in the run directory's own files (fmnist.rundir.layout), not here.
 
 A save writes a fresh `model.<id>/` and only then replaces checkpoint.json (os.replace), so a kill at any
-moment leaves the previous checkpoint whole. Loading trusts nothing it has not checked: the manifest against
-its schema; every listed path relative and inside the run directory, with no symbolic link on the way; every
-file of the weights folder listed; the sizes before any hashing; every checksum before any file is read. So a
-truncated, edited, added or borrowed file is named in a one-line error instead of half-loading.
+moment leaves the previous checkpoint whole. It then removes the previous folder, which a concurrent load may
+have been reading: a load that fails while the manifest names another folder than the one it read starts again
+on the new one, so a reader gets the old checkpoint or the new one, whole.
+
+Loading trusts nothing it has not checked: the manifest against its schema; every listed path relative and
+inside the run directory, with no symbolic link on the way; every file of the weights folder listed; the sizes
+before any hashing; every checksum before any file is read. So a truncated, edited, added or borrowed file is
+named in a one-line error instead of half-loading.
 """
 
 import os
@@ -35,6 +39,7 @@ MAX_MODEL_BYTES = 500_000_000  # all files of one model (the best hybrid's are ~
 MAX_MODEL_FILES = 1_000
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")  # one plain path component, never "." or ".."
 DIGEST = re.compile(r"[0-9a-f]{64}")
+SWAP_RETRIES = 5  # loads that find the checkpoint replaced under them before giving up
 
 
 def _relative(value, field):
@@ -74,8 +79,12 @@ def save(run_dir, kind, model: Classifier):
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     folder_name = f"model.{secrets.token_hex(4)}"
-    model.save(run_dir / folder_name)
-    trust.save(model, run_dir / folder_name)  # the temperature and unknown rule, under the same checksums
+    try:
+        model.save(run_dir / folder_name)
+        trust.save(model, run_dir / folder_name)  # the temperature and unknown rule, under the same checksums
+    except BaseException:  # a full disk, a kill: no folder left that no manifest names
+        shutil.rmtree(run_dir / folder_name, ignore_errors=True)
+        raise
     files = sorted(p for p in (run_dir / folder_name).rglob("*") if p.is_file())
     manifest = {
         "format": FORMAT,
@@ -190,12 +199,24 @@ def resolve(path):
 def load(path, calibrated=False):
     """Verify and load the model in a run directory; return (model, manifest).
 
-    calibrated: refuse a model without a temperature and unknown rule (a run of an older fmnist), naming the
-    command that adds them (what predict, serve and the API ask for)."""
+    calibrated: refuse a model without a temperature, unknown rule and prediction sets (a run of an older fmnist),
+    naming the command that adds them (what predict, serve and the API ask for)."""
     run_dir = resolve(path)
-    manifest = _read_manifest(run_dir)
-    verify(run_dir, manifest)
-    model = registry.spec(manifest["kind"]).load_class().load(run_dir / manifest["weights"])
+    for _ in range(SWAP_RETRIES):
+        manifest = _read_manifest(run_dir)
+        try:
+            verify(run_dir, manifest)
+            model = registry.spec(manifest["kind"]).load_class().load(run_dir / manifest["weights"])
+            calibration = trust.load(model, run_dir / manifest["weights"])
+            if calibration is None and not (run_dir / manifest["weights"]).is_dir():  # removed, not uncalibrated
+                raise FileNotFoundError(run_dir / manifest["weights"])
+            break
+        except (UserError, OSError):
+            # A save swapped the manifest and removed the folder this one named while it was read: read the new.
+            if _read_manifest(run_dir)["weights"] == manifest["weights"]:
+                raise
+    else:
+        raise UserError(f"{run_dir}: rewritten {SWAP_RETRIES} times while loading; try again when training ends")
     try:  # a model whose parts do not fit together, or whose weights overflow, is refused now, not per request
         with np.errstate(all="ignore"):  # an overflow is reported below, as one line
             probe = model.predict_logits(np.zeros((1, SIDE, SIDE), np.uint8))
@@ -205,6 +226,8 @@ def load(path, calibrated=False):
         raise UserError(f"{run_dir / manifest['weights']}: the model loads but cannot run ({exc})") from None
     if probe is not None and not np.isfinite(probe).all():
         raise UserError(f"{run_dir / manifest['weights']}: the model's outputs are not finite numbers")
-    if trust.load(model, run_dir / manifest["weights"]) is None and calibrated:
+    if calibrated and calibration is None:
         raise UserError(f"{run_dir}: not calibrated (made by an older fmnist); run `fmnist evaluate {path}` once")
+    if calibrated and "sets" not in calibration:
+        raise UserError(f"{run_dir}: no prediction sets (made by an older fmnist); run `fmnist evaluate {path}` once")
     return model, manifest

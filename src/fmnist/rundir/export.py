@@ -4,8 +4,11 @@ The graph's input `images` is uint8 (N, 28, 28), N any batch size, exactly as th
 image: row by row, 0 the background and 255 the darkest ink (a photo of a dark garment on white is inverted
 first; `fmnist predict --save-preprocessed` shows what that conversion gives). Inside: the model's normalisation,
 its test-time augmentation (mirror averaging for the fast CNN and the hybrid) and its calibration temperature
-(1 for a model without one). Outputs: `logits` float32 (N, 10), the calibrated logits, and `probabilities`
-float32 (N, 10), their softmax; class i is named by the `class_names` metadata entry (JSON).
+(1 for a model without one). Outputs: `logits` float32 (N, 10), the calibrated logits, `probabilities`
+float32 (N, 10), their softmax, and `sets` bool (N, 10), the prediction set at the default coverage (95 %,
+class-conditional; fmnist.models.sets): its ten thresholds are constants of the graph, and the metadata entries
+`set_coverage`, `set_score` and `set_thresholds` (JSON) say which; a model without set scores marks every class.
+Class i is named by the `class_names` metadata entry (JSON).
 
 The torch models export their own network; the NumPy MLP and the hybrid export a torch graph of their weights
 that computes what their NumPy forward pass computes. The exporter is torch.onnx.export(..., dynamo=True); a
@@ -28,12 +31,13 @@ from fmnist import __version__
 from fmnist.data.dataset import CLASS_NAMES, SIDE
 from fmnist.errors import UserError
 from fmnist.files import atomic_path
-from fmnist.models import trust
+from fmnist.models import sets, trust
 from fmnist.models.contracts import Classifier
 from fmnist.rundir import checkpoint
 
 FILE = "model.onnx"
-INPUT, OUTPUTS = "images", ("logits", "probabilities")
+INPUT, OUTPUTS = "images", ("logits", "probabilities", "sets")
+SET_OUTPUT = OUTPUTS[2]
 INPUT_CONVENTION = "images: uint8 (N, 28, 28) as the dataset stores them, 0 = background, 255 = ink"
 
 
@@ -102,11 +106,14 @@ class HybridNet(nn.Module):
 
 
 class Graph(nn.Module):
-    """uint8 images (N, 28, 28) -> (calibrated logits, probabilities), test-time augmentation included."""
+    """uint8 images (N, 28, 28) -> (calibrated logits, probabilities, prediction sets), test-time augmentation
+    included. thresholds (10,): the LAC sets' class-conditional thresholds (a class is in when 1 - p ≤ its
+    threshold)."""
 
-    def __init__(self, body, tta, temperature):
+    def __init__(self, body, tta, temperature, thresholds):
         super().__init__()
         self.body, self.tta, self.temperature = body, int(tta), float(temperature)
+        self.register_buffer("thresholds", torch.as_tensor(np.asarray(thresholds, np.float32)))
 
     def pair(self, x):
         return self.body(x) if not self.tta else (self.body(x) + self.body(x.flip(-1))) / 2
@@ -119,7 +126,8 @@ class Graph(nn.Module):
             up = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
             logits = (logits + (self.pair(down) + self.pair(up)) / 2) / 2
         logits = logits / self.temperature
-        return logits, torch.softmax(logits, dim=1)
+        probs = torch.softmax(logits, dim=1)
+        return logits, probs, 1.0 - probs <= self.thresholds
 
 
 def temperature(model):
@@ -127,6 +135,17 @@ def temperature(model):
     record = trust.of(model)
     value = record.get("temperature") if isinstance(record, dict) else None
     return float(value) if isinstance(value, int | float) and value > 0 else 1.0
+
+
+def set_thresholds(model):
+    """The ten thresholds of the graph's `sets` output at the default coverage; +inf (every class) for a model
+    without set scores. Only the LAC score is drawn in the graph (the one fmnist fits)."""
+    record = (trust.of(model) or {}).get("sets")
+    if record is None:
+        return np.full(len(CLASS_NAMES), np.inf)
+    if record["score"] != "lac":
+        raise UserError(f"the {record['score']} set score cannot be exported; only lac is drawn in the graph")
+    return sets.thresholds(record, sets.DEFAULT)
 
 
 def graph_of(model):
@@ -138,7 +157,7 @@ def graph_of(model):
         net, level = HybridNet(_cpu_hybrid(model)), model.hparams["tta"]
     else:
         net, level = ScratchNet(model._trained(), model.mean, model.std), 0
-    return Graph(net, level, temperature(model)).eval()
+    return Graph(net, level, temperature(model), set_thresholds(model)).eval()
 
 
 def _cpu_copy(module):
@@ -232,6 +251,9 @@ def metadata_of(folder, manifest, model):
         "checkpoint": manifest["weights"],  # a new save names a new folder: a stale export is recognisable
         "temperature": repr(temperature(model)),
         "tta": str(getattr(model, "hparams", {}).get("tta", 0)),
+        "set_coverage": repr(sets.DEFAULT),
+        "set_score": (trust.of(model) or {}).get("sets", {}).get("score", "none"),
+        "set_thresholds": json.dumps([float(t) if np.isfinite(t) else None for t in set_thresholds(model)]),
     }
 
 

@@ -10,8 +10,11 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import io
+import json
 import os
+import signal
 import socket
 import sys
 import warnings
@@ -29,12 +32,15 @@ from PIL import Image
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import shown
-from fmnist.predict import answers, explanations, segment
+from fmnist.predict import answers, explanations, segment, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
-from fmnist.serve import cards, limits
+from fmnist.serve import cards, limits, operate
 from fmnist.serve import runtime as runtimes
 from fmnist.serve.batcher import InferenceWorker
+from fmnist.serve.metrics import ServerMetrics
+from fmnist.serve.operate import Operation
+from fmnist.serve.state import ServingState
 from fmnist.serve.uploads import RequestError, read_multipart, whole_number
 
 MAX_BODY = 20_000_000  # bytes per request: a few phone photos; checked before and while reading
@@ -44,6 +50,7 @@ PAGE_FILES = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/java
 PAGE_FILES["/style.css"] = ("style.css", "text/css")
 # The page must work offline: the browser may load nothing but this server's own files.
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
+REFUSALS = {400: "bad_request", 413: "too_large", 415: "not_multipart", 503: "not_ready"}  # metric labels
 PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), so its form is described by hand
     "requestBody": {
         "required": True,
@@ -57,6 +64,7 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                         "model": {"type": "string", "description": "a name from GET /models (default: the best)"},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
                         "explain": {"type": "integer", "enum": [0, 1], "default": 0, "description": "heat maps"},
+                        "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
                         "box": {"type": "string", "description": "X0,Y0,X1,Y1: where the garment is, photo pixels"},
                     },
                 }
@@ -74,10 +82,11 @@ class ServedModel:
     val_accuracy: float
     test_accuracy: float
     parameters: int
+    version: str  # the checkpoint's SHA-256 prefix (`checkpoint_version`): which weights gave an answer
     card: str | None = None  # MODEL_CARD.md's text (fmnist.serve.cards)
 
     def describe(self):
-        fields = ("name", "kind", "val_accuracy", "test_accuracy", "parameters")
+        fields = ("name", "kind", "version", "val_accuracy", "test_accuracy", "parameters")
         return {field: getattr(self, field) for field in fields}
 
 
@@ -91,7 +100,15 @@ def load_one(folder, name, runtime=("torch", "auto")):
     values = {key: kind(metrics[key]) for key, kind in (("val_accuracy", float), ("test_accuracy", float))}
     values["parameters"] = int(metrics["parameters"])
     answers.probabilities(model, np.zeros((1, 28, 28), np.uint8))  # a model that loads but cannot run: now
-    return ServedModel(name=name, kind=manifest["kind"], model=model, card=cards.read(folder), **values)
+    values |= {"version": checkpoint_version(manifest), "card": cards.read(folder)}
+    return ServedModel(name=name, kind=manifest["kind"], model=model, **values)
+
+
+def checkpoint_version(manifest):
+    """12 hex digits of the SHA-256 of the checkpoint's manifest (canonical JSON), which holds every weight
+    file's SHA-256: two checkpoints share it only if their weights are the same bytes."""
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest()[:12]
 
 
 def load_run(run_dir, runtime=("torch", "auto")):
@@ -137,19 +154,29 @@ def request_box(options):
 
 
 def request_options(served, default, options):
-    """The model and top-k a request asks for (form fields or query parameters); RequestError if unusable."""
+    """The model, top-k and prediction-set level a request asks for (form fields or query parameters);
+    RequestError if unusable."""
     name = options.get("model") or default
     if name not in served:
         raise RequestError(400, f"model {shown(name)}: not in this run (choose from {', '.join(served)})")
-    return served[name], whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
+    top_k = whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
+    return served[name], top_k, request_coverage(options)
 
 
-def infer(served, key, images):
-    """The inference worker's job: a model name -> its assessment (calibrated probabilities, unknown); ("explain",
-    name) -> its heat maps."""
+def request_coverage(options):
+    """The prediction-set level a request asks for (default 95 %); RequestError if it is not in (0, 1)."""
+    try:
+        return sets.coverage_value(options.get("coverage") or sets.DEFAULT)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+def infer(key, images):
+    """The inference worker's job: a ServedModel -> its assessment (calibrated probabilities, unknown);
+    ("explain", ServedModel) -> its heat maps. The model itself, not its name: a reload may rename."""
     if isinstance(key, tuple):
-        return explanations.explained_maps(served[key[1]].model, images)
-    return answers.assess(served[key].model, images)
+        return explanations.explained_maps(key[1].model, images)
+    return answers.assess(key.model, images)
 
 
 def wants_explanation(options):
@@ -167,10 +194,14 @@ def add_cutouts(doc, cutouts):
     return doc
 
 
-def document(served, names, images, assessment, failures, top_k):
-    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG."""
+def document(served, names, images, assessment, failures, asked):
+    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG; asked: the
+    request's (top-k, prediction-set level)."""
+    top_k, coverage = asked
     results = answers.ranked(assessment, names, images, top_k)
-    doc = {"model": served.name, **answers.as_json(results, failures)}
+    set_mask = sets.mask(served.model, assessment.probs, coverage)
+    results = answers.with_sets(results, assessment.probs, set_mask, coverage)
+    doc = {"model": served.name, "version": served.version, **answers.as_json(results, failures)}
     for entry, image in zip(doc["predictions"], images, strict=True):
         entry["image_png"] = png_base64(image)
     if failures:
@@ -178,66 +209,103 @@ def document(served, names, images, assessment, failures, top_k):
     return doc
 
 
-def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1):
-    """The FastAPI application for loaded models ({name: ServedModel}, as `load_run` gives them)."""
-    worker = InferenceWorker(lambda key, images: infer(served, key, images))
+def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1, operation=None):
+    """The app for loaded models ({name: ServedModel} from `load_run`, or None: `operation.loader` loads them)."""
+    operation = operation or Operation()
+    state, metrics, worker = serving_parts(served, default, operation)
     # Decoding holds the GIL much of the time: more threads than cores only trade it back and forth.
     decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
-    web = resources.files("fmnist.serve") / "web"
-    pages = {route: (web.joinpath(file).read_bytes(), media) for route, (file, media) in PAGE_FILES.items()}
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        torch.set_num_threads(threads)  # process-wide; only the inference worker runs torch
-        worker.start()
-        yield
-        worker.stop()
-
+    lifespan = lifespan_of(worker, state, operation, threads)
     app = FastAPI(title="fmnist serve", summary="Fashion-MNIST classifiers over HTTP", lifespan=lifespan)
     cards.add_route(app, served)  # GET /models/NAME/card
+    operate.add_routes(app, state, metrics, operation.keys is not None)
 
     @app.exception_handler(RequestError)
     async def refused(_request, exc):
+        metrics.refusal(REFUSALS.get(exc.status, str(exc.status)))
         # Closing stops a client still sending a refused body; uvicorn would otherwise read it all to discard it.
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers={"Connection": "close"})
 
-    for route, (content, media) in pages.items():
-        app.add_api_route(route, page_handler(content, media), methods=["GET"], include_in_schema=False)
-
-    @app.get("/health")
-    async def health():
-        # Which process of `serve --workers N` answered, and the torch threads it runs on.
-        return {"status": "ok", "models": list(served), "worker": os.getpid(), "threads": torch.get_num_threads()}
-
-    @app.get("/models")
-    async def models():
-        listed = [one.describe() | {"default": name == default} for name, one in served.items()]
-        return {"default": default, "models": listed, "classes": list(CLASS_NAMES)}
+    add_page_and_listing(app, state)
 
     @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict_images(request: Request):
         """Classify one or more images (multipart field `files`); 422 with the same document if any is bad."""
+        served, default = in_service(state)
         uploads = await read_multipart(request.headers, request.stream(), max_body=max_body, max_files=max_files)
         fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
         options = {**request.query_params, **fields}
-        one, top_k = request_options(served, default, options)
+        one, top_k, coverage = request_options(served, default, options)
         explain, box = wants_explanation(options), request_box(options)
         files = [u for u in uploads if u.filename is not None]
         if not files:
             raise RequestError(400, "no files: send one or more images in the multipart field 'files'")
         names, images, failures, cuts = await anyio.to_thread.run_sync(convert_uploads, files, box, limiter=decoders)
         if len(images):
-            assessment = await asyncio.wrap_future(worker.submit(one.name, images))
+            assessment = await asyncio.wrap_future(worker.submit(one, images))
         else:
             assessment = answers.assess(one.model, images)
-        doc = document(one, names, images, assessment, failures, top_k)  # small: a thread hop would cost more
-        doc = add_cutouts(doc, cuts)
+        request.state.model, request.state.images = one.name, len(images)  # for the access log and metrics
+        metrics.classified(one.name, len(images), int(np.sum(assessment.unknown)), len(failures))
+        doc = add_cutouts(document(one, names, images, assessment, failures, (top_k, coverage)), cuts)  # no hop
         if explain and len(images):  # only on request: answers without it never pay for gradients
-            maps = await asyncio.wrap_future(worker.submit(("explain", one.name), images))
+            maps = await asyncio.wrap_future(worker.submit(("explain", one), images))
             doc = await anyio.to_thread.run_sync(explanations.add_heat_maps, doc, images, maps, limiter=decoders)
         return JSONResponse(doc, status_code=422 if failures else 200)
 
+    operation.add_middleware(app, metrics, open_paths=set(PAGE_FILES))  # last: it names the routes above
     return app
+
+
+def add_page_and_listing(app, state):
+    """The page's files, GET /health and GET /models (the models in service, with their versions)."""
+    web = resources.files("fmnist.serve") / "web"
+    for route, (file, media) in PAGE_FILES.items():
+        content = web.joinpath(file).read_bytes()
+        app.add_api_route(route, page_handler(content, media), methods=["GET"], include_in_schema=False)
+
+    @app.get("/health")
+    async def health():
+        # Which process of `serve --workers N` answered, and the torch threads it runs on.
+        return {"status": "ok", "models": list(state.served), "worker": os.getpid(), "threads": torch.get_num_threads()}
+
+    @app.get("/models")
+    async def models():
+        served, default = in_service(state)
+        listed = [one.describe() | {"default": name == default} for name, one in served.items()]
+        return {"default": default, "models": listed, "classes": list(CLASS_NAMES)}
+
+
+def serving_parts(served, default, operation):
+    """The app's state (the models in service), its metrics and its inference worker."""
+    state = ServingState(operation.loader, None if served is None else (served, default))
+    metrics = ServerMetrics()
+    worker = InferenceWorker(infer, metrics)
+    state.worker_alive = worker.alive
+    return state, metrics, worker
+
+
+def lifespan_of(worker, state, operation, threads):
+    """The app's start and stop: the inference worker, the signals, the first load if it is not done yet."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        torch.set_num_threads(threads)  # process-wide; only the inference worker runs torch
+        worker.start()
+        operation.install_signals(state)
+        if state.current is None:
+            state.load_in_background()
+        yield
+        worker.stop()
+
+    return lifespan
+
+
+def in_service(state):
+    """The (served, default) pair a request uses throughout; 503 before the first load has ended."""
+    if state.current is None:
+        raise RequestError(503, "not ready: the models are still loading (GET /readyz says when)")
+    return state.current
 
 
 def page_handler(content, media):
@@ -266,13 +334,15 @@ def quiet_image_warnings():
     warnings.filterwarnings("ignore", module=r"(PIL|fmnist\.data\.images)(\.|$)")
 
 
-def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), routers=()):
-    """Load and verify the run, then serve until Ctrl-C or SIGTERM. runtime: (torch or onnx, torch's device).
-    routers: more routes (the review page of `fmnist serve --review`, fmnist.serve.review)."""
+def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), access=operate.OPEN, routers=()):
+    """Load and verify the run, then serve until Ctrl-C or SIGTERM. runtime: (torch or onnx, torch's device);
+    access: API keys and their rate (fmnist.serve.operate.Access); routers: more routes (the review page of
+    `fmnist serve --review`, fmnist.serve.review)."""
+    operation = operate.operation_for(access, lambda: load_run(run_dir, runtime), host)
     served, default = load_run(run_dir, runtime)
     quiet_image_warnings()
     sock = listen(host, port)
-    app = create_app(served, default)
+    app = create_app(served, default, operation=operation)
     for routes in routers:
         app.include_router(routes)
     shown_host = f"[{host}]" if ":" in host else host
@@ -285,6 +355,12 @@ def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), rout
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **limits.config_options()
     )
-    with sock:
-        uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn raises SIGTERM again once it has drained; every accepted request has its answer by then, so the
+    # signal ends the server with status 0 (as the parent of --workers does) instead of killing it.
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    try:
+        with sock:
+            uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

@@ -15,10 +15,13 @@ MAX_BATCH = 256  # images per forward pass: beyond this, batching gains nothing 
 
 
 class InferenceWorker:
-    """`submit(name, images)` -> a Future of `run(name, stacked images)`'s rows for those images."""
+    """`submit(name, images)` -> a Future of `run(name, stacked images)`'s rows for those images.
 
-    def __init__(self, run):
+    metrics, if given, hears `queued(images)` on each submit and `batch(images)` as each forward pass starts."""
+
+    def __init__(self, run, metrics=None):
         self._run = run
+        self._metrics = metrics
         self._jobs = queue.SimpleQueue()
         self._thread = None
 
@@ -32,7 +35,12 @@ class InferenceWorker:
             self._thread.join()
             self._thread = None
 
+    def alive(self):
+        return self._thread is not None and self._thread.is_alive()
+
     def submit(self, name, images):
+        if self._metrics is not None:
+            self._metrics.queued(len(images))
         future = concurrent.futures.Future()
         self._jobs.put((name, images, future))
         return future
@@ -62,6 +70,8 @@ class InferenceWorker:
 
     def _run_group(self, jobs):
         """One forward pass for all jobs of one model; each Future gets its own rows (or the exception)."""
+        if self._metrics is not None:
+            self._metrics.batch(sum(len(images) for _, images, _ in jobs))
         jobs = [job for job in jobs if job[2].set_running_or_notify_cancel()]
         if not jobs:
             return

@@ -2,8 +2,9 @@
 
 uvicorn's fast parser (httptools) keeps reading a request line and headers of any size, so one client could make
 the server hold a 64 MB header. `BoundedHttpTools` counts the bytes of each request's head as they arrive and the
-headers as they are parsed, and answers 431 (closing the connection) past MAX_HEAD_BYTES or MAX_HEADERS. Without
-httptools, uvicorn's h11 parser has a size limit of its own (`config_options`).
+headers as they are parsed, and answers 431 (closing the connection) past MAX_HEAD_BYTES or MAX_HEADERS. When the
+server stops, it gives a connection accepted a moment before a grace to send its request, where uvicorn would
+close it unanswered. Without httptools, uvicorn's h11 parser has a size limit of its own (`config_options`).
 """
 
 import functools
@@ -11,6 +12,7 @@ import json
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers send 1-2 kB
 MAX_HEADERS = 100
+SHUTDOWN_GRACE = 1.0  # seconds a connection accepted just before shutdown has to send its request
 
 
 class HeadTooLarge(Exception):
@@ -43,12 +45,29 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class GracefulShutdown:
+    """Mixed into uvicorn's protocol: it closes a connection with no request under way at once when the server
+    stops; one accepted just before the socket closed may have its request on the way: SHUTDOWN_GRACE to arrive."""
+
+    def shutdown(self):
+        if self.cycle is None or self.cycle.response_complete:
+            self.loop.call_later(SHUTDOWN_GRACE, self._close_unless_busy)
+        else:
+            super().shutdown()
+
+    def _close_unless_busy(self):
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+        else:
+            self.cycle.keep_alive = False  # a request arrived: answered, then the connection closes
+
+
 @functools.cache
 def bounded(base):
     """A subclass of uvicorn's httptools protocol `base` with the head limits (one class per base)."""
     import httptools
 
-    class BoundedHttpTools(base):
+    class BoundedHttpTools(GracefulShutdown, base):
         __qualname__ = "BoundedHttpTools"
 
         def __init__(self, *args, **kwargs):

@@ -8,6 +8,7 @@ augmentation and the calibration temperature (fmnist.rundir.export), so its logi
 import numpy as np
 
 from fmnist.engine import devices
+from fmnist.models import trust
 from fmnist.rundir import export
 
 RUNTIMES = ("torch", "onnx")
@@ -18,8 +19,9 @@ class OnnxModel:
 
     runtime = "onnx"
 
-    def __init__(self, session):
+    def __init__(self, session, set_record=None):
         self.session = session
+        self.set_record = set_record  # the model's prediction-set scores (fmnist.predict.sets.record_of)
 
     def predict_logits(self, images):
         images = np.ascontiguousarray(images, dtype=np.uint8)
@@ -32,6 +34,6 @@ def prepare(model, folder, manifest, runtime=("torch", "auto")):
     if name not in RUNTIMES:
         raise ValueError(f"runtime {name!r}: choose one of {', '.join(RUNTIMES)}")
     if name == "onnx":
-        return OnnxModel(export.session(folder, manifest, model))
+        return OnnxModel(export.session(folder, manifest, model), (trust.of(model) or {}).get("sets"))
     model.to_device(devices.for_model(manifest["kind"], type(model).uses_torch, device))
     return model

@@ -10,7 +10,8 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from safetensors.numpy import save as safetensors_bytes
 
 from fmnist import files
 from fmnist.data import dataset
@@ -129,7 +130,7 @@ class ScratchClassifier:
         for i, (w, b) in enumerate(zip(mlp.weights, mlp.biases, strict=True)):
             tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"] = w, b
         with files.atomic_path(folder / WEIGHTS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT})
+            tmp.write_bytes(safetensors_bytes(tensors, metadata={"format": FORMAT}))  # a full disk: an OSError
         meta = {
             "format": FORMAT,
             "layer_sizes": mlp.layer_sizes,

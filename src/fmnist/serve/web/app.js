@@ -11,10 +11,42 @@ function element(tag, className, text) {
   return node;
 }
 
+// --- API key (serve --api-key-file): asked for once, kept for this tab only (sessionStorage), sent as Bearer.
+const KEY_ITEM = "fmnist-api-key";
+
+async function authorized(url, options = {}) {
+  const key = sessionStorage.getItem(KEY_ITEM);
+  const headers = key ? { Authorization: `Bearer ${key}` } : {};
+  const response = await fetch(url, { ...options, headers: { ...(options.headers || {}), ...headers } });
+  if (response.status === 401) {
+    sessionStorage.removeItem(KEY_ITEM);
+    document.getElementById("key-form").hidden = false;
+  }
+  return response;
+}
+
+function askForKey() {
+  const form = document.getElementById("key-form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY_ITEM, document.getElementById("api-key").value.trim());
+    document.getElementById("api-key").value = "";
+    form.hidden = true;
+    showModels();
+  });
+}
+// --- end of the API key
+
+function showModels() {
+  loadModels().catch((error) => document.getElementById("status").textContent = `cannot list the models (${error})`);
+}
+
 async function loadModels() {
   const select = document.getElementById("model");
-  const response = await fetch("/models");
+  const response = await authorized("/models");
+  if (response.status === 401) return;  // the key form is shown; it loads the models once a key is given
   const info = await response.json();
+  select.replaceChildren();
   for (const model of info.models) {
     const option = element("option", "", `${model.name} (test ${(100 * model.test_accuracy).toFixed(1)}%)`);
     option.value = model.name;
@@ -55,7 +87,17 @@ function showPrediction(prediction, file, model, box) {
     row.append(element("span", "name", ranked.class), bar, element("span", "pct", (100 * ranked.probability).toFixed(1) + "%"));
     bars.append(row);
   }
+  if (prediction.set) showSet(card.querySelector(".set"), prediction.set, prediction.coverage);
   return card;
+}
+
+// The prediction set in words: "Shirt or T-shirt/top — 95 % sure the answer is among these".
+function showSet(node, names, coverage) {
+  const level = `${+(100 * coverage).toPrecision(4)} %`;
+  const joined = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " or " + names[names.length - 1];
+  const among = names.length === 1 ? "that this is the answer" : "the answer is among these";
+  node.textContent = names.length ? `${joined} — ${level} sure ${among}` : `No class fits well enough to name at ${level}`;
+  node.hidden = false;
 }
 
 // -- the box a person draws around the garment (mouse, pen and touch alike, through pointer events) ----------
@@ -104,7 +146,7 @@ async function reclassify(card, file, box) {  // the same photo again, with the 
   const form = formFor([file]);
   form.append("box", box.join(","));
   try {
-    const answer = await (await fetch("/predict", { method: "POST", body: form })).json();
+    const answer = await (await authorized("/predict", { method: "POST", body: form })).json();
     const prediction = (answer.predictions || [])[0];
     const failure = (answer.errors || [])[0];
     card.replaceWith(prediction ? showPrediction(prediction, file, answer.model, box)
@@ -119,6 +161,7 @@ function formFor(files) {
   files.forEach((file) => form.append("files", file, file.name));
   form.append("model", document.getElementById("model").value);
   form.append("top_k", document.getElementById("top-k").value);
+  form.append("coverage", document.getElementById("coverage").value);
   if (document.getElementById("explain").checked) form.append("explain", "1");
   return form;
 }
@@ -138,7 +181,7 @@ async function classify(files) {
     const form = formFor(group);
     let answer;
     try {
-      const response = await fetch("/predict", { method: "POST", body: form });
+      const response = await authorized("/predict", { method: "POST", body: form });
       answer = await response.json();
     } catch (error) {
       results.prepend(showError(`the server did not answer (${error})`));
@@ -165,7 +208,8 @@ function setUp() {
     drop.classList.remove("over");
     classify([...event.dataTransfer.files].filter((file) => file.type.startsWith("image/") || !file.type));
   });
-  loadModels().catch((error) => document.getElementById("status").textContent = `cannot list the models (${error})`);
+  askForKey();
+  showModels();
 }
 
 setUp();
