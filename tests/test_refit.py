@@ -57,8 +57,9 @@ def test_refit_starts_after_every_choice_and_keeps_the_held_out_values(setup, tm
     model, _ = checkpoint.load(out / refit.FOLDER)
     held_out = [k for k in selection.trust if k not in refit.TRAINING_FACTS]
     assert {"temperature", "threshold", "standardise", "rate", "method"} <= set(held_out)
+    assert "sets" in held_out  # the prediction sets' calibration scores, too
     for key in held_out:
-        assert model.trust[key] == selection.trust[key], key
+        assert same(model.trust[key], selection.trust[key]), key
     both = np.concatenate([setup.splits.x_train, setup.splits.x_val])
     assert model.trust["pixel_stats"] == pytest.approx(pixel_stats(both))  # a training fact: the refit's own
 
@@ -178,3 +179,12 @@ def test_train_refit_on_the_command_line(tmp_path):
     assert again.returncode == 2 and "drop --refit" in again.stderr
     again = subprocess.run([*fmnist, "--resume", str(out)], capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "nothing to resume" in again.stderr and "Traceback" not in again.stderr
+
+
+def same(a, b):
+    """Equal values, arrays and dicts of arrays alike."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return isinstance(b, list | tuple) and len(a) == len(b) and all(map(same, a, b))
+    return np.array_equal(np.asarray(a), np.asarray(b))
