@@ -77,8 +77,11 @@ def test_two_workers_share_one_sqlite_study_and_the_best_command_reproduces_its_
     assert [w.returncode for w in workers] == [0, 0], [err for _, err in outputs]
     study = optuna.load_study(study_name="s", storage=url)
     trials = study.get_trials()
-    assert len(trials) >= 8 and all(t.state in tune.FINISHED for t in trials)  # none failed on the shared file
-    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
+    finished = [t for t in trials if t.state in tune.FINISHED]
+    # Exactly the trials asked for; any other is a surplus trial that gave way when both workers took the last
+    # place in the same instant (tune.claim), never one that failed on the shared file.
+    assert len(finished) == 8 and all(t.state in tune.FINISHED or t.user_attrs.get("surplus") for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == len(finished)
     workers_ran = [out.count("trial ") for out, _ in outputs]
     assert all(n >= 2 for n in workers_ran), outputs  # both worked on the one study
     assert study.user_attrs["test_set"] == tune.TEST_SET and (tmp_path / "out" / "tune-report.html").is_file()
