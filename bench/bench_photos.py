@@ -29,7 +29,8 @@ from PIL import Image, ImageFilter
 
 import record
 from fmnist.data import dataset
-from fmnist.predict import composites, segment
+from fmnist.models import trust
+from fmnist.predict import composites, outliers, photo_trust, segment
 from fmnist.predict.answers import assess
 from fmnist.predict.images import load_image, to_fashion_mnist
 from fmnist.rundir import checkpoint
@@ -118,13 +119,18 @@ def photos(images, labels, count, seed, family):
 
 
 def convert(data, conversion):
+    """(what the model sees, uint8 (28, 28); whether the photo was segmented)."""
     img = load_image("photo", content=data)
-    return to_fashion_mnist(img) if conversion == "before" else segment.convert(img).image
+    if conversion == "before":
+        return to_fashion_mnist(img), False
+    seen = segment.convert(img)
+    return seen.image, seen.cutout is not None
 
 
-def score(model, items, seen):
-    """{kind: {correct, unknown, n}} and "all" for one model over converted photos."""
-    answer = assess(model, seen)
+def score(model, items, seen, segmented):
+    """{kind: {correct, unknown, n}} and "all" for one model over converted photos, each judged as
+    `fmnist predict` judges it (segmented photos against the model's photo threshold, where it has one)."""
+    answer = photo_trust.judged(model, assess(model, seen), segmented)
     labels, kinds = np.array([i[1] for i in items]), np.array([i[2] for i in items])
     correct = answer.probs.argmax(1) == labels
     rows = {}
@@ -135,6 +141,27 @@ def score(model, items, seen):
             "correct": float(correct[pick].mean()),
             "unknown": float(answer.unknown[pick].mean()),
             "correct_known": float((correct & ~answer.unknown)[pick].mean()),
+        }
+    return rows
+
+
+def unknown_rates(models, test, count):
+    """Per model: the share called unknown of the report part's non-clothing images and of product photos of
+    test items, through the conversion and judged as `fmnist predict` judges them (photo threshold included)."""
+    nonclothing, nc_segmented, _ = outliers.non_clothing_photos(count, "report")
+    rng = np.random.default_rng(1)
+    product = [segment.convert(outliers.product_photo(item, rng).convert("RGB")) for item in test.x_test[:count]]
+    shots, shot_segmented = np.stack([s.image for s in product]), [s.cutout is not None for s in product]
+    rows = {}
+    for model, manifest in models:
+        nc, shot = assess(model, nonclothing), assess(model, shots)
+        rows[manifest["kind"]] = {
+            "non_clothing_unknown": float(photo_trust.judged(model, nc, nc_segmented).unknown.mean()),
+            "non_clothing_segmented": float(np.mean(nc_segmented)),
+            "product_unknown": float(photo_trust.judged(model, shot, shot_segmented).unknown.mean()),
+            "product_correct": float((shot.probs.argmax(1) == test.y_test[:count]).mean()),
+            "photo_threshold": (trust.of(model) or {}).get(photo_trust.KEY),
+            "threshold": (trust.of(model) or {}).get("threshold"),
         }
     return rows
 
@@ -229,6 +256,7 @@ def main():
     parser.add_argument("--family", choices=("issue", "other", "both"), default="both")
     parser.add_argument("--timing", type=int, default=0, help="photos timed per size (0: skip)")
     parser.add_argument("--segmenters", type=int, help="training composites for the segmenter choice (see above)")
+    parser.add_argument("--trust", type=int, default=0, help="non-clothing and product photos (0: skip)")
     parser.add_argument("--out")
     args = parser.parse_args()
     head = record.header()
@@ -239,8 +267,12 @@ def main():
     models = [checkpoint.load(d) for d in checkpoint.model_dirs(args.run_dir)]
     for family in families:
         items = photos(test.x_test, test.y_test, args.count, args.seed, family)
-        seen = np.stack([convert(data, args.conversion) for data, _, _ in items])
-        doc[family] = {manifest["kind"]: score(model, items, seen) for model, manifest in models}
+        seen, segmented = zip(*(convert(data, args.conversion) for data, _, _ in items), strict=True)
+        seen = np.stack(seen)
+        doc[family] = {manifest["kind"]: score(model, items, seen, segmented) for model, manifest in models}
+        doc[f"{family}_segmented"] = float(np.mean(segmented))
+    if args.trust:
+        doc["trust"] = unknown_rates(models, test, args.trust)
     count = args.segmenters if args.segmenters is not None else (100 if args.conversion == "after" else 0)
     if count:
         default = next((m for m, manifest in models if manifest["kind"] == "cnn"), models[0][0])
@@ -256,6 +288,8 @@ def main():
             )
     for name, row in doc.get("segmenters", {}).items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    for name, row in doc.get("trust", {}).items():
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if v is not None))
     for size, t in doc.get("timing", {}).items():
         print(
             f"conversion {size}: p50 {t['p50_ms']:.1f} ms, p90 {t['p90_ms']:.1f} ms, CPU p50 {t['cpu_p50_ms']:.1f} ms"

@@ -219,3 +219,42 @@ def test_photometric_augmentation_changes_a_share_of_images_reproducibly():
     assert 0.4 < changed < 0.6 and torch.equal(out, once(0.5))
     back = out * 0.35 + 0.3
     assert back.min() >= -1e-6 and back.max() <= 1 + 1e-6
+
+
+class Judged:
+    """A stand-in model: only a trust record, which is all `photo_trust.judged` reads."""
+
+    def __init__(self, record):
+        self.trust = record
+
+
+def test_segmented_photos_are_judged_against_the_photo_threshold():
+    from fmnist.models.trust import Assessment
+    from fmnist.predict import photo_trust
+
+    scores = np.array([0.5, 2.0, 3.5, 2.0, 3.5])
+    made = Assessment(np.full((5, 10), 0.1), scores, scores > 1.0)
+    segmented = [False, False, False, True, True]
+    record = {"threshold": 1.0, photo_trust.KEY: 3.0}
+    got = photo_trust.judged(Judged(record), made, segmented)
+    assert got.unknown.tolist() == [False, True, True, False, True]  # plain photos: 1.0; segmented: 3.0
+    older = photo_trust.judged(Judged({"threshold": 1.0}), made, segmented)
+    assert older.unknown.tolist() == made.unknown.tolist()  # a run from before the photo threshold: as it was
+
+
+@pytest.mark.slow
+def test_a_trained_model_has_a_photo_threshold_its_photos_are_judged_by(tmp_path, serve_run):
+    from fmnist.models import trust
+    from fmnist.predict import photo_trust
+    from fmnist.rundir import checkpoint
+
+    model, _ = checkpoint.load(serve_run / "cnn")
+    record = trust.of(model)
+    assert record[photo_trust.KEY] >= record["threshold"]  # set after training, saved with the trust record
+    rng = np.random.default_rng(3)
+    for i, kind in enumerate(composites.KINDS):
+        data, _ = composites.composite(item(("top", "trousers", "bag")[i % 3]), kind, rng, long_side=300)
+        (tmp_path / f"{kind}.jpg").write_bytes(data)
+    predictions, failures = answers.predict_files(model, [tmp_path])
+    assert not failures and all(p.cutout is not None for p in predictions)
+    assert [p.unknown for p in predictions] == [p.ood_score > record[photo_trust.KEY] for p in predictions]

@@ -21,6 +21,7 @@ from fmnist.jobs import edits, refit, settings
 from fmnist.metrics import calibration, ood, scores
 from fmnist.models import registry, sets, trust
 from fmnist.models.contracts import Classifier
+from fmnist.predict import photo_trust
 from fmnist.rundir import checkpoint, layout, schema
 
 FEATURE_SAMPLE = 2_000
@@ -124,6 +125,8 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     history, seconds, cpu_seconds = _fit(model, setup, resumer)
     if setup.held_out is not None:  # a refit: the held-out values are the selection run's (fmnist.jobs.refit)
         model.trust = refit.kept_trust(setup.held_out["trust"], trust.of(model))
+    else:  # the photo threshold is a held-out value too: a refit keeps the selection's
+        photo_trust.fit(model, setup.splits, setup.seed)
     layout.write_history(out_dir, history)
     checkpoint.save(out_dir, name, model)
     facts = {"model": name, "parameters": int(model.num_parameters()), "train_seconds": round(seconds, 2)}
@@ -236,6 +239,9 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
             trust.calibrate(model, splits)
         elif "sets" not in trust.of(model):  # calibrated before prediction sets: they are added, nothing refitted
             trust.add_sets(model, splits, model.predict_logits(splits.x_val))
+            calibrated_now = True
+        if photo_trust.KEY not in trust.of(model):  # a run from before the photo threshold: it is added
+            photo_trust.fit(model, splits, config.get("seed", 0))
             calibrated_now = True
         old = schema.read_metrics(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "cpu_seconds", "epochs", "best_epoch")}

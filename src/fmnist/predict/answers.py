@@ -18,7 +18,7 @@ from fmnist.errors import UserError
 from fmnist.files import atomic_path, fitting_name
 from fmnist.models import trust
 from fmnist.models.contracts import Classifier
-from fmnist.predict import segment, sets
+from fmnist.predict import photo_trust, segment, sets
 from fmnist.predict.images import MAX_BYTES, MAX_PIXELS, ImageError, collect_inputs, detached, shown
 
 
@@ -116,7 +116,7 @@ def predict_files(
         return [], failures
     images = [s.image for s in seen]
     cutouts = [None if s.cutout is None else np.asarray(s.cutout) for s in seen]
-    assessment = assess(model, np.stack(images))
+    assessment = photo_trust.judged(model, assess(model, np.stack(images)), [c is not None for c in cutouts])
     predictions = ranked(assessment, kept, images, top_k, cutouts)
     set_mask = sets.mask(model, assessment.probs, coverage)
     return with_sets(predictions, assessment.probs, set_mask, coverage), failures

@@ -106,6 +106,15 @@ def _noise(rng):
 
 def non_clothing(count: int, part: str = "dev", kinds: Sequence[str] = KINDS) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 (count, 28, 28), kind per image (count,) str): non-clothing images, spread evenly over `kinds`."""
+    images, _, names = non_clothing_photos(count, part, kinds)
+    return images, names
+
+
+def non_clothing_photos(
+    count: int, part: str = "dev", kinds: Sequence[str] = KINDS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`non_clothing` with, per image, whether it was segmented (bool (count,)): what
+    `fmnist.predict.photo_trust.judged` needs to judge them as people's photos are judged."""
     if part not in PARTS:
         raise ValueError(f"part {part!r}: one of {', '.join(PARTS)}")
     from sklearn.datasets import load_digits, load_sample_images  # only here: scikit-learn loads slowly
@@ -120,7 +129,9 @@ def non_clothing(count: int, part: str = "dev", kinds: Sequence[str] = KINDS) ->
         "noise": lambda: _noise(rng),
     }
     names = [kinds[i % len(kinds)] for i in range(count)]
-    return np.stack([convert(makers[name]()).image for name in names]), np.array(names)
+    seen = [convert(makers[name]()) for name in names]
+    segmented = np.array([one.cutout is not None for one in seen], bool)
+    return np.stack([one.image for one in seen]), segmented, np.array(names)
 
 
 def product_photo(item: np.ndarray, rng: np.random.Generator) -> Image.Image:

@@ -32,7 +32,7 @@ from PIL import Image
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.files import shown
-from fmnist.predict import answers, explanations, segment, sets
+from fmnist.predict import answers, explanations, photo_trust, segment, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
 from fmnist.serve import cards, limits, operate
@@ -245,6 +245,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
             assessment = await asyncio.wrap_future(worker.submit(one, images))
         else:
             assessment = answers.assess(one.model, images)
+        assessment = photo_trust.judged(one.model, assessment, [c is not None for c in cuts])  # photos: own threshold
         request.state.model, request.state.images = one.name, len(images)  # for the access log and metrics
         metrics.classified(one.name, len(images), int(np.sum(assessment.unknown)), len(failures))
         doc = add_cutouts(document(one, names, images, assessment, failures, (top_k, coverage)), cuts)  # no hop
