@@ -35,6 +35,8 @@ class Setup:
     refit: bool = False  # after this run, train again on train + validation (fmnist.jobs.refit)
     # a refit's own: {"trust": the selection's trust record, "record": config.json's "refit_of"}; None otherwise
     held_out: dict | None = None
+    # made once per run for all its models: the photo threshold's cut-outs (fmnist.predict.photo_trust)
+    shared: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def record(self):
         """The settings config.json keeps and `recorded` reads back."""

@@ -126,7 +126,7 @@ def train_one(name, hparams, setup, out_dir, *, trained=None, resumer=None):
     if setup.held_out is not None:  # a refit: the held-out values are the selection run's (fmnist.jobs.refit)
         model.trust = refit.kept_trust(setup.held_out["trust"], trust.of(model))
     else:  # the photo threshold is a held-out value too: a refit keeps the selection's
-        photo_trust.fit(model, setup.splits, setup.seed)
+        photo_trust.fit(model, setup.splits, setup.seed, cache=setup.shared)
     layout.write_history(out_dir, history)
     checkpoint.save(out_dir, name, model)
     facts = {"model": name, "parameters": int(model.num_parameters()), "train_seconds": round(seconds, 2)}
