@@ -1,7 +1,7 @@
 """Photos as people take them: accuracy and "unknown" per background kind, and the conversion's cost.
 
     cpu-run .venv/bin/python bench/bench_photos.py RUN_DIR [--count 250] [--seed 0] [--conversion after]
-        [--family issue|other|both] [--timing 20] [--out FILE]
+        [--family issue|other|both] [--trust 500] [--timing 20] [--out FILE]
 
 Two families of composites of TEST garments, each from --seed: "issue" (fmnist.predict.composites: plain light
 / dark sheets, gradients, stripes and weaves, clutter; a shadow, a tilt, off centre, JPEG), and "other", made
@@ -10,8 +10,11 @@ garments lit from one side, larger photos, PNG as well as JPEG) to check that wh
 not fitted to it. --conversion before: today's dataset-style steps only (`fmnist.predict.images.to_fashion_mnist`);
 after: `fmnist.predict.segment.convert` (the plain-background rule, segmentation, normalising).
 
-For every model of RUN_DIR: correct % and unknown % per kind and over all. --timing N: the conversion's p50 /
-p90 ms (decoding included) over N JPEG photos at 1 MP and at 12 MP.
+For every model of RUN_DIR: correct % and unknown % per kind and over all, each photo judged as `fmnist predict`
+judges it (a segmented one against the model's photo threshold, `fmnist.predict.photo_trust`, where it has one).
+--trust N: the share called unknown of N non-clothing images (the "report" part of fmnist.predict.outliers)
+and of N product photos of test items, through the same conversion and judgement. --timing N: the conversion's
+p50 / p90 ms (decoding included) over N JPEG photos at 1 MP and at 12 MP.
 
 --segmenters N (default 100 with --conversion after): the choice of segmenter and of the garment's levels, made
 on N composites of TRAINING items (known masks): mask IoU and ms per photo of GrabCut (shipped) and of a

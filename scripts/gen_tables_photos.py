@@ -1,6 +1,6 @@
 """docs/photos.md's generated parts: the segmentation's settings (from the code), the choices, the results before
 and after, the unknown-input check, the conversion's cost and where the issue's targets stand (from
-bench/results/photos-*.json, photos-before-*, photos-choice-*, photos-photometric-* and trust-photos-*)."""
+bench/results/photos-*.json, photos-before-*, photos-segmented-*, photos-choice-* and photos-photometric-*)."""
 
 from gen_common import missing, newest, pct, src_module, table, where, yes_no
 
@@ -77,16 +77,20 @@ def choice_table():
 
 
 def _before_after(family, kinds, model="cnn"):
+    """before (the dataset's steps), segmented (judged by the dataset's threshold: the run had no photo
+    threshold yet) and after (segmented photos judged by the photo threshold)."""
     before_path, before = newest("photos-before")
+    middle_path, middle = newest("photos-segmented")
     after_path, after = newest("photos")
-    if before is None or after is None:
+    if before is None or middle is None or after is None:
         return missing("photos", HOW + " --conversion before|after")
     rows = []
     for key, label in kinds.items():
-        b, a = before[family][model][key], after[family][model][key]
-        rows.append((label, a["n"], _cell(b), _cell(a)))
-    head = (f"default model ({model}): right / called unknown", "photos", "before", "after")
-    return f"{table(head, rows)}\n\n{where(before_path, before)}\n{where(after_path, after)}"
+        b, m, a = before[family][model][key], middle[family][model][key], after[family][model][key]
+        rows.append((label, a["n"], _cell(b), _cell(m), _cell(a)))
+    head = (f"default model ({model}): right / called unknown", "photos", "before", "segmented", "after")
+    sources = "\n".join(where(path, doc) for path, doc in ((before_path, before), (middle_path, middle)))
+    return f"{table(head, rows)}\n\n{sources}\n{where(after_path, after)}"
 
 
 def issue_kinds_table():
@@ -111,16 +115,24 @@ def models_table():
 
 
 def trust_table():
-    """The unknown-input check of the default model with the new conversion (bench/bench_trust.py)."""
-    path, doc = newest("trust-photos")
-    if doc is None:
-        return missing("trust-photos", "python bench/bench_trust.py RUN_DIR/cnn")
+    """The unknown-input check through the conversion, segmented photos judged by the photo threshold
+    (bench/bench_photos.py --trust N)."""
+    path, doc = newest("photos")
+    if doc is None or "trust" not in doc:
+        return missing("photos", HOW + " --trust 500")
     rows = []
-    for name, m in doc["models"].items():
-        chosen = m["methods"][m["chosen"]]
-        unknown = (chosen["unknown_test"], chosen["unknown_photos_report"], chosen["unknown_outliers_report"])
-        rows.append((name, m["chosen"], f"{chosen['auroc_report']:.3f}", *(pct(u, 1) for u in unknown)))
-    head = ("model", "rule", "AUROC", "test clothing unknown", "product photos unknown", "non-clothing unknown")
+    for name, r in doc["trust"].items():
+        thresholds = f"{r['threshold']:.2f} / {r['photo_threshold']:.2f}"
+        cells = (pct(r["non_clothing_unknown"], 1), pct(r["product_unknown"], 1), pct(r["product_correct"], 1))
+        rows.append((name, thresholds, pct(r["non_clothing_segmented"], 1), *cells))
+    head = (
+        "model",
+        "threshold: dataset / photos",
+        "non-clothing segmented",
+        "non-clothing unknown",
+        "product photos unknown",
+        "product photos right",
+    )
     return f"{table(head, rows)}\n\n{where(path, doc)}"
 
 
@@ -139,7 +151,7 @@ def timing_table():
 
 
 def photometric_table():
-    base_path, base = newest("photos")
+    base_path, base = newest("photos-segmented")  # judged as the P = 0.5 run was: by the dataset's threshold
     path, doc = newest("photos-photometric")
     if doc is None or base is None:
         return missing("photos-photometric", HOW + " (RUN_DIR trained with --photometric 0.5)")
