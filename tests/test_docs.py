@@ -145,6 +145,18 @@ def test_the_version_is_the_changelogs_newest():
     assert done.stdout.strip() == f"fmnist {released[0]}"
 
 
+# Commits from this one on keep their subject within 72 characters (the detail in the body); older history stays.
+SUBJECTS_SINCE = "526660a"
+
+
+def test_commit_subjects_fit_in_72_characters():
+    command = ["git", "log", "--format=%s", f"{SUBJECTS_SINCE}..HEAD"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"no git history with {SUBJECTS_SINCE} here: {done.stderr.strip()[:100]}")
+    assert [subject for subject in done.stdout.splitlines() if len(subject) > 72] == []
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The site as `make docs` builds it (--strict: a broken link, anchor or reference fails the build)."""
