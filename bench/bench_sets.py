@@ -1,6 +1,6 @@
 """Prediction sets (fmnist.metrics.conformal): which conformity score, and what the stored sets give on test.
 
-    cpu-run .venv/bin/python bench/bench_sets.py RUN_DIR [--halves 20] [--onnx] [--out FILE]
+    cpu-run .venv/bin/python bench/bench_sets.py RUN_DIR [RUN_DIR ...] [--halves 20] [--onnx] [--out FILE]
 
 Choice, on validation only: for every model of the run, its temperature-scaled validation probabilities (the
 run's predictions.npz and the temperature in metrics.json) are split in two halves with seeds 0..H-1; the
@@ -8,6 +8,12 @@ thresholds are computed on one half and the sets measured on the other, for each
 and class-conditional (Mondrian), at 90, 95 and 99 %: coverage overall, the lowest class's coverage, the mean set
 size and the share of one-class sets, averaged over the H splits. Rule (CHOICE): among the class-conditional
 sets, the score with the smallest mean set size at 95 %, summed over the models.
+
+δ of the training-conditional thresholds (fmnist.models.sets.DELTA), on validation only: the same halves, LAC,
+class-conditional, at 95 %, for each δ of DELTAS (None: the textbook rank ⌈(n + 1)(1 − α)⌉): coverage, the lowest
+class's, the share of splits where some class falls more than 2 points under the level on its held-out half, the
+mean set size. Rule (DELTA_RULE), fixed before the test figures were looked at: the largest δ whose share,
+averaged over the run's models, is at most 10 %.
 
 Test (the final figures, only where the run has stored set scores: `fmnist evaluate RUN` adds them): per model
 and level, test coverage overall and per class, mean set size, share of one-class sets, from the stored scores
@@ -26,11 +32,15 @@ import record
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.files import read_json
 from fmnist.metrics import calibration, conformal
+from fmnist.models import sets
 from fmnist.rundir import checkpoint, layout
 
 NAME = "sets"
 LEVELS = (0.90, 0.95, 0.99)
 CHOICE = "class-conditional sets; the score with the smallest mean set size at 95 %, summed over the models"
+DELTAS = (None, 0.5, 0.25, 0.1, 0.05, 0.025)
+DELTA_LEVEL, SHORT, SHORT_SHARE = 0.95, 0.02, 0.10
+DELTA_RULE = "the largest δ whose share of splits with a class over 2 points short at 95 %, mean over models, ≤ 10 %"
 
 
 def val_probs(model_dir):
@@ -69,6 +79,36 @@ def halves_figures(probs, labels, score, halves):
     return out
 
 
+def delta_figures(probs, labels, halves):
+    """{str(δ): {coverage, min_class_coverage, short, mean_size}} of LAC class-conditional sets at DELTA_LEVEL, each
+    a mean over the half-splits; short: the share of splits where some class is SHORT under the level."""
+    scores, rows = conformal.class_scores(probs, "lac"), {delta: [] for delta in DELTAS}
+    for seed in range(halves):
+        order = np.random.default_rng(seed).permutation(len(labels))
+        cal, held = order[: len(order) // 2], order[len(order) // 2 :]
+        per_class = conformal.sorted_by_class(scores[cal, labels[cal]], labels[cal], len(CLASS_NAMES))
+        for delta in DELTAS:
+            thresholds = conformal.class_thresholds(per_class, DELTA_LEVEL, delta)
+            rows[delta].append(conformal.summary(conformal.sets_from_scores(scores[held], thresholds), labels[held]))
+    return {
+        str(delta): {
+            "coverage": float(np.mean([r["coverage"] for r in each])),
+            "min_class_coverage": float(np.mean([min(r["per_class"]) for r in each])),
+            "short": float(np.mean([min(r["per_class"]) < DELTA_LEVEL - SHORT for r in each])),
+            "mean_size": float(np.mean([r["mean_size"] for r in each])),
+        }
+        for delta, each in rows.items()
+    }
+
+
+def choose_delta(models):
+    """DELTA_RULE over {model: delta_figures}: the largest δ that passes (None when none does)."""
+    passing = [
+        d for d in DELTAS if d is not None and np.mean([m[str(d)]["short"] for m in models.values()]) <= SHORT_SHARE
+    ]
+    return max(passing, default=None)
+
+
 def choose(models):
     sizes = {s: sum(m[s]["class"]["0.95"]["mean_size"] for m in models.values()) for s in conformal.SCORES}
     return min(sizes, key=sizes.get)
@@ -76,7 +116,7 @@ def choose(models):
 
 def test_figures(model_dir):
     """{level: summary} of the stored sets on the test split, or None for a run without stored set scores."""
-    from fmnist.models import sets, trust
+    from fmnist.models import trust
 
     holder = type("Holder", (), {})()
     record_ = trust.load(holder, model_dir / checkpoint._read_manifest(model_dir)["weights"])
@@ -95,7 +135,7 @@ def onnx_parity(model_dir):
     import onnxruntime
 
     from fmnist.data import dataset
-    from fmnist.models import sets, trust
+    from fmnist.models import trust
     from fmnist.predict import answers
     from fmnist.rundir import export
 
@@ -111,31 +151,55 @@ def onnx_parity(model_dir):
     return {"images": len(images), "differ": int((graph.astype(bool) != ours).any(axis=1).sum())}
 
 
+def shift_figures(run_dir):
+    """The 95 % sets under the robustness sweep's corruptions and on photos (RUN/robustness.json's "sets", made by
+    `fmnist compare` or `fmnist evaluate RUN --robustness N`), or None when it is missing or made at another δ."""
+    path = Path(run_dir) / "robustness.json"
+    swept = read_json(path) if path.is_file() else {}
+    if (swept.get("sets") or {}).get("delta") != sets.DELTA:
+        return None
+    keep = ("images", "severities", "corruptions")
+    return {**{k: swept[k] for k in keep}, "coverage_level": swept["sets"]["coverage_level"], **swept["sets"]}
+
+
+def measure_run(run_dir, halves, onnx):
+    """One run's entry: its seed, per model the validation choices and the test figures, the choices, the shift."""
+    out = {"run": str(run_dir), "seed": None, "models": {}}
+    for model_dir in checkpoint.model_dirs(Path(run_dir)):
+        out["seed"] = read_json(model_dir / layout.CONFIG)["seed"]
+        probs, labels = val_probs(model_dir)
+        entry = {s: halves_figures(probs, labels, s, halves) for s in conformal.SCORES}
+        out["models"][model_dir.name] = {"validation": entry, "test": test_figures(model_dir)}
+        out["models"][model_dir.name]["delta"] = delta_figures(probs, labels, halves)
+        if onnx:
+            out["models"][model_dir.name]["onnx"] = onnx_parity(model_dir)
+    out["chosen"] = choose({n: m["validation"] for n, m in out["models"].items()})
+    out["delta_chosen"] = choose_delta({n: m["delta"] for n, m in out["models"].items()})
+    out["shift"] = shift_figures(run_dir)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs of `fmnist compare` (several seeds)")
     parser.add_argument("--halves", type=int, default=20, help="random validation half-splits per model")
     parser.add_argument("--onnx", action="store_true", help="also check the exported graph's sets on test")
     parser.add_argument("--out", help="write the JSON here (default: bench/results/sets-DATE.json)")
     args = parser.parse_args()
     started, head = time.perf_counter(), record.header()
-    doc = {"run": str(args.run_dir), "halves": args.halves, "choice_rule": CHOICE, "models": {}}
-    for model_dir in checkpoint.model_dirs(Path(args.run_dir)):
-        probs, labels = val_probs(model_dir)
-        entry = {s: halves_figures(probs, labels, s, args.halves) for s in conformal.SCORES}
-        doc["models"][model_dir.name] = {"validation": entry, "test": test_figures(model_dir)}
-        if args.onnx:
-            doc["models"][model_dir.name]["onnx"] = onnx_parity(model_dir)
-    doc["chosen"] = choose({n: m["validation"] for n, m in doc["models"].items()})
+    doc = {"halves": args.halves, "choice_rule": CHOICE, "delta_rule": DELTA_RULE, "delta_used": sets.DELTA}
+    doc["levels"] = [f"{level:.2f}" for level in LEVELS]
+    doc["runs"] = [measure_run(run_dir, args.halves, args.onnx) for run_dir in args.run_dirs]
     doc["seconds"] = round(time.perf_counter() - started, 1)
-    print_tables(doc, head)
+    for run in doc["runs"]:
+        print_tables(run, doc, head)
     record.save(NAME, doc, args.out, head=head)
 
 
-def print_tables(doc, head):
-    print(record.title(f"prediction sets, {doc['run']} (validation halves x{doc['halves']})", head))
+def print_tables(run, doc, head):
+    print(record.title(f"prediction sets, {run['run']} (validation halves x{doc['halves']})", head))
     print(f"{'model':<12} {'score':<5} {'kind':<8} {'level':>5} {'cover':>7} {'min cls':>7} {'size':>5} {'single':>6}")
-    for name, m in doc["models"].items():
+    for name, m in run["models"].items():
         for score, kinds in m["validation"].items():
             for kind, levels in kinds.items():
                 for level, f in levels.items():
@@ -143,8 +207,15 @@ def print_tables(doc, head):
                         f"{name:<12} {score:<5} {kind:<8} {level:>5} {f['coverage']:>7.2%} "
                         f"{f['min_class_coverage']:>7.2%} {f['mean_size']:>5.2f} {f['single']:>6.1%}"
                     )
-    print(f"chosen: {doc['chosen']} ({doc['choice_rule']})")
-    for name, m in doc["models"].items():
+    print(f"chosen: {run['chosen']} ({doc['choice_rule']})")
+    for name, m in run["models"].items():
+        for delta, f in m["delta"].items():
+            print(
+                f"delta {name:<12} {delta:<5} cover {f['coverage']:.2%} min class {f['min_class_coverage']:.2%} "
+                f"short {f['short']:.0%} size {f['mean_size']:.3f}"
+            )
+    print(f"delta chosen: {run['delta_chosen']} ({doc['delta_rule']}); the test figures use {doc['delta_used']}")
+    for name, m in run["models"].items():
         for level, f in (m["test"] or {}).items():
             low = min(f["per_class"])
             print(

@@ -39,6 +39,24 @@ def test_the_threshold_is_the_ceil_n_plus_1_rank_and_covers_as_promised():
     assert conformal.rank(9, 0.9) == 9  # (n + 1)(1 − α) an integer: no rounding up past it
 
 
+def test_training_conditional_thresholds_fall_short_for_at_most_delta_of_calibration_draws():
+    """Uniform scores: the threshold is its own coverage. With δ, the share of calibration draws whose threshold
+    covers less than the level is at most δ (and near it: the rank is the smallest that keeps the promise)."""
+    n, level, delta = 200, 0.9, 0.1
+    k = conformal.rank(n, level, delta)
+    beta = pytest.importorskip("scipy.stats").beta
+    assert beta.cdf(level, k, n + 1 - k) <= delta < beta.cdf(level, k - 1, n + 2 - k)
+    assert conformal.rank(n, level) < k < conformal.rank(n, level, 0.01)
+    rng = np.random.default_rng(4)
+    thresholds = np.array([conformal.quantile(np.sort(t), level, delta) for t in rng.random((4000, n))])
+    short = (thresholds < level).mean()
+    assert delta - 0.03 < short <= delta + 3 * np.sqrt(delta * (1 - delta) / 4000)
+    # textbook thresholds fall short about half the time: the promise there is on average over draws
+    plain = np.array([conformal.quantile(np.sort(t), level) for t in rng.random((4000, n))])
+    assert (plain < level).mean() > 0.3
+    assert conformal.quantile(np.arange(19.0), 0.9, delta) == np.inf  # 19 scores cannot promise 90 % at δ = 0.1
+
+
 def test_class_conditional_thresholds_cover_every_class_where_one_threshold_does_not():
     """Two classes, one hard (scores near 1), one easy (near 0): one marginal threshold under-covers the hard
     class; one threshold per class covers each at the level."""

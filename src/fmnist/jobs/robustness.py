@@ -56,7 +56,7 @@ def sweep(models, images, labels, seed=0, progress=False):
     record["ce"] = {name: relative_errors(accuracy, name) for name in names}
     record["mce"] = {name: float(np.mean(list(ce.values()))) if ce else None for name, ce in record["ce"].items()}
     if set_figures:
-        record["sets"] = {"coverage_level": sets.DEFAULT, "models": set_figures}
+        record["sets"] = {"coverage_level": sets.DEFAULT, "delta": sets.DELTA, "models": set_figures}
     return record
 
 
