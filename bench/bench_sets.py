@@ -41,6 +41,8 @@ CHOICE = "class-conditional sets; the score with the smallest mean set size at 9
 DELTAS = (None, 0.5, 0.25, 0.1, 0.05, 0.025)
 DELTA_LEVEL, SHORT, SHORT_SHARE = 0.95, 0.02, 0.10
 DELTA_RULE = "the largest δ whose share of splits with a class over 2 points short at 95 %, mean over models, ≤ 10 %"
+WIDENS, WIDEN_COST, WIDEN_IMAGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5), 0.01, 300
+WIDEN_RULE = "the largest rate that adds at most 0.01 classes to the mean 95 % validation set size, for every model"
 
 
 def val_probs(model_dir):
@@ -115,19 +117,58 @@ def choose(models):
 
 
 def test_figures(model_dir):
-    """{level: summary} of the stored sets on the test split, or None for a run without stored set scores."""
-    from fmnist.models import trust
-
-    holder = type("Holder", (), {})()
-    record_ = trust.load(holder, model_dir / checkpoint._read_manifest(model_dir)["weights"])
-    if record_ is None or "sets" not in record_:
+    """{level: summary} of the stored sets on the test split, from metrics.json's "sets" (written by train and
+    evaluate with fmnist.models.sets.figures, the way answers compute sets), or None where they were made with
+    another δ or without widening (`fmnist evaluate RUN` remakes them)."""
+    fitted = read_json(model_dir / layout.METRICS).get("sets") or {}
+    if fitted.get("delta") != sets.DELTA or fitted.get("widen") is None:
         return None
-    predictions = np.load(model_dir / layout.PREDICTIONS)
-    probs = calibration.probabilities(predictions["test_logits"], record_["temperature"])
-    return {
-        f"{level:.2f}": conformal.summary(sets.mask(record_["sets"], probs, level), predictions["test_labels"])
-        for level in LEVELS
-    }
+    return {level: fitted["levels"][level] for level in (f"{x:.2f}" for x in LEVELS)}
+
+
+def split_of(model_dir, cache):
+    """The run's own split (cache: {seed: splits}, one dataset load per seed)."""
+    from fmnist.data import dataset
+
+    seed = read_json(model_dir / layout.CONFIG)["seed"]
+    if seed not in cache:
+        cache[seed] = dataset.split(dataset.load(), seed)
+    return cache[seed]
+
+
+def widen_figures(model_dir, splits, count):
+    """The widening's rate, on validation only: per rate of WIDENS, the mean size of the 95 % sets (fitted on the
+    validation images, measured on them) and, on the first `count` validation images under every corruption,
+    the mean size and coverage per severity (0: clean; mean over corruptions)."""
+    from fmnist.data import corruptions
+    from fmnist.predict import answers
+
+    model, _ = checkpoint.load(model_dir, calibrated=True)
+    val = answers.assess(model, splits.x_val)
+    few, labels = splits.x_val[:count], splits.y_val[:count]
+    shifted = [answers.assess(model, few)]
+    for severity in corruptions.SEVERITIES:
+        images = np.concatenate([corruptions.corrupt(few, c, severity, 0) for c in corruptions.CORRUPTIONS])
+        shifted.append(answers.assess(model, images))
+    out = {}
+    for rate in WIDENS:
+        fitted = sets.fit(val.probs, splits.y_val, val.ood_score, rate=rate)
+        clean = sets.mask(fitted, val.probs, DELTA_LEVEL, val.ood_score).sum(1).mean()
+        masks = [sets.mask(fitted, a.probs, DELTA_LEVEL, a.ood_score) for a in shifted]
+        truth = [np.tile(labels, len(m) // count) for m in masks]
+        out[str(rate)] = {
+            "size": float(clean),
+            "severity_size": [float(m.sum(1).mean()) for m in masks],
+            "severity_coverage": [float(m[np.arange(len(t)), t].mean()) for m, t in zip(masks, truth, strict=True)],
+        }
+    return out
+
+
+def choose_widen(models):
+    """WIDEN_RULE over {model: widen_figures}: the largest rate that passes."""
+    base = str(WIDENS[0])
+    passing = [r for r in WIDENS if all(m[str(r)]["size"] - m[base]["size"] <= WIDEN_COST for m in models.values())]
+    return max(passing)
 
 
 def onnx_parity(model_dir):
@@ -147,7 +188,8 @@ def onnx_parity(model_dir):
     graph = np.concatenate(
         [session.run([export.SET_OUTPUT], {export.INPUT: images[i : i + 1000]})[0] for i in range(0, len(images), 1000)]
     )
-    ours = sets.mask(trust.of(model)["sets"], answers.probabilities(model, images), sets.DEFAULT)
+    assessed = answers.assess(model, images)
+    ours = sets.mask(trust.of(model)["sets"], assessed.probs, sets.DEFAULT, assessed.ood_score)
     return {"images": len(images), "differ": int((graph.astype(bool) != ours).any(axis=1).sum())}
 
 
@@ -162,19 +204,21 @@ def shift_figures(run_dir):
     return {**{k: swept[k] for k in keep}, "coverage_level": swept["sets"]["coverage_level"], **swept["sets"]}
 
 
-def measure_run(run_dir, halves, onnx):
+def measure_run(run_dir, args, cache):
     """One run's entry: its seed, per model the validation choices and the test figures, the choices, the shift."""
     out = {"run": str(run_dir), "seed": None, "models": {}}
     for model_dir in checkpoint.model_dirs(Path(run_dir)):
         out["seed"] = read_json(model_dir / layout.CONFIG)["seed"]
         probs, labels = val_probs(model_dir)
-        entry = {s: halves_figures(probs, labels, s, halves) for s in conformal.SCORES}
+        entry = {s: halves_figures(probs, labels, s, args.halves) for s in conformal.SCORES}
         out["models"][model_dir.name] = {"validation": entry, "test": test_figures(model_dir)}
-        out["models"][model_dir.name]["delta"] = delta_figures(probs, labels, halves)
-        if onnx:
+        out["models"][model_dir.name]["delta"] = delta_figures(probs, labels, args.halves)
+        out["models"][model_dir.name]["widen"] = widen_figures(model_dir, split_of(model_dir, cache), WIDEN_IMAGES)
+        if args.onnx:
             out["models"][model_dir.name]["onnx"] = onnx_parity(model_dir)
     out["chosen"] = choose({n: m["validation"] for n, m in out["models"].items()})
     out["delta_chosen"] = choose_delta({n: m["delta"] for n, m in out["models"].items()})
+    out["widen_chosen"] = choose_widen({n: m["widen"] for n, m in out["models"].items()})
     out["shift"] = shift_figures(run_dir)
     return out
 
@@ -188,8 +232,10 @@ def main():
     args = parser.parse_args()
     started, head = time.perf_counter(), record.header()
     doc = {"halves": args.halves, "choice_rule": CHOICE, "delta_rule": DELTA_RULE, "delta_used": sets.DELTA}
-    doc["levels"] = [f"{level:.2f}" for level in LEVELS]
-    doc["runs"] = [measure_run(run_dir, args.halves, args.onnx) for run_dir in args.run_dirs]
+    doc |= {"widen_rule": WIDEN_RULE, "widen_used": sets.WIDEN, "widen_from": sets.WIDEN_FROM}
+    doc |= {"widen_images": WIDEN_IMAGES, "levels": [f"{level:.2f}" for level in LEVELS]}
+    cache = {}
+    doc["runs"] = [measure_run(run_dir, args, cache) for run_dir in args.run_dirs]
     doc["seconds"] = round(time.perf_counter() - started, 1)
     for run in doc["runs"]:
         print_tables(run, doc, head)
@@ -215,6 +261,12 @@ def print_tables(run, doc, head):
                 f"short {f['short']:.0%} size {f['mean_size']:.3f}"
             )
     print(f"delta chosen: {run['delta_chosen']} ({doc['delta_rule']}); the test figures use {doc['delta_used']}")
+    for name, m in run["models"].items():
+        for rate, f in m["widen"].items():
+            sizes = " ".join(f"{v:.2f}" for v in f["severity_size"])
+            covers = " ".join(f"{v:.0%}" for v in f["severity_coverage"])
+            print(f"widen {name:<12} {rate:<5} val size {f['size']:.3f}; severity 0-5 sizes {sizes}, coverage {covers}")
+    print(f"widen chosen: {run['widen_chosen']} ({doc['widen_rule']}); the stored sets use {doc['widen_used']}")
     for name, m in run["models"].items():
         for level, f in (m["test"] or {}).items():
             low = min(f["per_class"])
