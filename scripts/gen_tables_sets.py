@@ -64,6 +64,26 @@ def delta_table():
     return f"{table(head, rows)}\n\n{where(path, doc)} {rule}"
 
 
+def widen_table():
+    path, doc, run = _first()
+    if doc is None:
+        return missing("sets", HOW)
+    rows = []
+    for name, m in run["models"].items():
+        for rate, f in m["widen"].items():
+            sizes = " → ".join(f"{v:.2f}" for v in f["severity_size"])
+            covers = " → ".join(pct(v, 0) for v in f["severity_coverage"])
+            rows.append((name, rate, f"{f['size']:.3f}", sizes, covers))
+    head = ("model", "rate", "mean size (validation)", "mean size, severity 0 → 5", "coverage, severity 0 → 5")
+    chosen = ", ".join(f"seed {r['seed']}: **{r['widen_chosen']}**" for r in doc["runs"])
+    rule = (
+        f"Rule: {doc['widen_rule']}. Chosen: {chosen}; the stored sets use rate {doc['widen_used']} from the "
+        f"validation images' {100 * doc['widen_from']:g}th percentile of the unknown-input score. Severities: the "
+        f"first {doc['widen_images']:,} validation images of seed {run['seed']} under every corruption (0: clean)."
+    )
+    return f"{table(head, rows)}\n\n{where(path, doc)} {rule}"
+
+
 def test_table():
     path, doc, run = _first()
     if doc is None:
@@ -164,6 +184,7 @@ def shift_table():
 TABLES = {
     "sets-score": score_table,
     "sets-delta": delta_table,
+    "sets-widen": widen_table,
     "sets-test": test_table,
     "sets-class": class_table,
     "sets-seeds": seeds_table,

@@ -106,17 +106,6 @@ class HybridNet(nn.Module):
         return self.dense((self.features(x) - self.feature_mean) / self.feature_std)
 
 
-class Standardised(nn.Module):
-    """The hybrid's feature vector as its MLP reads it (and as its unknown-input rule measures it)."""
-
-    def __init__(self, hybrid_net):
-        super().__init__()
-        self.hybrid = hybrid_net
-
-    def forward(self, x):
-        return (self.hybrid.features(x) - self.hybrid.feature_mean) / self.hybrid.feature_std
-
-
 class Graph(nn.Module):
     """uint8 images (N, 28, 28) -> (calibrated logits, probabilities, prediction sets), test-time augmentation
     included. sets: the SetRule (fmnist.rundir.export_sets) of the model's LAC sets at the default level."""
@@ -166,7 +155,7 @@ def graph_of(model):
         level = model.hparams.get("tta", 0)
     elif hasattr(model, "cnn"):  # the hybrid
         net, level = HybridNet(_cpu_hybrid(model)), model.hparams["tta"]
-        features = Standardised(net)
+        features = export_sets.Standardised(net)
     else:
         net, level, features = ScratchNet(model._trained(), model.mean, model.std), 0, None
     return Graph(net, level, temperature(model), export_sets.rule(model, set_thresholds(model), features)).eval()

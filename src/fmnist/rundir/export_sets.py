@@ -44,6 +44,17 @@ class Pixels(nn.Module):
         return (x.flatten(1) * float(np.float32(1 / 255.0)) - self.mean) / self.std
 
 
+class Standardised(nn.Module):
+    """The hybrid's feature vector as its MLP reads it and its unknown-input rule measures it (of a HybridNet)."""
+
+    def __init__(self, hybrid_net):
+        super().__init__()
+        self.hybrid = hybrid_net
+
+    def forward(self, x):
+        return (self.hybrid.features(x) - self.hybrid.feature_mean) / self.hybrid.feature_std
+
+
 class Unknown(nn.Module):
     """(pixels 0..255 (N, 1, 28, 28), calibrated logits (N, 10)) -> the model's unknown-input score (N,).
     features: a module giving the model's feature vector from pixels (None for a model without one)."""
