@@ -3,24 +3,13 @@ model and level, per class and per seed against issue 33's bounds, and the sets 
 bench/results/sets-*.json, written by bench/bench_sets.py)."""
 
 import numpy as np
-from gen_common import missing, newest, pct, src_module, table, where, yes_no
+from gen_common import from_newest, pct, src_module, table, yes_no
 
 HOW = "python bench/bench_sets.py RUN_DIR [RUN_DIR ...] --onnx"
 # Issue 33's acceptance: at the default level, test coverage within these bounds, every class at least CLASS_MIN,
 # mean set size at most SIZE_MAX, for these models; every model within GAP of each level.
 OVERALL, CLASS_MIN, SIZE_MAX, GAP = (0.94, 0.965), 0.93, 1.15, 0.015
 BOUNDED = ("cnn", "hybrid")
-
-
-def _doc():
-    path, doc = newest("sets")
-    return (path, doc) if doc is not None and "runs" in doc else (None, None)
-
-
-def _first():
-    """(path, doc, the first run: the default seed's, all five models)."""
-    path, doc = _doc()
-    return (path, doc, doc["runs"][0]) if doc else (None, None, None)
 
 
 def _names():
@@ -31,10 +20,9 @@ def _level(level):
     return f"{100 * float(level):g} %"
 
 
-def score_table():
-    path, doc, run = _first()
-    if doc is None:
-        return missing("sets", HOW)
+@from_newest("sets", HOW)
+def score_table(doc):
+    run = doc["runs"][0]
     rows = []
     for name, m in run["models"].items():
         for score, kinds in m["validation"].items():
@@ -45,13 +33,11 @@ def score_table():
     head = ("model", "score", "marginal: coverage / lowest class / size")
     head += ("class-conditional: coverage / lowest class / size / one class / empty",)
     chosen = f"Chosen: **{run['chosen']}** ({doc['choice_rule']}); {doc['halves']} half-splits, seed {run['seed']}."
-    return f"{table(head, rows)}\n\n{where(path, doc)} {chosen}"
+    return f"{table(head, rows)}\n\n{chosen}"
 
 
-def delta_table():
-    path, doc = _doc()
-    if doc is None:
-        return missing("sets", HOW)
+@from_newest("sets", HOW)
+def delta_table(doc):
     deltas = next(iter(doc["runs"][0]["models"].values()))["delta"]
     rows = []
     for run in doc["runs"]:
@@ -61,13 +47,12 @@ def delta_table():
     head = ("seed", "model", *("textbook rank" if d == "None" else f"δ = {d}" for d in deltas))
     chosen = ", ".join(f"seed {run['seed']}: **{run['delta_chosen']}**" for run in doc["runs"])
     rule = f"Rule: {doc['delta_rule']}. Chosen: {chosen}; the stored sets use δ = {doc['delta_used']}."
-    return f"{table(head, rows)}\n\n{where(path, doc)} {rule}"
+    return f"{table(head, rows)}\n\n{rule}"
 
 
-def widen_table():
-    path, doc, run = _first()
-    if doc is None:
-        return missing("sets", HOW)
+@from_newest("sets", HOW)
+def widen_table(doc):
+    run = doc["runs"][0]
     rows = []
     for name, m in run["models"].items():
         for rate, f in m["widen"].items():
@@ -81,13 +66,12 @@ def widen_table():
         f"validation images' {100 * doc['widen_from']:g}th percentile of the unknown-input score. Severities: the "
         f"first {doc['widen_images']:,} validation images of seed {run['seed']} under every corruption (0: clean)."
     )
-    return f"{table(head, rows)}\n\n{where(path, doc)} {rule}"
+    return f"{table(head, rows)}\n\n{rule}"
 
 
-def test_table():
-    path, doc, run = _first()
-    if doc is None:
-        return missing("sets", HOW)
+@from_newest("sets", HOW)
+def test_table(doc):
+    run = doc["runs"][0]
     rows = []
     for name, m in run["models"].items():
         for level, f in (m["test"] or {}).items():
@@ -95,17 +79,16 @@ def test_table():
             cells = (pct(f["coverage"]), f"{pct(f['per_class'][low])} ({_names()[low]})", f"{f['mean_size']:.3f}")
             rows.append((name, _level(level), *cells, pct(f["single"], 1), pct(f["empty"], 1)))
     head = ("model", "level", "test coverage", "lowest class", "mean size", "one class", "empty")
-    return f"{table(head, rows)}\n\n{where(path, doc)} Seed {run['seed']}, δ = {doc['delta_used']}."
+    return f"{table(head, rows)}\n\nSeed {run['seed']}, δ = {doc['delta_used']}."
 
 
-def class_table():
-    path, doc, run = _first()
-    if doc is None:
-        return missing("sets", HOW)
+@from_newest("sets", HOW)
+def class_table(doc):
+    run = doc["runs"][0]
     rows = [
         (name, *(pct(c, 1) for c in m["test"]["0.95"]["per_class"])) for name, m in run["models"].items() if m["test"]
     ]
-    return f"{table(('model', *_names()), rows)}\n\n{where(path, doc)} Seed {run['seed']}, level 95 %."
+    return f"{table(('model', *_names()), rows)}\n\nSeed {run['seed']}, level {doc['levels'][1]}."
 
 
 def _gap(run):
@@ -118,10 +101,8 @@ def _gap(run):
     return max(gaps)
 
 
-def seeds_table():
-    path, doc = _doc()
-    if doc is None:
-        return missing("sets", HOW)
+@from_newest("sets", HOW)
+def seeds_table(doc):
     rows = []
     for run in doc["runs"]:
         for name in BOUNDED:
@@ -142,24 +123,24 @@ def seeds_table():
         f"Bounds (issue 33): coverage {pct(OVERALL[0], 1)}–{pct(OVERALL[1], 1)}, every class ≥ {pct(CLASS_MIN, 1)}, "
         f"mean size ≤ {SIZE_MAX}; every model within {100 * GAP:g} points of each level."
     )
-    return f"{table(head, rows)}\n\n{bounds} {where(path, doc)} δ = {doc['delta_used']}."
+    return f"{table(head, rows)}\n\n{bounds} δ = {doc['delta_used']}."
 
 
-def onnx_line():
-    path, doc, run = _first()
-    if doc is None:
-        return missing("sets", HOW)
+@from_newest("sets", HOW)
+def onnx_line(doc):
+    run = doc["runs"][0]
     checked = {n: m["onnx"] for n, m in run["models"].items() if m.get("onnx")}
     if not checked:
-        return f"Not checked in {path.name} (`{HOW}` checks it)."
+        return f"ONNX parity not checked (`{HOW}` checks it)."
     cells = ", ".join(f"{name}: {o['differ']} of {o['images']:,} images differ" for name, o in checked.items())
-    return f"ONNX parity, the graph's sets against fmnist's on the test split: {cells}. {where(path, doc)}"
+    return f"ONNX parity, the graph's sets against fmnist's on the test split: {cells}."
 
 
-def shift_table():
-    path, doc, run = _first()
-    if doc is None or not run.get("shift"):
-        return missing("sets", f"fmnist evaluate RUN --robustness 1000 && {HOW}")
+@from_newest("sets", HOW)
+def shift_table(doc):
+    run = doc["runs"][0]
+    if not run.get("shift"):
+        return f"No sweep recorded: `fmnist evaluate RUN --robustness 1000` then `{HOW}`."
     shift = run["shift"]
     rows, worst = [], []
     for name, m in shift["models"].items():
@@ -178,7 +159,7 @@ def shift_table():
         f"{run['seed']}; severities: mean over the {len(shift['corruptions'])} corruptions. Worst corruption at "
         f"severity {shift['severities'][-1]}: {'; '.join(worst)}."
     )
-    return f"{table(head, rows)}\n\n{note} {where(path, doc)}"
+    return f"{table(head, rows)}\n\n{note}"
 
 
 TABLES = {
