@@ -112,7 +112,7 @@ def test_the_pages_tables_show_their_results_files_figures():
     for accuracy in cnn["test_accuracy"]["values"]:
         assert f"{100 * accuracy:.2f} %" in block
     assert str(path.relative_to(ROOT)) in block
-    path, doc = module.newest("sets")
+    path, doc = newest("sets")
     block = module.TABLES["sets-seeds"]()
     for run in doc["runs"]:
         for name in ("cnn", "hybrid"):
