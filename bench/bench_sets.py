@@ -15,10 +15,19 @@ class's, the share of splits where some class falls more than 2 points under the
 mean set size. Rule (DELTA_RULE), fixed before the test figures were looked at: the largest δ whose share,
 averaged over the run's models, is at most 10 %.
 
-Test (the final figures, only where the run has stored set scores: `fmnist evaluate RUN` adds them): per model
-and level, test coverage overall and per class, mean set size, share of one-class sets, from the stored scores
-the way `fmnist predict` computes them (fmnist.models.sets). --onnx: the exported graph's set output against
-fmnist's sets on all test images (parity: images whose sets differ). Prints the CPU, the date and tables; writes
+Widening rate (fmnist.models.sets.WIDEN), on validation only: per rate of WIDENS, the 95 % sets fitted and measured
+on the validation images (mean size: what widening costs where nothing is wrong) and, on the first WIDEN_IMAGES
+validation images under every corruption, mean size and coverage per severity. Rule (WIDEN_RULE): the largest
+rate that adds at most WIDEN_COST classes to the validation mean size, for every model.
+
+Several runs (seeds) go into one file, each with its choices. The exchangeability figures ("shift") are RUN/
+robustness.json's sets, recorded when made at this δ (`fmnist evaluate RUN --robustness 1000` remakes them).
+
+Test (the final figures, only where metrics.json's sets were made at this δ with widening: `fmnist evaluate RUN`
+remakes them): per model and level, test coverage overall and per class, mean set size, share of one-class sets,
+as train and evaluate compute them from the stored scores (fmnist.models.sets.figures, the way answers do).
+--onnx: the exported graph's set output against fmnist's sets on all test images (parity: images whose sets
+differ). Prints the CPU, the date and tables; writes
 the JSON to bench/results/sets-DATE.json (or --out).
 """
 
