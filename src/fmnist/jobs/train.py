@@ -66,7 +66,7 @@ def trust_record(model, splits, logits):
     out["unknown"]["test_unknown_rate"] = ood.unknown_rate(test, record["threshold"])
     if "sets" in record:
         out["sets"] = sets.figures(
-            record["sets"], calibration.probabilities(logits["test"], temperature), splits.y_test
+            record["sets"], calibration.probabilities(logits["test"], temperature), splits.y_test, test
         )
     return out
 
@@ -237,8 +237,8 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
         calibrated_now = trust.of(model) is None
         if calibrated_now:  # a run of an older fmnist: calibrated now, from its own validation split
             trust.calibrate(model, splits)
-        elif "sets" not in trust.of(model):  # calibrated before prediction sets: they are added, nothing refitted
-            trust.add_sets(model, splits, model.predict_logits(splits.x_val))
+        elif "widen" not in trust.of(model).get("sets", {}):  # sets older than this fmnist's: made now, from the
+            trust.add_sets(model, splits, model.predict_logits(splits.x_val))  # same validation split and T
             calibrated_now = True
         if photo_trust.KEY not in trust.of(model):  # a run from before the photo threshold: it is added
             photo_trust.fit(model, splits, config.get("seed", 0))
