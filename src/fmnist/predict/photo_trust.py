@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fmnist.data.dataset import Splits
 from fmnist.metrics import ood
 from fmnist.models import trust
 from fmnist.models.contracts import Classifier
@@ -40,7 +41,9 @@ def segmented_images(items: np.ndarray, count: int, seed: int) -> np.ndarray:
     return np.stack(seen) if seen else np.zeros((0, 28, 28), np.uint8)
 
 
-def fit(model: Classifier, splits, seed: int = 0, count: int = PHOTOS, cache: dict | None = None) -> float | None:
+def fit(
+    model: Classifier, splits: Splits, seed: int = 0, count: int = PHOTOS, cache: dict | None = None
+) -> float | None:
     """Set the model's photo threshold from composites of its validation garments; None for a model without an
     unknown rule (nothing to set). `cache`: a dict the models of one run share, so the cut-outs (about 30 ms
     each) are made once per run."""
