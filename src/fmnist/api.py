@@ -32,7 +32,7 @@ from fmnist.jobs import compare as compare_runs
 from fmnist.jobs import settings, train
 from fmnist.models import registry, trust
 from fmnist.models.contracts import Classifier
-from fmnist.predict import answers, images, sets
+from fmnist.predict import answers, images, photo_trust, sets
 from fmnist.predict.explain import attribute as explain_module
 from fmnist.report import attributions, plots, tables
 from fmnist.report import trust as trust_report
@@ -202,6 +202,7 @@ def fit(
     start = time.perf_counter()
     rows = train.fit_model(model.classifier, setup)
     model.train_seconds = time.perf_counter() - start
+    photo_trust.fit(model.classifier, splits, seed)  # as `fmnist train` does: segmented photos' own threshold
     model.history, model.seed = _history_columns(rows), seed
     return model
 

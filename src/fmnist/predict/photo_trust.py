@@ -24,7 +24,8 @@ from fmnist.models.contracts import Classifier
 from fmnist.predict import composites, segment
 from fmnist.predict.images import load_image
 
-PHOTOS = 200  # composites of validation garments the threshold is set on (kinds in turn)
+PHOTOS = 200  # composites of validation garments the threshold is set on (kinds in turn), at most
+SHARE = 0.1  # of the validation garments, where that is fewer (a --subset run: about 30 ms a photo)
 LONG_SIDE = 400  # their size: segmentation works on segment.SEG_SIDE pixels anyway, and small ones are quick
 KEY = "photo_threshold"
 
@@ -45,11 +46,12 @@ def fit(
     model: Classifier, splits: Splits, seed: int = 0, count: int = PHOTOS, cache: dict | None = None
 ) -> float | None:
     """Set the model's photo threshold from composites of its validation garments; None for a model without an
-    unknown rule (nothing to set). `cache`: a dict the models of one run share, so the cut-outs (about 30 ms
-    each) are made once per run."""
+    unknown rule (nothing to set). `count` photos at most, and no more than SHARE of the validation garments.
+    `cache`: a dict the models of one run share, so the cut-outs (about 30 ms each) are made once per run."""
     record = trust.of(model)
     if record is None:
         return None
+    count = min(count, max(1, round(SHARE * len(splits.x_val))))
     key = (KEY, seed, count)
     images = cache.get(key) if cache is not None else None
     if images is None:
