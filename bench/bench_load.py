@@ -59,9 +59,9 @@ def rss_mb(pids):
     return sizes
 
 
-def start(run_dir, port):
+def start(run_dir, port, log):
     command = [sys.executable, "-m", "fmnist", "serve", run_dir, "--port", str(port), "--workers", "2"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -187,12 +187,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=120, help="time under load (default: 120)")
     parser.add_argument("--rate", type=float, default=60, help="requests a second sent (default: 60)")
     parser.add_argument("--slowloris", type=int, default=200, help="slow connections in the middle (default: 200)")
+    parser.add_argument("--log", metavar="FILE", help="the server's standard error (access log) goes here")
     parser.add_argument("--out", metavar="FILE", help="write the JSON here (default: bench/results/load-DATE.json)")
     args = parser.parse_args()
     head = record.header()
     print(record.title("fmnist serve --workers 2 under load and faults", head))
     port = 18_000 + os.getpid() % 10_000
-    server = start(args.run_dir, port)
+    with open(args.log or os.devnull, "wb") as log:
+        server = start(args.run_dir, port, log)
     results, events, start_time, crowd = asyncio.run(drive(args, server, port))
     exit_code = server.wait(timeout=60)
     doc = summary(args, results, events, start_time, crowd, exit_code)

@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import signal
 import socket
 import sys
 import warnings
@@ -35,7 +34,7 @@ from fmnist.files import shown
 from fmnist.predict import answers, explanations, segment, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
-from fmnist.serve import cards, limits, operate
+from fmnist.serve import cards, graceful, limits, operate
 from fmnist.serve import runtime as runtimes
 from fmnist.serve.batcher import InferenceWorker
 from fmnist.serve.metrics import ServerMetrics
@@ -355,12 +354,5 @@ def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), acce
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **limits.config_options()
     )
-    # uvicorn raises SIGTERM again once it has drained; every accepted request has its answer by then, so the
-    # signal ends the server with status 0 (as the parent of --workers does) instead of killing it.
-    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-    try:
-        with sock:
-            uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    graceful.serve(config, sock)  # SIGTERM: what the kernel accepted is answered, then exit 0
     return 0

@@ -152,13 +152,14 @@ def run(audit_dir, *, host="127.0.0.1", port=8000):
 
     app = app_for(audit_dir)  # the audit's files checked before anything heavier is imported
 
-    from fmnist.serve import limits
+    from fmnist.serve import graceful, limits
     from fmnist.serve.app import listen
 
     sock = listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     print(f"reviewing {audit_dir} at http://{shown}:{sock.getsockname()[1]}/review", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, **limits.config_options())
-    with sock:
-        uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **limits.config_options()
+    )
+    graceful.serve(config, sock)  # SIGTERM: what the kernel accepted is answered, then exit 0
     return 0
