@@ -59,12 +59,21 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                     "type": "object",
                     "required": ["files"],
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "maxItems": MAX_FILES,
+                        },
                         "model": {"type": "string", "description": "a name from GET /models (default: the best)"},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
                         "explain": {"type": "integer", "enum": [0, 1], "default": 0, "description": "heat maps"},
                         "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
-                        "box": {"type": "string", "description": "X0,Y0,X1,Y1: where the garment is, photo pixels"},
+                        "box": {
+                            "type": "string",
+                            "pattern": "^[0-9]{1,9},[0-9]{1,9},[0-9]{1,9},[0-9]{1,9}$",
+                            "description": "X0,Y0,X1,Y1: where the garment is, photo pixels (X0 < X1, Y0 < Y1)",
+                        },
                     },
                 }
             }
@@ -216,8 +225,8 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
     decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
     lifespan = lifespan_of(worker, state, operation, threads)
     app = FastAPI(title="fmnist serve", summary="Fashion-MNIST classifiers over HTTP", lifespan=lifespan)
-    cards.add_route(app, served)  # GET /models/NAME/card
     operate.add_routes(app, state, metrics, operation.keys is not None)
+    cards.add_route(app, state)  # GET /models/NAME/card (after add_routes: it documents every error status)
 
     @app.exception_handler(RequestError)
     async def refused(_request, exc):
