@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the gen_* modules be
 import gen_tables_audit
 import gen_tables_leaderboard
 import gen_tables_photos
+import gen_tables_serving
 from gen_common import ROOT, missing, newest, pct, table, where
 
 CLI_PAGE = ROOT / "docs" / "cli.md"
@@ -171,6 +172,7 @@ TABLES = {
     **gen_tables_photos.TABLES,
     **gen_tables_audit.TABLES,
     **gen_tables_leaderboard.TABLES,
+    **gen_tables_serving.TABLES,
 }
 
 
