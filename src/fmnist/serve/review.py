@@ -25,12 +25,38 @@ from PIL import Image
 from fmnist.data.dataset import CLASS_NAMES, NUM_CLASSES
 from fmnist.errors import UserError
 from fmnist.rundir import labels
+from fmnist.serve import operate
 from fmnist.serve.uploads import RequestError, whole_number
 
 PAGES = {"/review": ("review.html", "text/html"), "/review.js": ("review.js", "text/javascript")}
 PAGES["/review.css"] = ("review.css", "text/css")
 POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'"
 MAX_DECISION_BYTES = 2_000
+DECISION_BODY = {  # the route reads its body itself: described here for /openapi.json
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "index", "decision", "label", "reviewer"],
+                    "properties": {
+                        "file": {"type": "string", "enum": ["train", "test"]},
+                        "index": {"type": "integer", "minimum": 0},
+                        "decision": {"type": "string", "enum": list(labels.DECISIONS)},
+                        "label": {
+                            "type": ["integer", "null"],
+                            "minimum": 0,
+                            "maximum": NUM_CLASSES - 1,
+                            "description": "the class it should be with decision relabel, null otherwise",
+                        },
+                        "reviewer": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+                    },
+                }
+            }
+        },
+    }
+}
 PAGE_SIZE = 200
 
 
@@ -103,7 +129,8 @@ def router(audit_dir):
     """The review routes for AUDIT_DIR; its files are read and checked now (a bad one: the CLI's one line)."""
     state = Reviews(audit_dir)
     web = resources.files("fmnist.serve") / "web"
-    routes = APIRouter()
+    # every status the routes answer, for /openapi.json (the review page alone has no other routes to say it)
+    routes = APIRouter(responses={status: operate.ERROR_RESPONSES[status] for status in (400, 404, 413, 422)})
     for route, (file, media) in PAGES.items():
         content = web.joinpath(file).read_bytes()
         routes.add_api_route(route, _page(content, media), methods=["GET"], include_in_schema=False)
@@ -113,7 +140,7 @@ def router(audit_dir):
         start = whole_number(offset, "offset", 0, max(len(state.issues), 0))
         return state.page(start, whole_number(limit, "limit", 1, PAGE_SIZE))
 
-    @routes.post("/review/decision")
+    @routes.post("/review/decision", openapi_extra=DECISION_BODY)
     async def decision(request: Request):
         body = await request.body()
         if len(body) > MAX_DECISION_BYTES:
