@@ -1,6 +1,7 @@
 """What every generated table shares: the newest results file of a benchmark, the line naming its file, date and
 processor, and the Markdown of a table (scripts/gen_docs.py and the gen_tables_* modules)."""
 
+import functools
 import importlib
 import json
 import sys
@@ -43,6 +44,21 @@ def table(header, rows):
 
 def missing(prefix, how):
     return f"No `bench/results/{prefix}-*.json` yet: `{how}` records one."
+
+
+def from_newest(prefix, how):
+    """Decorate `build(doc) -> Markdown` into a generated block of the newest bench/results/PREFIX-*.json: what
+    `build` writes, then the line naming that file, its date and processor; without a file, how to record one."""
+
+    def decorate(build):
+        @functools.wraps(build)
+        def block():
+            path, doc = newest(prefix)
+            return missing(prefix, how) if doc is None else f"{build(doc)}\n\n{where(path, doc)}"
+
+        return block
+
+    return decorate
 
 
 def bench_module(name):

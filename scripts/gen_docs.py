@@ -24,42 +24,36 @@ import gen_tables_audit
 import gen_tables_leaderboard
 import gen_tables_photos
 import gen_tables_serving
-from gen_common import ROOT, missing, newest, pct, table, where
+from gen_common import ROOT, from_newest, pct, table
 
 CLI_PAGE = ROOT / "docs" / "cli.md"
 BLOCK = re.compile(r"(<!-- gen:([\w-]+) -->\n)(.*?)(<!-- /gen:\2 -->)", re.S)
 HELP_COLUMNS = "100"  # argparse wraps at the terminal's width: fixed, so the page is the same everywhere
 
 
-def models_table():
+@from_newest("run", "make run && python bench/bench_run.py runs/latest")
+def models_table(doc):
     """The five models of the newest recorded `fmnist compare` run (bench/bench_run.py)."""
-    path, doc = newest("run")
-    if doc is None:
-        return missing("run", "make run && python bench/bench_run.py runs/latest")
     rows = []
     for name, m in doc["models"].items():
         cells = (f"{m['parameters']:,}", pct(m["val_accuracy"]), pct(m["test_accuracy"]))
         rows.append((name, *cells, f"{m['train_seconds']:,.0f} s", f"{m['inference_images_per_s']:,.0f}"))
     head = ("model", "parameters", "validation", "test", "training", "images/s")
     total = f" The whole run took {doc['total_seconds']:,.0f} s." if doc.get("total_seconds") else ""
-    return f"{table(head, rows)}\n\n{where(path, doc)} Preset `{doc['preset']}`, seed {doc['seed']}.{total}"
+    return f"{table(head, rows)}\n\nPreset `{doc['preset']}`, seed {doc['seed']}.{total}"
 
 
-def cnn_speed_table():
-    path, doc = newest("cnn-speed")
-    if doc is None:
-        return missing("cnn-speed", "python bench/bench_cnn_speed.py")
+@from_newest("cnn-speed", "python bench/bench_cnn_speed.py")
+def cnn_speed_table(doc):
     rows = [
         (name, f"{r['seconds_to_92']:,.1f} s", pct(r["final_test"]), f"{doc['speedup'].get(name, 1):.2f}×")
         for name, r in doc["results"].items()
     ]
-    return f"{table(('recipe', 'time to 92 % test', 'final test', 'speed-up'), rows)}\n\n{where(path, doc)}"
+    return table(("recipe", "time to 92 % test", "final test", "speed-up"), rows)
 
 
-def precision_table():
-    path, doc = newest("precision")
-    if doc is None:
-        return missing("precision", "python bench/bench_precision.py")
+@from_newest("precision", "python bench/bench_precision.py")
+def precision_table(doc):
     rows = []
     for precision in ("fp32", "bf16"):
         runs = [r for r in doc["runs"] if r["precision"] == precision]
@@ -68,13 +62,11 @@ def precision_table():
             test = statistics.median(r["test_accuracy"] for r in runs)
             rows.append((precision, len(runs), f"{seconds:,.1f} s", pct(test)))
     head = ("precision", "seeds", "mean training", "median test")
-    return f"{table(head, rows)}\n\n{where(path, doc)} Preset `{doc['preset']}`."
+    return f"{table(head, rows)}\n\nPreset `{doc['preset']}`."
 
 
-def best_table():
-    path, doc = newest("models-best")
-    if doc is None:
-        return missing("models-best", "python bench/bench_models.py --only-best")
+@from_newest("models-best", "python bench/bench_models.py --only-best")
+def best_table(doc):
     seeds = doc["results"]["cnn_best_seeds"]
     rows = [
         (seed, pct(val), pct(test), f"{secs:,.0f} s")
@@ -82,7 +74,7 @@ def best_table():
             seeds["seeds"], seeds["val_accuracy"], seeds["test_accuracy"], seeds["train_seconds"], strict=True
         )
     ]
-    return f"{table(('seed', 'validation', 'test', 'training'), rows)}\n\n{where(path, doc)}"
+    return table(("seed", "validation", "test", "training"), rows)
 
 
 def _serve_rows(runs, key):
@@ -97,26 +89,19 @@ def _serve_rows(runs, key):
     ]
 
 
-def serve_table():
-    path, doc = newest("serve-workers")
-    if doc is None:
-        return missing("serve-workers", "python bench/bench_serve.py RUN_DIR --workers 1,2")
+@from_newest("serve-workers", "python bench/bench_serve.py RUN_DIR --workers 1,2")
+def serve_table(doc):
     head = ("workers", "requests/s", "p50", "p90", "p99", "wrong answers")
-    return f"{table(head, _serve_rows(doc['runs'], 'workers'))}\n\n{where(path, doc)} {doc['clients']} clients."
+    return f"{table(head, _serve_rows(doc['runs'], 'workers'))}\n\n{doc['clients']} clients."
 
 
-def runtimes_table():
-    path, doc = newest("serve-runtimes")
-    if doc is None:
-        return missing("serve-runtimes", "python bench/bench_serve.py RUN_DIR --runtimes torch,onnx")
-    head = ("runtime", "requests/s", "p50", "p90", "p99", "wrong answers")
-    return f"{table(head, _serve_rows(doc, 'runtime'))}\n\n{where(path, doc)}"
+@from_newest("serve-runtimes", "python bench/bench_serve.py RUN_DIR --runtimes torch,onnx")
+def runtimes_table(doc):
+    return table(("runtime", "requests/s", "p50", "p90", "p99", "wrong answers"), _serve_rows(doc, "runtime"))
 
 
-def export_table():
-    path, doc = newest("export")
-    if doc is None:
-        return missing("export", "python bench/bench_export.py RUN_DIR")
+@from_newest("export", "python bench/bench_export.py RUN_DIR")
+def export_table(doc):
     rows = []
     for m in doc["models"]:
         same = "yes" if m["argmax_equal_batch_1"] and m["argmax_equal_batch_1000"] else "no"
@@ -126,13 +111,11 @@ def export_table():
             (m["model"], same, diff, pct(m["onnx_test_accuracy"]), pct(m["metrics_json_test_accuracy"]), *speeds)
         )
     head = ("model", "same argmax", "max |Δp|", "onnx test", "metrics.json", "onnx images/s", "torch images/s")
-    return f"{table(head, rows)}\n\n{where(path, doc)}"
+    return table(head, rows)
 
 
-def trust_table():
-    path, doc = newest("trust")
-    if doc is None:
-        return missing("trust", "python bench/bench_trust.py RUN_DIR")
+@from_newest("trust", "python bench/bench_trust.py RUN_DIR")
+def trust_table(doc):
     rows = []
     robust = doc.get("robustness", {})
     for name, m in doc["models"].items():
@@ -147,16 +130,14 @@ def trust_table():
         rows.append((name, ece, f"{chosen['auroc_report']:.3f}", *unknown, f"{mce:.3f}" if mce is not None else ""))
     head = ("model", "test ECE (before → after T)", "AUROC", "clothing unknown", "photos unknown")
     head += ("non-clothing unknown", "mCE")
-    return f"{table(head, rows)}\n\n{where(path, doc)}"
+    return table(head, rows)
 
 
-def ddp_table():
-    path, doc = newest("ddp")
-    if doc is None:
-        return missing("ddp", "python bench/bench_ddp.py")
+@from_newest("ddp", "python bench/bench_ddp.py")
+def ddp_table(doc):
     one = doc["seconds_per_epoch"]["1"]
     rows = [(n, f"{s:.2f} s", f"{one / s:.2f}×") for n, s in doc["seconds_per_epoch"].items()]
-    return f"{table(('processes', 'seconds per epoch', 'speed-up'), rows)}\n\n{where(path, doc)}"
+    return table(("processes", "seconds per epoch", "speed-up"), rows)
 
 
 TABLES = {

@@ -3,9 +3,10 @@ suspects (bench/results/audit-flips-*.json, audit-exclude-*.json)."""
 
 import json
 
-from gen_common import RESULTS, missing, newest, pct, table, where, yes_no
+from gen_common import RESULTS, from_newest, missing, pct, table, where, yes_no
 
 TRAIN_FILE_IMAGES = 60_000  # Fashion-MNIST's training file
+EXCLUDE_HOW = "python bench/bench_exclude.py AUDIT_DIR --seeds 0,1,2"
 
 
 def _newest_flips():
@@ -45,24 +46,20 @@ def flips_table():
     return f"{table(('measure', 'measured', 'target', 'met'), rows)}\n\n{where(path, doc)} {settings}"
 
 
-def suspects_table():
+@from_newest("audit-exclude", EXCLUDE_HOW)
+def suspects_table(doc):
     """The real data's training-file suspects, as the exclusion benchmark read them."""
-    path, doc = newest("audit-exclude")
-    if doc is None:
-        return missing("audit-exclude", "python bench/bench_exclude.py AUDIT_DIR --seeds 0,1,2")
     flagged = doc["flagged_train_images"]
     rows = [("train", f"{TRAIN_FILE_IMAGES:,}", f"{flagged:,}", pct(flagged / TRAIN_FILE_IMAGES, 1))]
-    return f"{table(('file', 'images', 'suspects', 'share'), rows)}\n\n{where(path, doc)}"
+    return table(("file", "images", "suspects", "share"), rows)
 
 
 def _points(difference):
     return f"**{100 * difference:+.2f} points**".replace("-", "−")
 
 
-def exclude_table():
-    path, doc = newest("audit-exclude")
-    if doc is None:
-        return missing("audit-exclude", "python bench/bench_exclude.py AUDIT_DIR --seeds 0,1,2")
+@from_newest("audit-exclude", EXCLUDE_HOW)
+def exclude_table(doc):
     rows = []
     for r in doc["runs"]:
         a, w = r["all_labels"], r["without_suspects"]
@@ -83,7 +80,7 @@ def exclude_table():
     )
     head = ("seed", "dropped from training", "validation, all labels", "validation, without suspects")
     head += ("the same on the unflagged validation images", "test (original labels), all", "test, without suspects")
-    return f"{table(head, rows)}\n\n{where(path, doc)}"
+    return table(head, rows)
 
 
 TABLES = {"audit-flips": flips_table, "audit-suspects": suspects_table, "audit-exclude": exclude_table}

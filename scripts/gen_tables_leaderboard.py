@@ -5,7 +5,7 @@ models-best-*.json for the best preset without refit)."""
 import inspect
 import statistics
 
-from gen_common import bench_module, missing, newest, pct, table, where, yes_no
+from gen_common import bench_module, from_newest, missing, newest, pct, table, where, yes_no
 
 HOW = "python bench/bench_leaderboard.py --fmnist cnn@0,1,2,3,4 ..."
 # The issue's targets: the fast preset's mean test accuracy over SEEDS seeds, each run within SECONDS; the best
@@ -62,19 +62,15 @@ def seeds_table():
     return f"{table(head, rows)}\n\n{where(path, doc)}"
 
 
-def leaderboard_table():
-    """The table bench/bench_leaderboard.py prints, with the file it comes from."""
-    path, doc = newest("leaderboard")
-    if doc is None:
-        return missing("leaderboard", HOW)
-    return f"{bench_module('bench_leaderboard').table(doc)}\n\n{where(path, doc)}"
+@from_newest("leaderboard", HOW)
+def leaderboard_table(doc):
+    """The table bench/bench_leaderboard.py prints."""
+    return bench_module("bench_leaderboard").table(doc)
 
 
-def full_length_table():
+@from_newest("leaderboard", HOW)
+def full_length_table(doc):
     """Peers run for fewer epochs than their recipe: the recipe's length estimated as seconds per epoch x epochs."""
-    path, doc = newest("leaderboard")
-    if doc is None:
-        return missing("leaderboard", HOW)
     peers = bench_module("peers")
     rows = []
     for r in (r for r in doc["rows"] if r["kind"] == "peer"):
@@ -95,7 +91,7 @@ def full_length_table():
     if not rows:
         return "Every peer ran its recipe's full length."
     head = ("peer", "epochs run", "training", "recipe's epochs", "full length, estimated (not measured)")
-    return f"{table(head, rows)}\n\n{where(path, doc)}"
+    return table(head, rows)
 
 
 def _fast_rows(doc):
@@ -134,14 +130,12 @@ def _best_rows(doc):
     return rows
 
 
-def targets_table():
-    path, doc = newest("leaderboard")
-    if doc is None:
-        return missing("leaderboard", HOW)
+@from_newest("leaderboard", HOW)
+def targets_table(doc):
     beaten = ", ".join(b["peer"] for b in doc["beaten"]) or "none"
     peers = ("every peer", f"peers above fmnist at their time: {beaten}", "none", yes_no(not doc["beaten"]))
     rows = [*_fast_rows(doc), *_best_rows(doc), peers]
-    return f"{table(('row', 'measured', 'target', 'met'), rows)}\n\n{where(path, doc)}"
+    return table(("row", "measured", "target", "met"), rows)
 
 
 TABLES = {

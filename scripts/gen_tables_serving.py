@@ -1,7 +1,7 @@
 """docs/serving.md's generated parts: `fmnist serve --workers 2` under load and faults, against issue 35's
 acceptance (from bench/results/load-*.json, written by bench/bench_load.py)."""
 
-from gen_common import missing, newest, table, where, yes_no
+from gen_common import from_newest, table, yes_no
 
 HOW = "python bench/bench_load.py RUN_DIR --seconds 125 --rate 80"
 # Issue 35's acceptance under the benchmark's load: the server answers again within this many seconds of a
@@ -14,10 +14,8 @@ def _kinds(counts):
     return ", ".join(f"{kind}: {n:,}" for kind, n in sorted(counts.items())) or "none"
 
 
-def load_table():
-    path, doc = newest("load")
-    if doc is None:
-        return missing("load", HOW)
+@from_newest("load", HOW)
+def load_table(doc):
     growth = doc["rss_mb_at_end"] - doc["rss_mb_after_1000"]
     kill = f"{doc['lost_at_kill']} of the {doc['in_flight_at_kill']} in flight (both workers'), "
     kill += f"{doc['failed_not_in_flight_at_kill']} other"
@@ -68,7 +66,7 @@ def load_table():
             yes_no(doc["sigterm_exit_code"] == 0 and doc["sigterm_seconds_to_exit"] <= EXIT_S),
         ),
     ]
-    return f"{table(('what', 'measured', 'target', 'met'), rows)}\n\n{where(path, doc)} `{HOW}`."
+    return f"{table(('what', 'measured', 'target', 'met'), rows)}\n\nMeasured with `{HOW}`."
 
 
 TABLES = {"serving-load": load_table}

@@ -2,6 +2,7 @@
 code, a site that builds --strict and opens offline, and a version that matches the changelog."""
 
 import argparse
+import importlib
 import importlib.util
 import inspect
 import json
@@ -32,6 +33,12 @@ def gen_docs():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def newest(prefix):
+    """(path, document) of the newest bench/results/PREFIX-*.json, as the generator reads it."""
+    gen_docs()  # puts scripts/ on the path
+    return importlib.import_module("gen_common").newest(prefix)
 
 
 def pages():
@@ -86,7 +93,7 @@ def test_generated_parts_are_up_to_date():
 def test_generated_tables_come_from_the_results_files():
     module = gen_docs()
     block = module.best_table()
-    path, doc = module.newest("models-best")
+    path, doc = newest("models-best")
     seeds = doc["results"]["cnn_best_seeds"]
     for test in seeds["test_accuracy"]:
         assert f"{100 * test:.2f} %" in block
@@ -96,12 +103,12 @@ def test_generated_tables_come_from_the_results_files():
 def test_the_pages_tables_show_their_results_files_figures():
     """The audit's and the leaderboard's tables print what their files hold, and name them."""
     module = gen_docs()
-    path, doc = module.newest("audit-exclude")
+    path, doc = newest("audit-exclude")
     block = module.TABLES["audit-exclude"]()
     for run in doc["runs"]:
         assert f"{100 * run['without_suspects']['test_accuracy']:.2f} %" in block
     assert str(path.relative_to(ROOT)) in block
-    path, doc = module.newest("leaderboard")
+    path, doc = newest("leaderboard")
     block = module.TABLES["leaderboard-seeds"]()
     cnn = next(r for r in doc["rows"] if r["recipe"] == "fmnist cnn (fast) + refit")
     for accuracy in cnn["test_accuracy"]["values"]:

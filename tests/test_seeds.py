@@ -125,7 +125,7 @@ def test_a_stopped_compare_cannot_be_overwritten_by_a_new_one(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sigterm_in_the_third_model_then_compare_resume_equals_an_uninterrupted_compare(tmp_path):
-    argv = ["compare", "--models", "linear,mlp,scratch-mlp", "--subset", "12000", "--epochs", "6", "--no-progress"]
+    argv = ["compare", "--models", "linear,mlp,scratch-mlp", "--subset", "3000", "--epochs", "3", "--no-progress"]
     argv += ["--no-report"]
     whole = subprocess.run([sys.executable, "-m", "fmnist", *argv, "--out", str(tmp_path / "whole")], timeout=200)
     assert whole.returncode == 0
