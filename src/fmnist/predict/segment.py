@@ -181,10 +181,14 @@ def _working_copy(img, box):
     return np.asarray(small), seed
 
 
+BOX_PATTERN = "^ *[0-9]{1,9} *, *[0-9]{1,9} *, *[0-9]{1,9} *, *[0-9]{1,9} *$"  # the form parse_box reads
+
+
 def parse_box(text: str) -> Box:
     """ "X0,Y0,X1,Y1" (whole pixels of the photo as shown, left top right bottom) -> Box; UserError if not that."""
-    parts = str(text).replace(" ", "").split(",")
-    # ASCII digits, at most 9 (str.isdigit takes '²', which int() refuses, and any number of digits)
+    # Spaces around the numbers; ASCII digits, at most 9 (str.isdigit takes '²', which int() refuses, and any
+    # number of digits): what BOX_PATTERN (the server's schema) says
+    parts = [part.strip(" ") for part in str(text).split(",")]
     if len(parts) != 4 or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
         raise UserError(f"box {shown(text)}: expected X0,Y0,X1,Y1, four whole pixel numbers (left, top, right, bottom)")
     x0, y0, x1, y1 = (int(p) for p in parts)

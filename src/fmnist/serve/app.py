@@ -71,7 +71,7 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                         "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
                         "box": {
                             "type": "string",
-                            "pattern": "^[0-9]{1,9},[0-9]{1,9},[0-9]{1,9},[0-9]{1,9}$",
+                            "pattern": f"{segment.BOX_PATTERN}|^$",  # empty: no box
                             "description": "X0,Y0,X1,Y1: where the garment is, photo pixels (X0 < X1, Y0 < Y1)",
                         },
                     },
