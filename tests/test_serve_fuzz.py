@@ -15,8 +15,9 @@ EXAMPLES = 15  # per operation
 
 def fuzz(operation):
     """EXAMPLES requests made from the operation's schema, each answer checked against it."""
-    # A schema cannot say "an image": bytes that are none are valid for it and answered 422 (documented).
-    excluded = [positive_data_acceptance] if operation.path == "/predict" else []
+    # A schema cannot say "an image", nor "a label exactly when the decision is relabel": bytes that are no image
+    # and a decision without its label are valid for it, and answered 422 and 400 (documented).
+    excluded = [positive_data_acceptance] if operation.path in ("/predict", "/review/decision") else []
 
     @given(case=operation.as_strategy())
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -33,3 +34,19 @@ def test_every_operation_answers_as_its_schema_says(server):
     assert {"/predict", "/models", "/metrics"} <= {operation.path for operation in operations}
     for operation in operations:
         fuzz(operation)
+
+
+@pytest.mark.slow
+def test_the_review_page_answers_as_its_schema_says(tmp_path):
+    import numpy as np
+
+    from fmnist.rundir import labels
+    from serve_helpers import running_server
+
+    issues = [labels.Issue("train", 3, 0, 6, 0.01), labels.Issue("test", 8, 4, 2, 0.02)]
+    labels.write_issues(tmp_path / labels.ISSUES, issues)
+    np.savez_compressed(tmp_path / labels.IMAGES, images=np.zeros((2, 28, 28), np.uint8))
+    with running_server(None, tmp_path / "log", args=("--review", str(tmp_path)), ready="/review") as url:
+        schema = schemathesis.openapi.from_url(url + "/openapi.json")
+        for result in schema.get_all_operations():
+            fuzz(result.ok())

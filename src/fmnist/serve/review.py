@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
@@ -58,6 +58,7 @@ DECISION_BODY = {  # the route reads its body itself: described here for /openap
     }
 }
 PAGE_SIZE = 200
+MAX_OFFSET = 10**9
 
 
 class Reviews:
@@ -112,7 +113,7 @@ def _decision(body, where):
     if not isinstance(body, dict):
         raise RequestError(400, "send a JSON object: file, index, decision, label, reviewer")
     key = (body.get("file"), body.get("index"))
-    if key not in where:
+    if not (isinstance(key[0], str) and type(key[1]) is int) or key not in where:  # a list or dict: unhashable
         raise RequestError(404, "file and index: not a suspect of this audit")
     decision, label, reviewer = body.get("decision"), body.get("label"), body.get("reviewer")
     if decision not in labels.DECISIONS:
@@ -136,9 +137,10 @@ def router(audit_dir):
         routes.add_api_route(route, _page(content, media), methods=["GET"], include_in_schema=False)
 
     @routes.get("/review/suspects")
-    async def suspects(offset: str = "0", limit: str = str(PAGE_SIZE)):
-        start = whole_number(offset, "offset", 0, max(len(state.issues), 0))
-        return state.page(start, whole_number(limit, "limit", 1, PAGE_SIZE))
+    async def suspects(offset: str = _whole(0, 0, MAX_OFFSET), limit: str = _whole(PAGE_SIZE, 1, PAGE_SIZE)):
+        """A page of suspects, strongest first (an offset past the last: no rows)."""
+        start = whole_number(str(offset), "offset", 0, MAX_OFFSET)  # str: the default is a number
+        return state.page(start, whole_number(str(limit), "limit", 1, PAGE_SIZE))
 
     @routes.post("/review/decision", openapi_extra=DECISION_BODY)
     async def decision(request: Request):
@@ -152,6 +154,12 @@ def router(audit_dir):
         return state.decide(parsed)
 
     return routes
+
+
+def _whole(default, low, high):
+    """A query parameter read as text and checked by `whole_number` (a one-line 400), documented as the whole
+    number it must be (FastAPI's own check would answer 422 with a list, not the documented one line)."""
+    return Query(default, json_schema_extra={"type": "integer", "minimum": low, "maximum": high})
 
 
 def _page(content, media):
