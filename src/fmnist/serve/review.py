@@ -52,6 +52,10 @@ DECISION_BODY = {  # the route reads its body itself: described here for /openap
                         },
                         "reviewer": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
                     },
+                    # a label exactly with relabel
+                    "if": {"properties": {"decision": {"const": "relabel"}}},
+                    "then": {"properties": {"label": {"type": "integer"}}},
+                    "else": {"properties": {"label": {"type": "null"}}},
                 }
             }
         },
