@@ -31,11 +31,14 @@ postgres:  ## install Debian's postgresql for the tuning study test (as root wit
 run: data  ## the main job: train and compare the five models; report in $(OUT)/report.html
 	$(FMNIST) compare --out $(OUT)
 
+# One test worker per usable CPU, each on one thread (tests/conftest.py); a test file stays on one worker.
+PYTEST := $(PY) -m pytest --numprocesses $(shell nproc) --dist loadfile
+
 test: data browser postgres lint docs-check  ## lint, the docs build, then the whole test suite
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: data  ## the tests not marked slow (no end-to-end runs on real data, no subprocesses)
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)  ## ruff lint and format check; mypy on the typed modules ([tool.mypy] in pyproject.toml)
 	$(VENV)/bin/ruff check src tests bench scripts

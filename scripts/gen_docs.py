@@ -24,6 +24,7 @@ import gen_tables_audit
 import gen_tables_leaderboard
 import gen_tables_photos
 import gen_tables_serving
+import gen_tables_sets
 from gen_common import ROOT, from_newest, pct, table
 
 CLI_PAGE = ROOT / "docs" / "cli.md"
@@ -154,6 +155,7 @@ TABLES = {
     **gen_tables_audit.TABLES,
     **gen_tables_leaderboard.TABLES,
     **gen_tables_serving.TABLES,
+    **gen_tables_sets.TABLES,
 }
 
 

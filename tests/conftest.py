@@ -11,6 +11,13 @@ from fmnist.data import dataset as data
 from serve_helpers import SERVE_MODELS, running_server
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs one worker per CPU) every worker and what it starts trains with one
+    thread unless a test says otherwise: two workers with a thread per core each would fight over the cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
 @pytest.fixture(scope="session")
 def dataset():
     return data.load()

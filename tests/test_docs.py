@@ -66,9 +66,7 @@ def test_the_figure_check_finds_typed_figures_and_spares_generated_ones():
 
 # Pages merged with figures typed in, until their figures come from a generated block (a table function in
 # scripts/gen_docs.py over their bench/results file). Strict: the entry must go once the page is fixed.
-TYPED_FIGURES_PENDING = {
-    "prediction-sets.md": "its measurements are typed in; move them to gen blocks",
-}
+TYPED_FIGURES_PENDING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
@@ -114,6 +112,12 @@ def test_the_pages_tables_show_their_results_files_figures():
     for accuracy in cnn["test_accuracy"]["values"]:
         assert f"{100 * accuracy:.2f} %" in block
     assert str(path.relative_to(ROOT)) in block
+    path, doc = newest("sets")
+    block = module.TABLES["sets-seeds"]()
+    for run in doc["runs"]:
+        for name in ("cnn", "hybrid"):
+            assert f"{100 * run['models'][name]['test']['0.95']['coverage']:.2f} %" in block
+    assert str(path.relative_to(ROOT)) in block
 
 
 def parsers(parser, name="fmnist"):
@@ -143,6 +147,18 @@ def test_the_version_is_the_changelogs_newest():
     done = subprocess.run([sys.executable, "-m", "fmnist", "--version"], capture_output=True, text=True, check=True)
     released = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"), re.M)
     assert done.stdout.strip() == f"fmnist {released[0]}"
+
+
+# Commits from this one on keep their subject within 72 characters (the detail in the body); older history stays.
+SUBJECTS_SINCE = "56398f0"
+
+
+def test_commit_subjects_fit_in_72_characters():
+    command = ["git", "log", "--format=%s", f"{SUBJECTS_SINCE}..HEAD"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"no git history with {SUBJECTS_SINCE} here: {done.stderr.strip()[:100]}")
+    assert [subject for subject in done.stdout.splitlines() if len(subject) > 72] == []
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ def test_page_classifies_a_dropped_photo(browser, server, serve_run, serve_items
     cnn = checkpoint.load(serve_run / "cnn")[0]
     probs = answers.probabilities(cnn, seen[None])[0]
     assert card.find_element(By.CSS_SELECTOR, ".class-name").text == CLASS_NAMES[int(np.argmax(probs))]
-    members = [CLASS_NAMES[c] for c in sets.ordered(sets.mask(cnn, probs[None], 0.95)[0], probs)]
+    members = [CLASS_NAMES[c] for c in sets.ordered(sets.mask(cnn, answers.assess(cnn, seen[None]), 0.95)[0], probs)]
     among = "that this is the answer" if len(members) == 1 else "the answer is among these"
     named = ", ".join(members[:-1]) + " or " + members[-1] if len(members) > 1 else "".join(members)
     said = f"{named} — 95 % sure {among}" if members else "No class fits well enough to name at 95 %"

@@ -16,7 +16,7 @@ from fmnist.cli.parser import main
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
 from fmnist.jobs import robustness
-from fmnist.metrics import calibration, conformal
+from fmnist.metrics import conformal
 from fmnist.models import sets, trust
 from fmnist.predict import sets as answer_sets
 from fmnist.rundir import checkpoint, export
@@ -37,6 +37,24 @@ def test_the_threshold_is_the_ceil_n_plus_1_rank_and_covers_as_promised():
     assert conformal.marginal_threshold(np.arange(19.0), 0.95) == 18.0
     assert conformal.marginal_threshold(np.arange(19.0), 0.96) == np.inf
     assert conformal.rank(9, 0.9) == 9  # (n + 1)(1 − α) an integer: no rounding up past it
+
+
+def test_training_conditional_thresholds_fall_short_for_at_most_delta_of_calibration_draws():
+    """Uniform scores: the threshold is its own coverage. With δ, the share of calibration draws whose threshold
+    covers less than the level is at most δ (and near it: the rank is the smallest that keeps the promise)."""
+    n, level, delta = 200, 0.9, 0.1
+    k = conformal.rank(n, level, delta)
+    beta = pytest.importorskip("scipy.stats").beta
+    assert beta.cdf(level, k, n + 1 - k) <= delta < beta.cdf(level, k - 1, n + 2 - k)
+    assert conformal.rank(n, level) < k < conformal.rank(n, level, 0.01)
+    rng = np.random.default_rng(4)
+    thresholds = np.array([conformal.quantile(np.sort(t), level, delta) for t in rng.random((4000, n))])
+    short = (thresholds < level).mean()
+    assert delta - 0.03 < short <= delta + 3 * np.sqrt(delta * (1 - delta) / 4000)
+    # textbook thresholds fall short about half the time: the promise there is on average over draws
+    plain = np.array([conformal.quantile(np.sort(t), level) for t in rng.random((4000, n))])
+    assert (plain < level).mean() > 0.3
+    assert conformal.quantile(np.arange(19.0), 0.9, delta) == np.inf  # 19 scores cannot promise 90 % at δ = 0.1
 
 
 def test_class_conditional_thresholds_cover_every_class_where_one_threshold_does_not():
@@ -107,14 +125,20 @@ def test_words_and_json():
 def test_the_record_survives_save_and_load_and_a_tampered_one_is_refused(tmp_path):
     rng = np.random.default_rng(3)
     probs = rng.dirichlet(np.ones(10), 500)
-    labels = rng.integers(0, 10, 500)
+    labels, outlier = rng.integers(0, 10, 500), rng.normal(size=500)
     holder = type("Holder", (), {})()
     holder.trust = {"temperature": 1.0, "method": "energy", "rate": 0.05, "pixel_stats": (0.3, 0.3), "gaussians": {}}
-    holder.trust["threshold"], holder.trust["sets"] = 1.0, sets.fit(probs, labels)
+    holder.trust["threshold"], holder.trust["sets"] = 1.0, sets.fit(probs, labels, outlier)
     trust.save(holder, tmp_path)
     loaded = trust.load(type("Holder", (), {})(), tmp_path)
     assert loaded["gaussians"] == {} and loaded["sets"]["score"] == "lac"
-    np.testing.assert_array_equal(sets.mask(loaded["sets"], probs, 0.9), sets.mask(holder.trust["sets"], probs, 0.9))
+    assert loaded["sets"]["widen"] == holder.trust["sets"]["widen"]
+    fresh = rng.normal(size=500) * 3
+    np.testing.assert_array_equal(
+        sets.mask(loaded["sets"], probs, 0.9, fresh), sets.mask(holder.trust["sets"], probs, 0.9, fresh)
+    )
+    with pytest.raises(ValueError, match="unknown-input score"):
+        sets.mask(loaded["sets"], probs, 0.9)  # widening sets need the images' scores
     record = json.loads((tmp_path / trust.JSON).read_text())
     record["sets"]["sizes"][0] += 1
     (tmp_path / trust.JSON).write_text(json.dumps(record))
@@ -122,18 +146,44 @@ def test_the_record_survives_save_and_load_and_a_tampered_one_is_refused(tmp_pat
         trust.load(type("Holder", (), {})(), tmp_path)
 
 
+def test_sets_widen_with_the_unknown_score_and_leave_typical_images_alone():
+    """The widened score lowers every class's score by rate · max(0, u − u₀): sets only grow as u grows, reach
+    every class far out, and images at or under u₀ (99 % of the calibration ones) get the plain LAC set."""
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.full(10, 0.2), 3000)
+    labels = np.array([rng.choice(10, p=p) for p in probs])
+    outlier = rng.normal(size=3000)
+    record = sets.fit(probs, labels, outlier)
+    start = record["widen"]["from"]
+    assert np.mean(outlier > start) == pytest.approx(1 - sets.WIDEN_FROM, abs=0.002)
+    plain = sets.fit(probs, labels)
+    new = rng.dirichlet(np.full(10, 0.2), 500)
+    typical = np.full(500, start)
+    # under u₀ the scores are LAC's; the thresholds move only as far as the few widened calibration scores allow
+    assert np.abs(sets.scores(record, new, typical) - conformal.class_scores(new)).max() == 0
+    sizes = [sets.mask(record, new, 0.95, typical + d).sum(1) for d in (0.0, 1.0, 3.0, 10.0, 100.0)]
+    assert all((later >= earlier).all() for earlier, later in itertools.pairwise(sizes))
+    assert sizes[-1].min() == 10 and sizes[1].mean() > sizes[0].mean()
+    same = sets.mask(record, new, 0.95, typical) == sets.mask(plain, new, 0.95)
+    assert same.mean() > 0.99
+
+
 def test_the_graph_draws_the_sets_fmnist_gives(splits):
+    """A small CNN trained for an epoch, calibrated on 600 validation images: the exported graph's sets (its
+    thresholds and its own unknown-input score, widening included) are fmnist's, on test items and on noise."""
     from fmnist.models.classifiers import CNNClassifier
 
-    model = CNNClassifier(widths=(4, 8, 8), tta=0)
-    model.mean, model.std = 0.3, 0.35
-    probs = calibration.probabilities(model.predict_logits(splits.x_val[:600]), 1.5)
-    model.trust = {"temperature": 1.5, "sets": sets.fit(probs, splits.y_val[:600])}
-    images = splits.x_test[:300]
+    model = CNNClassifier(widths=(4, 8, 8), tta=0, epochs=1, batch_size=64)
+    model.fit(splits.quick(2400), seed=0, progress=False)  # fit ends with trust.calibrate: T, unknown rule, sets
+    noise = np.random.default_rng(6).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    images = np.concatenate([splits.x_test[:300], noise])
     with torch.no_grad():
         _, _, in_set = export.graph_of(model)(torch.from_numpy(images.copy()))
-    expected = sets.mask(model.trust["sets"], calibration.probabilities(model.predict_logits(images), 1.5), 0.95)
+    assessed = trust.assess(model, images)
+    expected = answer_sets.mask(model, assessed, 0.95)
     assert np.array_equal(in_set.numpy(), expected)
+    unwidened = {k: v for k, v in model.trust["sets"].items() if k != "widen"}
+    assert (expected != sets.mask(unwidened, assessed.probs, 0.95)).any()  # the widening is drawn, not left out
 
 
 # -- on a trained run (the session's serve_run: a small cnn and the scratch MLP) ----------------------------------

@@ -78,3 +78,18 @@ def test_a_run_records_its_threads_and_resume_refuses_another_count(tmp_path, ca
     (out / "resume.safetensors").write_bytes(b"")
     assert main(["train", "scratch-mlp", "--resume", str(out), "--threads", "2"]) == 2
     assert "drop --threads" in capsys.readouterr().err
+
+
+def test_the_count_also_sets_numpys_blas_threads():
+    """The from-scratch MLP's bits follow the recorded count, not OMP_NUM_THREADS at NumPy's import."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # every pool's own count comes back at the end
+        try:
+            threads.apply(1)
+            blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+            assert blas and set(blas) == {1}
+        finally:
+            torch.set_num_threads(before)

@@ -337,7 +337,7 @@ def prediction_sets(model: Model, images: np.ndarray, coverage: float = sets.DEF
     except ValueError as exc:
         raise UserError(str(exc)) from None
     classifier = _trained(model)
-    mask = sets.mask(classifier, answers.probabilities(classifier, _images(images)), level)
+    mask = sets.mask(classifier, answers.assess(classifier, _images(images)), level)
     if mask is None:
         raise UserError(f"{model.name}: no prediction sets (made by an older fmnist); api.fit it again")
     return mask

@@ -44,6 +44,12 @@ def wait_passively(environ=None):
 
 
 def apply(count):
-    """Set torch's intra-op threads, if a torch model is in use (the NumPy models never load torch)."""
+    """Set NumPy's BLAS threads and torch's intra-op threads (if a torch model is in use: the NumPy models never
+    load torch). The from-scratch MLP's matrix products add in another order with another BLAS thread count, so
+    its bits would otherwise follow whatever OMP_NUM_THREADS said when NumPy was first imported, not the run's
+    recorded count."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(count, user_api="blas")
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)

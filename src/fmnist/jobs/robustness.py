@@ -49,30 +49,33 @@ def sweep(models, images, labels, seed=0, progress=False):
         for (corruption, _), step_logits in zip(steps, logits[1:-1], strict=True):
             accuracy[name].setdefault(corruption, []).append(scores.accuracy(step_logits, labels))
         if (trust.of(models[name]) or {}).get("sets"):
-            set_figures[name] = sets_under_shift(trust.of(models[name]), logits, labels, steps)
+            set_figures[name] = sets_under_shift(models[name], copies, logits, labels, steps)
     record = {"images": len(images), "seed": seed, "severities": list(corruptions.SEVERITIES)}
     record |= {"corruptions": list(corruptions.CORRUPTIONS), "clean": clean, "accuracy": accuracy}
     record["mean"] = {name: float(np.mean([v for c in accuracy[name].values() for v in c])) for name in names}
     record["ce"] = {name: relative_errors(accuracy, name) for name in names}
     record["mce"] = {name: float(np.mean(list(ce.values()))) if ce else None for name, ce in record["ce"].items()}
     if set_figures:
-        record["sets"] = {"coverage_level": sets.DEFAULT, "models": set_figures}
+        record["sets"] = {"coverage_level": sets.DEFAULT, "delta": sets.DELTA, "models": set_figures}
     return record
 
 
-def sets_under_shift(record, logits, labels, steps):
-    """A model's 95 % sets on the clean copy, each (corruption, severity) and the photos (logits (copies, N, 10)
-    in the sweep's order): {"clean": {coverage, size}, "photos": {...}, "coverage"|"size": {corruption: [per
-    severity]}}."""
+def sets_under_shift(model, copies, logits, labels, steps):
+    """A model's 95 % sets on the clean copy, each (corruption, severity) and the photos (images (copies, N, 28,
+    28) and their logits (copies, N, 10) in the sweep's order; the sets widen with each image's unknown-input
+    score): {"clean": {coverage, size}, "photos": {...}, "coverage"|"size": {corruption: [per severity]}, "widen"}."""
+    record = trust.of(model)
+    unknown = [trust.scores(model, c, one, record["method"], record) for c, one in zip(copies, logits, strict=True)]
 
-    def figures(one):
-        probs = calibration.probabilities(one, record["temperature"])
-        summary = conformal.summary(sets.mask(record["sets"], probs, sets.DEFAULT), labels)
+    def figures(i):
+        probs = calibration.probabilities(logits[i], record["temperature"])
+        summary = conformal.summary(sets.mask(record["sets"], probs, sets.DEFAULT, unknown[i]), labels)
         return {"coverage": summary["coverage"], "size": summary["mean_size"]}
 
-    out = {"clean": figures(logits[0]), "photos": figures(logits[-1]), "coverage": {}, "size": {}}
-    for (corruption, _), step_logits in zip(steps, logits[1:-1], strict=True):
-        one = figures(step_logits)
+    out = {"clean": figures(0), "photos": figures(len(logits) - 1), "coverage": {}, "size": {}}
+    out["widen"] = record["sets"].get("widen")
+    for i, (corruption, _) in enumerate(steps, start=1):
+        one = figures(i)
         out["coverage"].setdefault(corruption, []).append(one["coverage"])
         out["size"].setdefault(corruption, []).append(one["size"])
     return out

@@ -65,7 +65,7 @@ def trust_record(model, splits, logits):
     out["unknown"]["test_unknown_rate"] = ood.unknown_rate(test, record["threshold"])
     if "sets" in record:
         out["sets"] = sets.figures(
-            record["sets"], calibration.probabilities(logits["test"], temperature), splits.y_test
+            record["sets"], calibration.probabilities(logits["test"], temperature), splits.y_test, test
         )
     return out
 
@@ -234,8 +234,8 @@ def reevaluate(run_dir, data_dir=None, allow_unverified=False, device="auto"):
         calibrated_now = trust.of(model) is None
         if calibrated_now:  # a run of an older fmnist: calibrated now, from its own validation split
             trust.calibrate(model, splits)
-        elif "sets" not in trust.of(model):  # calibrated before prediction sets: they are added, nothing refitted
-            trust.add_sets(model, splits, model.predict_logits(splits.x_val))
+        elif "widen" not in trust.of(model).get("sets", {}):  # sets older than this fmnist's: made now, from the
+            trust.add_sets(model, splits, model.predict_logits(splits.x_val))  # same validation split and T
             calibrated_now = True
         old = schema.read_metrics(model_dir / layout.METRICS)
         facts = {k: old.get(k) for k in ("model", "parameters", "train_seconds", "cpu_seconds", "epochs", "best_epoch")}

@@ -10,6 +10,12 @@ calibration scores to promise the level: the threshold is +inf and the set is ev
 Class-conditional (Mondrian) sets compute one threshold per class from that class's calibration images alone, so
 the promise holds for each true class separately (shirts as well as trousers), not only on average.
 
+Training-conditional (PAC) thresholds: the promise above is an average over calibration draws; the coverage of
+one fitted threshold, the k-th smallest of n continuous scores, is itself random, Beta(k, n + 1 − k) (Vovk 2012,
+"Conditional validity of inductive conformal predictors"; Park et al. 2020, "PAC confidence sets"). Given δ, the
+rank is the smallest k with P(Beta(k, n + 1 − k) < 1 − α) ≤ δ: then with probability at least 1 − δ over the
+calibration images, the thresholds in hand cover at least 1 − α of new images (per class, for Mondrian sets).
+
 Scores, from probabilities p (N, C) (temperature-scaled softmax), for every class at once (N, C):
     lac    1 − p_y (least ambiguous set-valued classifier, Sadinle et al. 2019)
     aps    the total probability of the classes ranked at or above y (adaptive prediction sets, Romano et al.
@@ -51,16 +57,24 @@ def true_scores(probs, labels, score="lac"):
     return class_scores(probs, score)[np.arange(len(labels)), labels]
 
 
-def rank(n, coverage):
-    """⌈(n + 1) · coverage⌉: which smallest calibration score is the threshold (1-based; > n means none is)."""
-    # The small tolerance keeps a product that is an integer in exact arithmetic from rounding up past it.
-    return math.ceil((n + 1) * coverage - 1e-9)
+def rank(n, coverage, delta=None):
+    """Which smallest calibration score is the threshold (1-based; > n means none is): ⌈(n + 1) · coverage⌉
+    (coverage ≥ the level on average over calibration draws), or with `delta` the smallest k whose Beta(k,
+    n + 1 − k) coverage falls below the level with probability at most delta (training-conditional)."""
+    if delta is None:
+        # The small tolerance keeps a product that is an integer in exact arithmetic from rounding up past it.
+        return math.ceil((n + 1) * coverage - 1e-9)
+    from scipy.special import betainc  # the Beta law's CDF; lazily: scipy is slow to import
+
+    k = np.arange(1, n + 1)
+    enough = np.flatnonzero(betainc(k, n + 1 - k, coverage) <= delta)  # decreasing in k
+    return int(k[enough[0]]) if len(enough) else n + 1
 
 
-def quantile(sorted_scores, coverage):
-    """The finite-sample threshold from calibration scores sorted ascending (n,): the rank(n, coverage)-th
+def quantile(sorted_scores, coverage, delta=None):
+    """The finite-sample threshold from calibration scores sorted ascending (n,): the rank(n, coverage, delta)-th
     smallest, or +inf when that rank exceeds n (too few scores for the level: the set is every class)."""
-    k = rank(len(sorted_scores), coverage)
+    k = rank(len(sorted_scores), coverage, delta)
     return float(sorted_scores[k - 1]) if k <= len(sorted_scores) else math.inf
 
 
@@ -83,16 +97,11 @@ def sorted_by_class(scores, labels, num_classes):
     return [np.sort(scores[labels == c]) for c in range(num_classes)]
 
 
-def class_thresholds(per_class, coverage):
-    """Mondrian thresholds (C,) from the sorted calibration scores of each class (a list of C arrays)."""
+def class_thresholds(per_class, coverage, delta=None):
+    """Mondrian thresholds (C,) from the sorted calibration scores of each class (a list of C arrays); delta: see
+    rank."""
     coverage = check_coverage(coverage)
-    return np.array([quantile(scores, coverage) for scores in per_class])
-
-
-def max_coverage(per_class):
-    """The highest level every class's threshold is finite for: n / (n + 1) of its smallest class."""
-    smallest = min(len(scores) for scores in per_class)
-    return smallest / (smallest + 1)
+    return np.array([quantile(scores, coverage, delta) for scores in per_class])
 
 
 def sets_from_scores(scores, thresholds):

@@ -10,8 +10,8 @@
     gaussians     for the Mahalanobis scores: class means and the whitening matrix of the feature vectors (the
                   CNN's and the hybrid's) and of the standardised pixels, from training images
     standardise   for "combined": each part's mean and spread on validation clothing
-    sets          the sorted calibration scores of each class, for prediction sets at any level
-                  (fmnist.models.sets)
+    sets          the sorted calibration scores of each class, for prediction sets at any level, widened
+                  by the out-of-distribution score (fmnist.models.sets)
 `assess(model, images)` gives calibrated probabilities, scores and the verdict. `save` / `load` keep the record
 beside the weights (trust.json and trust.safetensors), so the checkpoint's checksums cover it.
 """
@@ -110,7 +110,6 @@ def calibrate(model: Classifier, splits, method=METHOD, rate=RATE, val_logits=No
     else:
         logits = model.predict_logits(splits.x_val)
     trust = {"temperature": calibration.fit_temperature(logits, splits.y_val), "method": method, "rate": rate}
-    trust["sets"] = sets.fit(calibration.probabilities(logits, trust["temperature"]), splits.y_val)
     trust["pixel_stats"] = (float(splits.mean), float(splits.std))
     take = slice(0, min(len(splits.x_train), GAUSSIAN_IMAGES))
     trust["gaussians"] = {
@@ -124,6 +123,7 @@ def calibrate(model: Classifier, splits, method=METHOD, rate=RATE, val_logits=No
     val = _combined(each, trust) if method == "combined" else each[names[0]]
     trust["threshold"] = ood.threshold_for(val, rate)
     trust["val_unknown_rate"] = ood.unknown_rate(val, trust["threshold"])
+    trust["sets"] = sets.fit(calibration.probabilities(logits, trust["temperature"]), splits.y_val, val)
     model.trust = trust
     return trust
 
@@ -131,7 +131,8 @@ def calibrate(model: Classifier, splits, method=METHOD, rate=RATE, val_logits=No
 def add_sets(model, splits, val_logits):
     """Give a calibrated model of an older fmnist its prediction sets, at its own temperature (nothing refitted)."""
     record = model.trust
-    record["sets"] = sets.fit(calibration.probabilities(val_logits, record["temperature"]), splits.y_val)
+    outlier = scores(model, splits.x_val, val_logits, record["method"], record)
+    record["sets"] = sets.fit(calibration.probabilities(val_logits, record["temperature"]), splits.y_val, outlier)
     return record
 
 

@@ -118,7 +118,7 @@ def predict_files(
     cutouts = [None if s.cutout is None else np.asarray(s.cutout) for s in seen]
     assessment = assess(model, np.stack(images))
     predictions = ranked(assessment, kept, images, top_k, cutouts)
-    set_mask = sets.mask(model, assessment.probs, coverage)
+    set_mask = sets.mask(model, assessment, coverage)
     return with_sets(predictions, assessment.probs, set_mask, coverage), failures
 
 

@@ -44,11 +44,15 @@ def record_of(model: Any) -> dict[str, Any] | None:
     return record.get("sets") if isinstance(record, dict) else None
 
 
-def mask(model: Classifier, probs: np.ndarray, coverage: float = DEFAULT) -> np.ndarray | None:
-    """The prediction sets of calibrated probabilities (N, 10) at `coverage`: bool (N, 10), or None for a model
-    without a set record."""
+def mask(model: Classifier, assessment: trust.Assessment, coverage: float = DEFAULT) -> np.ndarray | None:
+    """The prediction sets of assessed images (calibrated probabilities and unknown-input scores) at `coverage`:
+    bool (N, 10), or None for a model without a set record. A runtime without unknown-input scores (NaN: the ONNX
+    one `fmnist serve --runtime onnx` runs, which calls nothing unknown either) gets sets without the widening."""
     record = record_of(model)
-    return None if record is None else fitted.mask(record, probs, coverage)
+    if record is None:
+        return None
+    outlier = np.nan_to_num(np.asarray(assessment.ood_score, dtype=np.float64), nan=-np.inf)
+    return fitted.mask(record, assessment.probs, coverage, outlier)
 
 
 def ordered(row: np.ndarray, probs: np.ndarray) -> tuple[int, ...]:

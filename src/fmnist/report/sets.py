@@ -8,14 +8,18 @@ and robustness.json's "sets" (fmnist.jobs.robustness) when the run has one.
 import numpy as np
 
 from fmnist.data.dataset import CLASS_NAMES
+from fmnist.models import sets as fitted
 from fmnist.report.plots import Picture
 from fmnist.report.trust import robustness_record
 
 TEXT = (
     "A prediction set lists the classes that, for images like the validation ones, hold the true class at least "
     "the stated share of the time, for every class separately (class-conditional split conformal: one threshold "
-    "per class from the sorted scores 1 − p(true class) of that class's validation images, at rank "
-    "⌈(n + 1)(1 − α)⌉; an image unlike every class gets an empty set). The promise is about many images, not one, and "
+    "per class from the sorted scores 1 − p(true class) of that class's validation images, at the rank that keeps "
+    f"the promise with probability {1 - fitted.DELTA:g} over the draw of those images; an image unlike the training "
+    "images has every score lowered by how far its unknown-input score lies past the validation images' "
+    f"{100 * fitted.WIDEN_FROM:g}th percentile, so its set "
+    "widens; an image unlike every class can get an empty set). The promise is about many images, not one, and "
     "only for images exchangeable with the validation ones: the corrupted images and the product photos below "
     "show what happens when they are not."
 )

@@ -6,8 +6,9 @@ first; `fmnist predict --save-preprocessed` shows what that conversion gives). I
 its test-time augmentation (mirror averaging for the fast CNN and the hybrid) and its calibration temperature
 (1 for a model without one). Outputs: `logits` float32 (N, 10), the calibrated logits, `probabilities`
 float32 (N, 10), their softmax, and `sets` bool (N, 10), the prediction set at the default coverage (95 %,
-class-conditional; fmnist.models.sets): its ten thresholds are constants of the graph, and the metadata entries
-`set_coverage`, `set_score` and `set_thresholds` (JSON) say which; a model without set scores marks every class.
+class-conditional; fmnist.models.sets): its ten thresholds are constants of the graph, the sets widen with the
+unknown-input score computed in the graph (fmnist.rundir.export_sets), and the metadata entries `set_coverage`,
+`set_score`, `set_thresholds` and `set_widen` (JSON) say which; a model without set scores marks every class.
 Class i is named by the `class_names` metadata entry (JSON).
 
 The torch models export their own network; the NumPy MLP and the hybrid export a torch graph of their weights
@@ -33,7 +34,7 @@ from fmnist.errors import UserError
 from fmnist.files import atomic_path
 from fmnist.models import sets, trust
 from fmnist.models.contracts import Classifier
-from fmnist.rundir import checkpoint
+from fmnist.rundir import checkpoint, export_sets
 
 FILE = "model.onnx"
 INPUT, OUTPUTS = "images", ("logits", "probabilities", "sets")
@@ -107,13 +108,11 @@ class HybridNet(nn.Module):
 
 class Graph(nn.Module):
     """uint8 images (N, 28, 28) -> (calibrated logits, probabilities, prediction sets), test-time augmentation
-    included. thresholds (10,): the LAC sets' class-conditional thresholds (a class is in when 1 - p ≤ its
-    threshold)."""
+    included. sets: the SetRule (fmnist.rundir.export_sets) of the model's LAC sets at the default level."""
 
-    def __init__(self, body, tta, temperature, thresholds):
+    def __init__(self, body, tta, temperature, sets):
         super().__init__()
-        self.body, self.tta, self.temperature = body, int(tta), float(temperature)
-        self.register_buffer("thresholds", torch.as_tensor(np.asarray(thresholds, np.float32)))
+        self.body, self.tta, self.temperature, self.sets = body, int(tta), float(temperature), sets
 
     def pair(self, x):
         return self.body(x) if not self.tta else (self.body(x) + self.body(x.flip(-1))) / 2
@@ -127,7 +126,7 @@ class Graph(nn.Module):
             logits = (logits + (self.pair(down) + self.pair(up)) / 2) / 2
         logits = logits / self.temperature
         probs = torch.softmax(logits, dim=1)
-        return logits, probs, 1.0 - probs <= self.thresholds
+        return logits, probs, self.sets(x, logits, probs)
 
 
 def temperature(model):
@@ -152,12 +151,14 @@ def graph_of(model):
     """The export graph of any fmnist model (torch classifiers, scratch-mlp, hybrid), on the CPU, in eval mode."""
     if hasattr(model, "module"):  # the torch classifiers
         net = Normalised(_cpu_copy(model.module), model.mean, model.std)
+        features = Normalised(Features(net.net), model.mean, model.std) if hasattr(model, "features") else None
         level = model.hparams.get("tta", 0)
     elif hasattr(model, "cnn"):  # the hybrid
         net, level = HybridNet(_cpu_hybrid(model)), model.hparams["tta"]
+        features = export_sets.Standardised(net)
     else:
-        net, level = ScratchNet(model._trained(), model.mean, model.std), 0
-    return Graph(net, level, temperature(model), set_thresholds(model)).eval()
+        net, level, features = ScratchNet(model._trained(), model.mean, model.std), 0, None
+    return Graph(net, level, temperature(model), export_sets.rule(model, set_thresholds(model), features)).eval()
 
 
 def _cpu_copy(module):
@@ -254,6 +255,7 @@ def metadata_of(folder, manifest, model):
         "set_coverage": repr(sets.DEFAULT),
         "set_score": (trust.of(model) or {}).get("sets", {}).get("score", "none"),
         "set_thresholds": json.dumps([float(t) if np.isfinite(t) else None for t in set_thresholds(model)]),
+        "set_widen": json.dumps((trust.of(model) or {}).get("sets", {}).get("widen")),
     }
 
 

@@ -207,7 +207,7 @@ def document(served, names, images, assessment, failures, asked):
     request's (top-k, prediction-set level)."""
     top_k, coverage = asked
     results = answers.ranked(assessment, names, images, top_k)
-    set_mask = sets.mask(served.model, assessment.probs, coverage)
+    set_mask = sets.mask(served.model, assessment, coverage)
     results = answers.with_sets(results, assessment.probs, set_mask, coverage)
     doc = {"model": served.name, "version": served.version, **answers.as_json(results, failures)}
     for entry, image in zip(doc["predictions"], images, strict=True):
