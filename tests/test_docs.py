@@ -64,21 +64,7 @@ def test_the_figure_check_finds_typed_figures_and_spares_generated_ones():
     assert hand_typed_figures(spared) == []
 
 
-# Pages merged with figures typed in, until their figures come from a generated block (a table function in
-# scripts/gen_docs.py over their bench/results file). Strict: the entry must go once the page is fixed.
-TYPED_FIGURES_PENDING: dict[str, str] = {}
-
-
-@pytest.mark.parametrize(
-    "page",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=TYPED_FIGURES_PENDING[p.name]))
-        if p.name in TYPED_FIGURES_PENDING
-        else p
-        for p in pages()
-    ],
-    ids=lambda p: p.name,
-)
+@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
 def test_no_figure_is_typed_by_hand(page):
     assert hand_typed_figures(page.read_text(encoding="utf-8")) == []
 

@@ -37,8 +37,9 @@ def _names(node):
         return {node.name: node}
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
         return {node.name: None}
-    if isinstance(node, ast.Assign):
-        return {t.id: None for t in node.targets if isinstance(t, ast.Name)}
+    if isinstance(node, ast.Assign):  # A = ... and A, B = ...
+        targets = [e for t in node.targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+        return {t.id: None for t in targets if isinstance(t, ast.Name)}
     if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
         return {node.target.id: None}
     if isinstance(node, ast.ImportFrom | ast.Import):
