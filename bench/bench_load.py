@@ -13,6 +13,7 @@ at the end; writes JSON through bench/record.py (bench/results/load-DATE.json, o
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -59,9 +60,9 @@ def rss_mb(pids):
     return sizes
 
 
-def start(run_dir, port):
+def start(run_dir, port, log):
     command = [sys.executable, "-m", "fmnist", "serve", run_dir, "--port", str(port), "--workers", "2"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -97,12 +98,23 @@ async def exited(server):
     return time.monotonic() - began
 
 
+async def replaced(client, url, before):
+    """Seconds from now until a worker started after the kill answers (/health names the worker that answered)."""
+    began = time.monotonic()
+    while time.monotonic() - began < 60:
+        with contextlib.suppress(httpx.TransportError):
+            if (await client.get(url + "/health")).json()["worker"] not in before:
+                return time.monotonic() - began
+        await asyncio.sleep(0.1)
+    return None
+
+
 async def one(client, url, content, results):
     began = time.monotonic()
     try:
         answer = await client.post(url + "/predict", files={"files": ("a.png", content, "image/png")})
         kind = str(answer.status_code)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.ConnectTimeout):
         kind = "refused"  # never accepted
     except httpx.TimeoutException:
         kind = "timeout"
@@ -124,8 +136,10 @@ async def drive(args, server, port):
                 events["rss_1000"] = rss_mb(family(server.pid))
             if now >= kill_at and "killed" not in events:
                 victim = (await client.get(url + "/health")).json()["worker"]  # a worker, not the parent
+                before = set(family(server.pid))
                 os.kill(victim, signal.SIGKILL)
                 events["killed"] = time.monotonic()
+                events["replaced"] = asyncio.create_task(replaced(client, url, before))
             if now >= crowd[0] and "crowd" not in events:
                 until = start_time + crowd[1]
                 events["crowd"] = [asyncio.create_task(slowloris(port, until)) for _ in range(args.slowloris)]
@@ -139,6 +153,7 @@ async def drive(args, server, port):
             await asyncio.sleep(max(0.0, start_time + sent / args.rate - time.monotonic()))
         await asyncio.gather(*tasks, *events["crowd"])
         events["exit_seconds"] = await events["exit"]
+        events["replaced_seconds"] = await events["replaced"]
     return results, events, start_time, crowd
 
 
@@ -163,8 +178,15 @@ def summary(args, results, events, start_time, crowd, exit_code):
         "p50_ms": round(float(np.percentile(latencies, 50)), 1),
         "p99_ms": round(float(np.percentile(latencies, 99)), 1),
         "answers_by_kind": kinds,
-        "lost_at_kill": sum(1 for r in before_term if r[2] == "dropped"),
+        # the requests in flight when the worker was killed (both workers held them) and those of them that failed;
+        # a request that failed and was not in flight then was not the killed worker's
+        "in_flight_at_kill": sum(1 for r in before_term if r[0] <= events["killed"] <= r[0] + r[1]),
+        "lost_at_kill": sum(1 for r in before_term if r[2] != "200" and r[0] <= events["killed"] <= r[0] + r[1]),
+        "failed_not_in_flight_at_kill": sum(
+            1 for r in before_term if r[2] != "200" and not r[0] <= events["killed"] <= r[0] + r[1]
+        ),
         "seconds_to_next_answer_after_kill": round(min(r[0] + r[1] for r in after_kill) - events["killed"], 3),
+        "seconds_until_the_replacement_answers": events["replaced_seconds"] and round(events["replaced_seconds"], 2),
         "slowloris_connections": args.slowloris,
         "p99_ms_during_slowloris": round(float(np.percentile(np.array(in_crowd) * 1000, 99)), 1),
         "rss_mb_after_1000": round(sum(events["rss_1000"].values()), 1) if "rss_1000" in events else None,
@@ -176,6 +198,7 @@ def summary(args, results, events, start_time, crowd, exit_code):
             if pid in events["rss_end"]
         },
         "sigterm_answers_by_kind": term_kinds,
+        "sigterm_accepted_unanswered": term_kinds.get("dropped", 0) + term_kinds.get("timeout", 0),
         "sigterm_exit_code": exit_code,
         "sigterm_seconds_to_exit": round(events["exit_seconds"], 2),
     }
@@ -187,12 +210,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=120, help="time under load (default: 120)")
     parser.add_argument("--rate", type=float, default=60, help="requests a second sent (default: 60)")
     parser.add_argument("--slowloris", type=int, default=200, help="slow connections in the middle (default: 200)")
+    parser.add_argument("--log", metavar="FILE", help="the server's standard error (access log) goes here")
     parser.add_argument("--out", metavar="FILE", help="write the JSON here (default: bench/results/load-DATE.json)")
     args = parser.parse_args()
     head = record.header()
     print(record.title("fmnist serve --workers 2 under load and faults", head))
     port = 18_000 + os.getpid() % 10_000
-    server = start(args.run_dir, port)
+    with open(args.log or os.devnull, "wb") as log:
+        server = start(args.run_dir, port, log)
     results, events, start_time, crowd = asyncio.run(drive(args, server, port))
     exit_code = server.wait(timeout=60)
     doc = summary(args, results, events, start_time, crowd, exit_code)

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the gen_* modules be
 import gen_tables_audit
 import gen_tables_leaderboard
 import gen_tables_photos
+import gen_tables_serving
 import gen_tables_sets
 from gen_common import ROOT, from_newest, pct, table
 
@@ -153,6 +154,7 @@ TABLES = {
     **gen_tables_photos.TABLES,
     **gen_tables_audit.TABLES,
     **gen_tables_leaderboard.TABLES,
+    **gen_tables_serving.TABLES,
     **gen_tables_sets.TABLES,
 }
 

@@ -37,9 +37,11 @@ def product_photo(item, factor=6, margins=(30, 50, 40, 20), rng=None):
 
 
 @contextlib.contextmanager
-def running_server(run_dir, log_path, *, env=None, timeout=60, started=None, args=()):
+def running_server(run_dir, log_path, *, env=None, timeout=60, started=None, args=(), ready="/readyz"):
     """`python -m fmnist serve RUN_DIR [ARGS]` on a free loopback port until the block ends; yields its base URL.
-    started: a list, if given, receives the server's Popen (to measure it).
+    run_dir None: `serve ARGS` alone (the review page: args ("--review", AUDIT_DIR), ready "/review").
+    started: a list, if given, receives the server's Popen (to measure it). ready: the path that answers 200 once
+    the server is up.
 
     On leaving: SIGTERM, and the server must drain and exit with status 0, without a traceback in its log.
     """
@@ -48,7 +50,16 @@ def running_server(run_dir, log_path, *, env=None, timeout=60, started=None, arg
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fmnist", "serve", str(run_dir), "--port", str(port), *args],
+            [
+                sys.executable,
+                "-m",
+                "fmnist",
+                "serve",
+                *([] if run_dir is None else [str(run_dir)]),
+                "--port",
+                str(port),
+                *args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -62,7 +73,7 @@ def running_server(run_dir, log_path, *, env=None, timeout=60, started=None, arg
             assert process.poll() is None, f"server exited {process.returncode}: {log_path.read_text()}"
             assert time.monotonic() < deadline, f"server not up after {timeout} s: {log_path.read_text()}"
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(url + ready, timeout=1).status_code == 200:
                     break
             time.sleep(0.1)
         yield url

@@ -101,7 +101,7 @@ def test_a_box_chooses_what_the_model_sees(tmp_path):
 
 def test_bad_boxes_are_one_line_errors(tmp_path):
     path = two_garments(tmp_path)
-    for text in ("1,2,3", "a,b,c,d", "10,10,5,50", "-1,0,5,5"):
+    for text in ("1,2,3", "a,b,c,d", "10,10,5,50", "-1,0,5,5", "\u00b2,0,5,5", "9" * 5000 + ",0,5,5", "1 2,3,4,5"):
         with pytest.raises(UserError, match="box"):
             segment.parse_box(text)
     with pytest.raises(image_files.ImageError, match=r"two\.png: box 0,0,700,300 is not inside the 600x300 photo"):

@@ -1,19 +1,14 @@
 """The review page (fmnist serve --review) in a real browser: decisions by mouse and keyboard reach reviews.json,
 survive a restart, and a tampered reviews file stops the server in one line naming it."""
 
-import contextlib
 import json
 import os
-import subprocess
-import sys
-import time
 
-import httpx
 import numpy as np
 import pytest
 
 from fmnist.rundir import labels
-from serve_helpers import free_port
+from serve_helpers import running_server
 from test_serve_browser import CHROMEDRIVER, CHROMIUM, browser  # noqa: F401  (the fixture)
 
 pytestmark = [
@@ -37,26 +32,9 @@ def audit_dir(tmp_path, dataset):
     return folder
 
 
-@contextlib.contextmanager
 def review_server(folder, log_path):
-    port = free_port()
-    with open(log_path, "wb") as log:
-        command = [sys.executable, "-m", "fmnist", "serve", "--review", str(folder), "--port", str(port)]
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/review", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    """The review page alone; on leaving, SIGTERM and exit status 0 (serve_helpers.running_server)."""
+    return running_server(None, log_path, args=("--review", str(folder)), ready="/review")
 
 
 def test_three_decisions_are_saved_and_shown_after_a_restart(browser, audit_dir, tmp_path):  # noqa: F811

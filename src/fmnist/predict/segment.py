@@ -19,6 +19,7 @@ from PIL import Image
 
 from fmnist.data.dataset import SIDE
 from fmnist.errors import UserError
+from fmnist.files import shown
 from fmnist.predict.images import MAX_BYTES, MAX_PIXELS, TRIM_TOLERANCE, ImageError, load_photo, to_fashion_mnist
 
 SEG_SIDE = 80  # GrabCut's working size: the result is 28 pixels; GrabCut's cost grows fast with size (docs/photos.md)
@@ -180,14 +181,19 @@ def _working_copy(img, box):
     return np.asarray(small), seed
 
 
+BOX_PATTERN = "^ *[0-9]{1,9} *, *[0-9]{1,9} *, *[0-9]{1,9} *, *[0-9]{1,9} *$"  # the form parse_box reads
+
+
 def parse_box(text: str) -> Box:
     """ "X0,Y0,X1,Y1" (whole pixels of the photo as shown, left top right bottom) -> Box; UserError if not that."""
-    parts = str(text).replace(" ", "").split(",")
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
-        raise UserError(f"box {text!r}: expected X0,Y0,X1,Y1, four whole pixel numbers (left, top, right, bottom)")
+    # Spaces around the numbers; ASCII digits, at most 9 (str.isdigit takes '²', which int() refuses, and any
+    # number of digits): what BOX_PATTERN (the server's schema) says
+    parts = [part.strip(" ") for part in str(text).split(",")]
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        raise UserError(f"box {shown(text)}: expected X0,Y0,X1,Y1, four whole pixel numbers (left, top, right, bottom)")
     x0, y0, x1, y1 = (int(p) for p in parts)
     if x1 - x0 < 2 or y1 - y0 < 2:
-        raise UserError(f"box {text!r}: right must exceed left and bottom exceed top by at least 2 pixels")
+        raise UserError(f"box {shown(text)}: right must exceed left and bottom exceed top by at least 2 pixels")
     return x0, y0, x1, y1
 
 

@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import signal
 import socket
 import sys
 import warnings
@@ -35,7 +34,7 @@ from fmnist.files import shown
 from fmnist.predict import answers, explanations, photo_trust, segment, sets
 from fmnist.predict import images as image_files
 from fmnist.rundir import checkpoint, schema
-from fmnist.serve import cards, limits, operate
+from fmnist.serve import cards, graceful, limits, operate
 from fmnist.serve import runtime as runtimes
 from fmnist.serve.batcher import InferenceWorker
 from fmnist.serve.metrics import ServerMetrics
@@ -60,12 +59,21 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
                     "type": "object",
                     "required": ["files"],
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "maxItems": MAX_FILES,
+                        },
                         "model": {"type": "string", "description": "a name from GET /models (default: the best)"},
                         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
                         "explain": {"type": "integer", "enum": [0, 1], "default": 0, "description": "heat maps"},
                         "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
-                        "box": {"type": "string", "description": "X0,Y0,X1,Y1: where the garment is, photo pixels"},
+                        "box": {
+                            "type": "string",
+                            "pattern": f"{segment.BOX_PATTERN}|^$",  # empty: no box
+                            "description": "X0,Y0,X1,Y1: where the garment is, photo pixels (X0 < X1, Y0 < Y1)",
+                        },
                     },
                 }
             }
@@ -217,8 +225,8 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
     decoders = anyio.CapacityLimiter(DECODE_THREADS or os.cpu_count() or 1)
     lifespan = lifespan_of(worker, state, operation, threads)
     app = FastAPI(title="fmnist serve", summary="Fashion-MNIST classifiers over HTTP", lifespan=lifespan)
-    cards.add_route(app, served)  # GET /models/NAME/card
     operate.add_routes(app, state, metrics, operation.keys is not None)
+    cards.add_route(app, state)  # GET /models/NAME/card (after add_routes: it documents every error status)
 
     @app.exception_handler(RequestError)
     async def refused(_request, exc):
@@ -356,12 +364,5 @@ def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), acce
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **limits.config_options()
     )
-    # uvicorn raises SIGTERM again once it has drained; every accepted request has its answer by then, so the
-    # signal ends the server with status 0 (as the parent of --workers does) instead of killing it.
-    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-    try:
-        with sock:
-            uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    graceful.serve(config, sock)  # SIGTERM: what the kernel accepted is answered, then exit 0
     return 0

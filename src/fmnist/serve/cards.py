@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi.responses import Response
 
+from fmnist.files import shown
 from fmnist.rundir import layout
 from fmnist.serve.uploads import RequestError
 
@@ -17,20 +18,23 @@ def read(folder):
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
-def add_route(app, served):
-    """GET /models/{name}/card on `app` for the models of `served` ({name: ServedModel})."""
+def add_route(app, state):
+    """GET /models/{name}/card on `app` for the models in service (`state`: fmnist.serve.state.ServingState; a
+    reload brings its cards, a server still loading answers 503)."""
 
     @app.get("/models/{name}/card")
     async def model_card(name: str):
         """The model's card (MODEL_CARD.md, Markdown with YAML front matter): what it is for, how it measured."""
-        return response(served, name)
+        if state.current is None:
+            raise RequestError(503, "not ready: the models are still loading (GET /readyz says when)")
+        return response(state.served, name)
 
 
 def response(served, name):
     """The card of served model `name` as text/markdown; 404 with a one-line reason when there is none."""
     one = served.get(name)
     if one is None:
-        raise RequestError(404, f"model {name!r}: not served here (GET /models lists the models)")
+        raise RequestError(404, f"model {shown(name)}: not served here (GET /models lists the models)")
     if one.card is None:
-        raise RequestError(404, f"{name}: its run has no {layout.CARD}; `fmnist report RUN_DIR` writes one")
+        raise RequestError(404, f"{shown(name)}: its run has no {layout.CARD}; `fmnist report RUN_DIR` writes one")
     return Response(one.card, media_type="text/markdown; charset=utf-8")

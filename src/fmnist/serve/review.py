@@ -18,20 +18,51 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES, NUM_CLASSES
 from fmnist.errors import UserError
 from fmnist.rundir import labels
+from fmnist.serve import operate
 from fmnist.serve.uploads import RequestError, whole_number
 
 PAGES = {"/review": ("review.html", "text/html"), "/review.js": ("review.js", "text/javascript")}
 PAGES["/review.css"] = ("review.css", "text/css")
 POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'"
 MAX_DECISION_BYTES = 2_000
+DECISION_BODY = {  # the route reads its body itself: described here for /openapi.json
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "index", "decision", "label", "reviewer"],
+                    "properties": {
+                        "file": {"type": "string", "enum": ["train", "test"]},
+                        "index": {"type": "integer", "minimum": 0},
+                        "decision": {"type": "string", "enum": list(labels.DECISIONS)},
+                        "label": {
+                            "type": ["integer", "null"],
+                            "minimum": 0,
+                            "maximum": NUM_CLASSES - 1,
+                            "description": "the class it should be with decision relabel, null otherwise",
+                        },
+                        "reviewer": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+                    },
+                    # a label exactly with relabel
+                    "if": {"properties": {"decision": {"const": "relabel"}}},
+                    "then": {"properties": {"label": {"type": "integer"}}},
+                    "else": {"properties": {"label": {"type": "null"}}},
+                }
+            }
+        },
+    }
+}
 PAGE_SIZE = 200
+MAX_OFFSET = 10**9
 
 
 class Reviews:
@@ -86,7 +117,7 @@ def _decision(body, where):
     if not isinstance(body, dict):
         raise RequestError(400, "send a JSON object: file, index, decision, label, reviewer")
     key = (body.get("file"), body.get("index"))
-    if key not in where:
+    if not (isinstance(key[0], str) and type(key[1]) is int) or key not in where:  # a list or dict: unhashable
         raise RequestError(404, "file and index: not a suspect of this audit")
     decision, label, reviewer = body.get("decision"), body.get("label"), body.get("reviewer")
     if decision not in labels.DECISIONS:
@@ -103,17 +134,19 @@ def router(audit_dir):
     """The review routes for AUDIT_DIR; its files are read and checked now (a bad one: the CLI's one line)."""
     state = Reviews(audit_dir)
     web = resources.files("fmnist.serve") / "web"
-    routes = APIRouter()
+    # every status the routes answer, for /openapi.json (the review page alone has no other routes to say it)
+    routes = APIRouter(responses={status: operate.ERROR_RESPONSES[status] for status in (400, 404, 413, 422)})
     for route, (file, media) in PAGES.items():
         content = web.joinpath(file).read_bytes()
         routes.add_api_route(route, _page(content, media), methods=["GET"], include_in_schema=False)
 
     @routes.get("/review/suspects")
-    async def suspects(offset: str = "0", limit: str = str(PAGE_SIZE)):
-        start = whole_number(offset, "offset", 0, max(len(state.issues), 0))
-        return state.page(start, whole_number(limit, "limit", 1, PAGE_SIZE))
+    async def suspects(offset: str = _whole(0, 0, MAX_OFFSET), limit: str = _whole(PAGE_SIZE, 1, PAGE_SIZE)):
+        """A page of suspects, strongest first (an offset past the last: no rows)."""
+        start = whole_number(str(offset), "offset", 0, MAX_OFFSET)  # str: the default is a number
+        return state.page(start, whole_number(str(limit), "limit", 1, PAGE_SIZE))
 
-    @routes.post("/review/decision")
+    @routes.post("/review/decision", openapi_extra=DECISION_BODY)
     async def decision(request: Request):
         body = await request.body()
         if len(body) > MAX_DECISION_BYTES:
@@ -125,6 +158,12 @@ def router(audit_dir):
         return state.decide(parsed)
 
     return routes
+
+
+def _whole(default, low, high):
+    """A query parameter read as text and checked by `whole_number` (a one-line 400), documented as the whole
+    number it must be (FastAPI's own check would answer 422 with a list, not the documented one line)."""
+    return Query(default, json_schema_extra={"type": "integer", "minimum": low, "maximum": high})
 
 
 def _page(content, media):
@@ -152,13 +191,14 @@ def run(audit_dir, *, host="127.0.0.1", port=8000):
 
     app = app_for(audit_dir)  # the audit's files checked before anything heavier is imported
 
-    from fmnist.serve import limits
+    from fmnist.serve import graceful, limits
     from fmnist.serve.app import listen
 
     sock = listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     print(f"reviewing {audit_dir} at http://{shown}:{sock.getsockname()[1]}/review", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, **limits.config_options())
-    with sock:
-        uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **limits.config_options()
+    )
+    graceful.serve(config, sock)  # SIGTERM: what the kernel accepted is answered, then exit 0
     return 0

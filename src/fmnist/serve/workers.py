@@ -19,7 +19,7 @@ from uvicorn.supervisors import Multiprocess
 from fmnist.engine import threads
 from fmnist.errors import UserError
 from fmnist.serve import app as served_app
-from fmnist.serve import limits, operate
+from fmnist.serve import graceful, limits, operate
 from fmnist.serve import metrics as server_metrics
 
 RUN_DIR = "FMNIST_SERVE_RUN_DIR"  # what the spawned workers load; the parent sets it before they start
@@ -53,10 +53,10 @@ def worker_app():
 
 class Supervisor(Multiprocess):
     """uvicorn's supervisor, telling the metrics which workers are gone (replaced after a kill, or by SIGHUP's
-    rolling restart), so their live gauges stop counting. SIGTERM is passed on to the workers from the signal
-    handler itself, and the parent closes its copy of the listening socket there: its loop may be busy for
-    seconds pinging loaded workers, and meanwhile the workers would keep accepting (or the kernel would queue
-    connections on the parent's copy that nobody accepts, reset when it exits)."""
+    rolling restart), so their live gauges stop counting. On SIGTERM the socket first refuses new connections
+    and the workers accept what the kernel queued (fmnist.serve.graceful); then, from the signal handler itself,
+    the parent closes its copy of the listening socket and passes SIGTERM on to the workers: its loop may be
+    busy for seconds pinging loaded workers, and a connection left queued when the last copy closes is reset."""
 
     def __init__(self, config, sockets, metrics_dir):
         super().__init__(config, sockets)
@@ -65,6 +65,9 @@ class Supervisor(Multiprocess):
             signal.signal(sig, self._stop_listening)
 
     def _stop_listening(self, signum, _frame):
+        if not self.should_exit.is_set():  # the workers still accept meanwhile (at most graceful.DRAIN_WAIT)
+            graceful.refuse_new(self.sockets)
+            graceful.wait_accepted(self.sockets)
         self.should_exit.set()  # no replacement starts from now on
         for sock in self.sockets:
             sock.close()
