@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -90,13 +91,15 @@ async def drive(port, requests, expected, clients, seconds):
     return latencies, wrong, time.perf_counter() - start
 
 
-def start_server(run_dir, model, workers, runtime="torch"):
+def start_server(run_dir, model, workers, runtime, log):
+    """(server process, port, model name). `log`: an open file for the server's standard error (its access log:
+    a line per request, so never a pipe nobody reads — it would fill up and block the server mid-benchmark)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "fmnist", "serve", str(run_dir), "--port", str(port), "--workers", str(workers)]
     command += ["--runtime", runtime]
-    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and server.poll() is None:
         try:
@@ -107,7 +110,7 @@ def start_server(run_dir, model, workers, runtime="torch"):
             time.sleep(0.2)
     else:
         server.kill()
-        sys.exit(f"bench_serve: the server did not start: {server.stderr.read()}")
+        sys.exit("bench_serve: the server did not start (--log FILE keeps its standard error)")
     chosen = model or listing["default"]
     return server, port, chosen
 
@@ -125,6 +128,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=15, help="measured time (default: 15)")
     parser.add_argument("--out", metavar="FILE", help="write the JSON here (default: bench/results/serve-DATE.json)")
     parser.add_argument("--runtimes", default="torch", help="what runs the models, one measurement each: torch,onnx")
+    parser.add_argument("--log", metavar="FILE", help="the server's standard error (access log) goes here")
     args = parser.parse_args()
 
     images = photos(args.run_dir)
@@ -138,7 +142,8 @@ def main():
 
 def measure(args, images, workers, runtime):
     """(latencies, wrong answers, seconds, model name) of one server with `workers` processes."""
-    server, port, model_name = start_server(args.run_dir, args.model, workers, runtime)
+    with open(args.log or os.devnull, "ab") as log:
+        server, port, model_name = start_server(args.run_dir, args.model, workers, runtime, log)
     try:
         single = (Path(args.run_dir) / checkpoint.MANIFEST).exists()
         model, _ = checkpoint.load(Path(args.run_dir) if single else Path(args.run_dir) / model_name)
