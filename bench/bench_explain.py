@@ -110,7 +110,7 @@ def speed(run, images, requests=40):
 
     from fastapi.testclient import TestClient
 
-    from fmnist.serve import app
+    from fmnist.serve import app, loading
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +119,7 @@ def speed(run, images, requests=40):
         command = [sys.executable, "-m", "fmnist", "explain", str(run / "cnn"), str(files[0].parent)]
         subprocess.run([*command, "--out", str(Path(tmp) / "maps")], check=True, env=os.environ, capture_output=True)
         out["cli_100_images_cnn_s"] = round(time.perf_counter() - start, 2)
-        served, _ = app.load_run(run / "cnn")
+        served, _ = loading.load_run(run / "cnn")
         body = files[0].read_bytes()
         with TestClient(app.create_app(served, "cnn")) as client:  # the server's own settings (1 torch thread)
             for explained in (False, True):

@@ -18,7 +18,7 @@ from fmnist.jobs.settings import Setup
 from fmnist.models import registry
 from fmnist.predict import answers, sets
 from fmnist.rundir import checkpoint, export
-from fmnist.serve import app
+from fmnist.serve import loading
 
 MODELS = tuple(registry.REGISTRY)
 TOLERANCE = 1e-4  # max |difference| of a probability against fmnist's own
@@ -88,8 +88,8 @@ def test_metadata_names_the_classes_the_version_and_the_run(compared):
 @pytest.mark.slow
 def test_the_onnx_runtime_serves_what_torch_serves(compared, splits):
     out, _, _ = compared
-    torch_side, default = app.load_run(out, ("torch", "cpu"))
-    onnx_side, same_default = app.load_run(out, ("onnx", "cpu"))
+    torch_side, default = loading.load_run(out, ("torch", "cpu"))
+    onnx_side, same_default = loading.load_run(out, ("onnx", "cpu"))
     assert default == same_default and set(torch_side) == set(onnx_side) == set(MODELS)
     images = splits.x_test[:64]
     for name in MODELS:

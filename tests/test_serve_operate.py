@@ -125,7 +125,7 @@ def in_process_server(app):
 
 
 def test_readyz_is_503_until_the_models_are_loaded_and_while_draining(serve_run):
-    from fmnist.serve.app import load_run
+    from fmnist.serve.loading import load_run
 
     loaded = threading.Event()
 

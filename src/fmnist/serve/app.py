@@ -7,18 +7,12 @@ batches the images of concurrent requests, so torch's threads are never oversubs
 """
 
 import asyncio
-import base64
 import contextlib
-import dataclasses
-import hashlib
-import io
-import json
 import os
 import socket
 import sys
 import warnings
 from importlib import resources
-from pathlib import Path
 
 import anyio
 import numpy as np
@@ -26,21 +20,16 @@ import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from PIL import Image
 
 from fmnist.data.dataset import CLASS_NAMES
 from fmnist.errors import UserError
-from fmnist.files import shown
-from fmnist.predict import answers, explanations, photo_trust, segment, sets
-from fmnist.predict import images as image_files
-from fmnist.rundir import checkpoint, schema
-from fmnist.serve import cards, graceful, limits, operate
-from fmnist.serve import runtime as runtimes
+from fmnist.predict import answers, explanations, photo_trust, segment
+from fmnist.serve import cards, graceful, limits, loading, operate, replies
 from fmnist.serve.batcher import InferenceWorker
 from fmnist.serve.metrics import ServerMetrics
 from fmnist.serve.operate import Operation
 from fmnist.serve.state import ServingState
-from fmnist.serve.uploads import RequestError, read_multipart, whole_number
+from fmnist.serve.uploads import RequestError, read_multipart
 
 MAX_BODY = 20_000_000  # bytes per request: a few phone photos; checked before and while reading
 MAX_FILES = 16  # per request
@@ -82,103 +71,6 @@ PREDICT_BODY = {  # /predict reads its body itself (see fmnist.serve.uploads), s
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class ServedModel:
-    name: str
-    kind: str
-    model: object
-    val_accuracy: float
-    test_accuracy: float
-    parameters: int
-    version: str  # the checkpoint's SHA-256 prefix (`checkpoint_version`): which weights gave an answer
-    card: str | None = None  # MODEL_CARD.md's text (fmnist.serve.cards)
-
-    def describe(self):
-        fields = ("name", "kind", "version", "val_accuracy", "test_accuracy", "parameters")
-        return {field: getattr(self, field) for field in fields}
-
-
-def load_one(folder, name, runtime=("torch", "auto")):
-    """One verified model, ready to answer with `runtime` ((torch or onnx, device); fmnist.serve.runtime)."""
-    model, manifest = checkpoint.load(folder, calibrated=True)
-    model = runtimes.prepare(model, folder, manifest, runtime)
-    if manifest.get("class_names") != list(CLASS_NAMES):
-        raise UserError(f"{folder / checkpoint.MANIFEST}: its class names are not Fashion-MNIST's")
-    metrics = schema.read_metrics(folder / "metrics.json")  # finite numbers in range, or a one-line error
-    values = {key: kind(metrics[key]) for key, kind in (("val_accuracy", float), ("test_accuracy", float))}
-    values["parameters"] = int(metrics["parameters"])
-    answers.probabilities(model, np.zeros((1, 28, 28), np.uint8))  # a model that loads but cannot run: now
-    values |= {"version": checkpoint_version(manifest), "card": cards.read(folder)}
-    return ServedModel(name=name, kind=manifest["kind"], model=model, **values)
-
-
-def checkpoint_version(manifest):
-    """12 hex digits of the SHA-256 of the checkpoint's manifest (canonical JSON), which holds every weight
-    file's SHA-256: two checkpoints share it only if their weights are the same bytes."""
-    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return hashlib.sha256(canonical).hexdigest()[:12]
-
-
-def load_run(run_dir, runtime=("torch", "auto")):
-    """Verify and load every model of a run directory: ({name: ServedModel}, default name = best validation)."""
-    folders = checkpoint.models_of(run_dir)
-    single = len(folders) == 1 and folders[0] == Path(run_dir)
-    served = {}
-    for folder in folders:
-        one = load_one(folder, None, runtime)
-        served[one.kind if single else folder.name] = dataclasses.replace(one, name=one.kind if single else folder.name)
-    best = max(served.values(), key=lambda m: m.val_accuracy)
-    return served, best.name
-
-
-def png_base64(image):
-    buffer = io.BytesIO()
-    Image.fromarray(image, "L").save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def convert_uploads(files, box=None):
-    """Uploaded files -> (kept names, uint8 (N, 28, 28) images, [ImageError], cut-outs), as `fmnist predict` does."""
-    names, images, failures, cutouts = [], [], [], []
-    for number, upload in enumerate(files, 1):
-        name = upload.filename or f"file {number}"
-        try:
-            seen = segment.convert_file(name, content=upload.content, box=box)
-        except image_files.ImageError as exc:
-            failures.append(image_files.detached(exc))
-            continue
-        names.append(name)
-        images.append(seen.image)
-        cutouts.append(seen.cutout)
-    return names, np.array(images, np.uint8).reshape(-1, 28, 28), failures, cutouts
-
-
-def request_box(options):
-    """The box a request gives (form field or query parameter `box`, X0,Y0,X1,Y1), or None; RequestError if bad."""
-    try:
-        return segment.parse_box(options["box"]) if options.get("box") else None
-    except UserError as exc:
-        raise RequestError(400, str(exc)) from None
-
-
-def request_options(served, default, options):
-    """The model, top-k and prediction-set level a request asks for (form fields or query parameters);
-    RequestError if unusable."""
-    name = options.get("model") or default
-    if name not in served:
-        raise RequestError(400, f"model {shown(name)}: not in this run (choose from {', '.join(served)})")
-    top_k = whole_number(options.get("top_k") or "3", "top_k", 1, len(CLASS_NAMES))
-    return served[name], top_k, request_coverage(options)
-
-
-def request_coverage(options):
-    """The prediction-set level a request asks for (default 95 %); RequestError if it is not in (0, 1)."""
-    try:
-        return sets.coverage_value(options.get("coverage") or sets.DEFAULT)
-    except ValueError as exc:
-        raise RequestError(400, str(exc)) from None
-
-
 def infer(key, images):
     """The inference worker's job: a ServedModel -> its assessment (calibrated probabilities, unknown);
     ("explain", ServedModel) -> its heat maps. The model itself, not its name: a reload may rename."""
@@ -187,38 +79,9 @@ def infer(key, images):
     return answers.assess(key.model, images)
 
 
-def wants_explanation(options):
-    value = (options.get("explain") or "0").lower()
-    if value not in ("0", "1", "true", "false"):
-        raise RequestError(400, f"explain {value!r}: 1 (a heat map per image) or 0")
-    return value in ("1", "true")
-
-
-def add_cutouts(doc, cutouts):
-    """For each photo that was segmented, the garment cut out on white (`cutout_png`, base64 PNG)."""
-    for entry, cutout in zip(doc["predictions"], cutouts, strict=True):
-        if cutout is not None:
-            entry["cutout_png"] = png_base64(np.asarray(cutout))
-    return doc
-
-
-def document(served, names, images, assessment, failures, asked):
-    """`fmnist predict --json`'s document plus the model used and each 28x28 image as base64 PNG; asked: the
-    request's (top-k, prediction-set level)."""
-    top_k, coverage = asked
-    results = answers.ranked(assessment, names, images, top_k)
-    set_mask = sets.mask(served.model, assessment, coverage)
-    results = answers.with_sets(results, assessment.probs, set_mask, coverage)
-    doc = {"model": served.name, "version": served.version, **answers.as_json(results, failures)}
-    for entry, image in zip(doc["predictions"], images, strict=True):
-        entry["image_png"] = png_base64(image)
-    if failures:
-        doc["detail"] = str(failures[0]) + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
-    return doc
-
-
 def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threads=1, operation=None):
-    """The app for loaded models ({name: ServedModel} from `load_run`, or None: `operation.loader` loads them)."""
+    """The app for loaded models ({name: ServedModel} from `fmnist.serve.loading.load_run`, or None:
+    `operation.loader` loads them)."""
     operation = operation or Operation()
     state, metrics, worker = serving_parts(served, default, operation)
     # Decoding holds the GIL much of the time: more threads than cores only trade it back and forth.
@@ -243,12 +106,13 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         uploads = await read_multipart(request.headers, request.stream(), max_body=max_body, max_files=max_files)
         fields = {u.name: u.content.decode("utf-8", "replace") for u in uploads if u.filename is None}
         options = {**request.query_params, **fields}
-        one, top_k, coverage = request_options(served, default, options)
-        explain, box = wants_explanation(options), request_box(options)
+        one, top_k, coverage = replies.request_options(served, default, options)
+        explain, box = replies.wants_explanation(options), replies.request_box(options)
         files = [u for u in uploads if u.filename is not None]
         if not files:
             raise RequestError(400, "no files: send one or more images in the multipart field 'files'")
-        names, images, failures, cuts = await anyio.to_thread.run_sync(convert_uploads, files, box, limiter=decoders)
+        convert = replies.convert_uploads
+        names, images, failures, cuts = await anyio.to_thread.run_sync(convert, files, box, limiter=decoders)
         if len(images):
             assessment = await asyncio.wrap_future(worker.submit(one, images))
         else:
@@ -256,7 +120,7 @@ def create_app(served, default, *, max_body=MAX_BODY, max_files=MAX_FILES, threa
         assessment = photo_trust.judged(one.model, assessment, [c is not None for c in cuts])  # photos: own threshold
         request.state.model, request.state.images = one.name, len(images)  # for the access log and metrics
         metrics.classified(one.name, len(images), int(np.sum(assessment.unknown)), len(failures))
-        doc = add_cutouts(document(one, names, images, assessment, failures, (top_k, coverage)), cuts)  # no hop
+        doc = replies.document(one, (names, images, cuts), assessment, failures, (top_k, coverage))  # no hop
         if explain and len(images):  # only on request: answers without it never pay for gradients
             maps = await asyncio.wrap_future(worker.submit(("explain", one), images))
             doc = await anyio.to_thread.run_sync(explanations.add_heat_maps, doc, images, maps, limiter=decoders)
@@ -347,8 +211,8 @@ def run(run_dir, *, host="127.0.0.1", port=8000, runtime=("torch", "auto"), acce
     """Load and verify the run, then serve until Ctrl-C or SIGTERM. runtime: (torch or onnx, torch's device);
     access: API keys and their rate (fmnist.serve.operate.Access); routers: more routes (the review page of
     `fmnist serve --review`, fmnist.serve.review)."""
-    operation = operate.operation_for(access, lambda: load_run(run_dir, runtime), host)
-    served, default = load_run(run_dir, runtime)
+    operation = operate.operation_for(access, lambda: loading.load_run(run_dir, runtime), host)
+    served, default = loading.load_run(run_dir, runtime)
     quiet_image_warnings()
     sock = listen(host, port)
     app = create_app(served, default, operation=operation)

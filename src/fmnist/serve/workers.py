@@ -19,7 +19,7 @@ from uvicorn.supervisors import Multiprocess
 from fmnist.engine import threads
 from fmnist.errors import UserError
 from fmnist.serve import app as served_app
-from fmnist.serve import graceful, limits, operate
+from fmnist.serve import graceful, limits, loading, operate
 from fmnist.serve import metrics as server_metrics
 
 RUN_DIR = "FMNIST_SERVE_RUN_DIR"  # what the spawned workers load; the parent sets it before they start
@@ -42,12 +42,12 @@ def worker_app():
     if getattr(getattr(serving_handler, "__self__", None), "should_exit", False):  # uvicorn's server got it already,
         os._exit(0)  # while this worker was importing (which is most of its start)
     try:
-        served, default = served_app.load_run(run_dir, runtime)
+        served, default = loading.load_run(run_dir, runtime)
     finally:
         signal.signal(signal.SIGTERM, serving_handler)
     served_app.quiet_image_warnings()
     access = operate.Access(os.environ.get(KEY_FILE) or None, float(os.environ[RATE]))
-    operation = operate.operation_for(access, lambda: served_app.load_run(run_dir, runtime), "127.0.0.1")
+    operation = operate.operation_for(access, lambda: loading.load_run(run_dir, runtime), "127.0.0.1")
     return served_app.create_app(served, default, threads=int(os.environ[THREADS]), operation=operation)
 
 
@@ -100,7 +100,7 @@ def run(run_dir, *, host="127.0.0.1", port=8000, workers=2, runtime=("torch", "a
     operate.operation_for(access, None, host)  # the key file read once here: a bad one is the CLI's error
     os.environ[KEY_FILE], os.environ[RATE] = access.key_file or "", str(access.rate)
     os.environ[operate.WORKER_OF_MANY] = "1"
-    served, default = served_app.load_run(run_dir, runtime)  # the one check; the workers load the same, verified, files
+    served, default = loading.load_run(run_dir, runtime)  # the one check; the workers load the same, verified, files
     sock = served_app.listen(host, port)
     threads = threads_per_worker(workers)
     os.environ[RUN_DIR], os.environ[THREADS] = str(run_dir), str(threads)
