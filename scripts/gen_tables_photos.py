@@ -2,7 +2,7 @@
 and after, the unknown-input check, the conversion's cost and where the issue's targets stand (from
 bench/results/photos-*.json, photos-before-*, photos-segmented-*, photos-choice-* and photos-photometric-*)."""
 
-from gen_common import missing, newest, pct, src_module, table, where, yes_no
+from gen_common import from_newest, missing, newest, pct, src_module, table, where, yes_no
 
 ISSUE_KINDS = {
     "plain-light": "plain light sheet",
@@ -54,10 +54,8 @@ def settings_table():
     return f"{table(('setting', 'value', 'meaning'), rows)}\n\n{source}"
 
 
-def choice_table():
-    path, doc = newest("photos-choice")
-    if doc is None:
-        return missing("photos-choice", "python bench/bench_photos.py RUN_DIR --count 0 --segmenters 150")
+@from_newest("photos-choice", "python bench/bench_photos.py RUN_DIR --count 0 --segmenters 150")
+def choice_table(doc):
     s = doc["segmenters"]
     names = {
         "grabcut": "GrabCut, border seed (shipped)",
@@ -73,7 +71,7 @@ def choice_table():
             rows.append((label, f"{r['iou']:.3f}", "", ""))
         else:
             rows.append((label, "", pct(r["correct"], 1), pct(r["unknown"], 1)))
-    return f"{table(('choice', 'mask IoU', 'right', 'called unknown'), rows)}\n\n{where(path, doc)}"
+    return table(("choice", "mask IoU", "right", "called unknown"), rows)
 
 
 def _before_after(family, kinds, model="cnn"):
@@ -160,11 +158,9 @@ def photometric_table():
     return f"{table(head, rows)}\n\n{where(base_path, base)}\n{where(path, doc)}"
 
 
-def targets_table():
+@from_newest("photos", HOW)
+def targets_table(doc):
     """The issue's acceptance against the default model on each of its kinds, after the conversion."""
-    path, doc = newest("photos")
-    if doc is None:
-        return missing("photos", HOW)
     rows = []
     for key, label in ISSUE_KINDS.items():
         r = doc["issue"]["cnn"][key]
@@ -176,7 +172,7 @@ def targets_table():
         "called unknown",
         f"≥ {pct(RIGHT_TARGET, 0)} right, ≤ {pct(UNKNOWN_TARGET, 0)} unknown",
     )
-    return f"{table(head, rows)}\n\n{where(path, doc)}"
+    return table(head, rows)
 
 
 TABLES = {
