@@ -37,7 +37,8 @@ def gen_docs():
 
 def newest(prefix):
     """(path, document) of the newest bench/results/PREFIX-*.json, as the generator reads it."""
-    gen_docs()  # puts scripts/ on the path
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
     return importlib.import_module("gen_common").newest(prefix)
 
 

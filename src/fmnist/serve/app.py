@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from fmnist.data.dataset import CLASS_NAMES
+from fmnist.engine import threads as threads_of
 from fmnist.errors import UserError
 from fmnist.predict import answers, explanations, photo_trust, segment
 from fmnist.serve import cards, graceful, limits, loading, operate, replies
@@ -163,7 +164,7 @@ def lifespan_of(worker, state, operation, threads):
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        torch.set_num_threads(threads)  # process-wide; only the inference worker runs torch
+        threads_of.apply(threads)  # process-wide (torch and NumPy's BLAS); only the inference worker computes
         worker.start()
         operation.install_signals(state)
         if state.current is None:
